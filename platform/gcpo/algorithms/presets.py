@@ -1,0 +1,102 @@
+"""Named presets: each is only a set of `algorithm.*` switch values (a partial config tree).
+
+Every preset spells out every switch it depends on, starting from `NEUTRAL` (plain clipped surrogate, group
+advantages, no KL, no golden answers), so changing a config default never silently changes a preset. Any key can
+still be overridden on top (`preset=gcpo algorithm.kl_coef=0.01`), which is what makes an ablation a grid.
+
+Choices the papers leave open are stated next to the value.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+
+NEUTRAL: dict = {
+    "loss": "clipped",
+    "adv_norm": "group",
+    "golden_answers": False,
+    "ga_replace": "last",
+    "ga_on_all_correct": False,
+    "kl_coef": 0.0,
+    "kl_estimator": "k3",
+    "ratio_level": "token",
+    "clip_low": 0.2,
+    "clip_high": 0.2,
+    "dual_clip": 0.0,
+    "loss_agg": "seq-mean-token-mean",
+    "gpg_alpha": False,
+    "batch_filling": "none",
+    "token_credit": "none",
+}
+
+# name -> (paper, changes from NEUTRAL)
+_PRESETS: dict[str, tuple[str, dict]] = {
+    # GRPO (DeepSeekMath, arXiv 2402.03300): std-normalised group advantage, token ratio, KL to the reference
+    # with the k3 estimator (beta 0.04 in the paper), per-sequence token mean.
+    "grpo": ("GRPO, arXiv 2402.03300", {"kl_coef": 0.04}),
+    # Dr.GRPO (arXiv 2503.20783): no std division, no length normalisation (constant max-length divisor), no KL.
+    "dr_grpo": ("Dr.GRPO, arXiv 2503.20783", {"adv_norm": "none", "loss_agg": "seq-mean-token-sum-norm"}),
+    # DAPO (arXiv 2503.14476): clip-higher (0.2 / 0.28), token-level mean, dynamic sampling, no KL.
+    "dapo": ("DAPO, arXiv 2503.14476", {"clip_high": 0.28, "loss_agg": "token-mean", "batch_filling": "dapo"}),
+    # GSPO (arXiv 2507.18071): sequence-level ratio exp(mean token log-ratio) with its tight clip range.
+    "gspo": ("GSPO, arXiv 2507.18071", {"ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4}),
+    # GPG (arXiv 2504.02546, Table 1 row D): plain policy gradient -A*logp, F_norm = 1, alpha = B/(B-M),
+    # beta_th = 0.6 accumulation, no KL. Aggregation: token mean (the paper trains with verl's default).
+    "gpg": (
+        "GPG, arXiv 2504.02546",
+        {"ratio_level": "none", "adv_norm": "none", "gpg_alpha": True, "batch_filling": "gpg",
+         "loss_agg": "token-mean"},
+    ),
+    # GCPO (arXiv 2510.07790): golden answers in all-wrong groups + sequence-level ratio + no KL, on group
+    # advantages. The paper gives no clip range for its sequence ratio: we take GSPO's. Which response is
+    # replaced is not stated: `last` (samples are i.i.d., so any fixed index is an unbiased choice).
+    "gcpo": (
+        "GCPO, arXiv 2510.07790",
+        {"golden_answers": True, "ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4},
+    ),
+    # ConSPO (abstract only): InfoNCE over length-normalised sequence log-probs, positives vs same-group
+    # negatives, with a linear curriculum margin (our choice of schedule; see gcpo.algorithms.conspo).
+    "conspo": ("ConSPO (contrastive sequence PO), abstract", {"loss": "conspo"}),
+    # Guidance-contrastive token credit (arXiv 2605.29198): GRPO/DAPO-style clipped token objective whose
+    # sequence advantage is spread over tokens by the positive/negative-prompt contrast weights.
+    "guidance": (
+        "Guidance-contrastive token credit, arXiv 2605.29198",
+        {"token_credit": "guidance", "clip_high": 0.28, "loss_agg": "token-mean"},
+    ),
+}
+
+PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
+
+
+def preset_values(name: str) -> dict:
+    """The partial config tree of preset `name`: `{"preset": name, "algorithm": {...every switch...}}`."""
+    from gcpo.config import ConfigError
+
+    if name not in _PRESETS:
+        near = difflib.get_close_matches(name, PRESET_NAMES, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(f"preset: unknown preset {name!r}{hint}; allowed: {', '.join(PRESET_NAMES)}")
+    algorithm = copy.deepcopy(NEUTRAL)
+    algorithm.update(_PRESETS[name][1])
+    return {"preset": name, "algorithm": algorithm}
+
+
+def preset_paper(name: str) -> str:
+    return _PRESETS[name][0]
+
+
+def preset_table_markdown() -> str:
+    """A Markdown table of every preset's switches (the README's table is generated from this)."""
+    keys = list(NEUTRAL)
+    lines = ["| preset | paper | " + " | ".join(f"`{k}`" for k in keys) + " |",
+             "|" + "---|" * (len(keys) + 2)]
+    for name in PRESET_NAMES:
+        values = preset_values(name)["algorithm"]
+        cells = []
+        for k in keys:
+            v = values[k]
+            cell = str(v).lower() if isinstance(v, bool) else str(v)
+            cells.append(f"**{cell}**" if v != NEUTRAL[k] else cell)
+        lines.append(f"| `{name}` | {preset_paper(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

