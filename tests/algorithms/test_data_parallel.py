@@ -1,0 +1,92 @@
+"""Splitting a batch across two gloo processes gives the single-process loss and gradient."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from gcpo.algorithms import agg_normalizer, conspo_loss, policy_loss
+
+AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    old = theta.detach() - torch.rand(6, 5, generator=g, dtype=torch.float64) * 0.3
+    adv = torch.randn(6, generator=g, dtype=torch.float64)
+    # very different lengths per shard, so a per-worker token count would be wrong
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0],
+                         [1, 0, 0, 0, 0]], dtype=torch.float64)
+    return theta, old, adv, mask
+
+
+def _loss(theta, old, adv, mask, agg, normalizer=None):
+    return policy_loss(theta, old, adv, mask, ratio_level="token", clip_low=0.2, clip_high=0.2, agg=agg,
+                       normalizer=normalizer, max_response_len=8)[0]
+
+
+def _worker(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    theta, old, adv, mask = _batch()
+    rows = slice(0, 3) if rank == 0 else slice(3, 6)
+    results = {}
+    for agg in AGGS:
+        param = theta[rows].clone().requires_grad_(True)
+        norm = agg_normalizer(mask[rows], agg, max_response_len=8).double()
+        dist.all_reduce(norm)  # the global normaliser
+        loss = _loss(param, old[rows], adv[rows], mask[rows], agg, normalizer=norm)
+        loss.backward()
+        total = loss.detach().clone()
+        dist.all_reduce(total)
+        grads = [torch.zeros_like(param.grad) for _ in range(2)]
+        dist.all_gather(grads, param.grad)
+        results[agg] = (total.item(), torch.cat(grads))
+    # ConSPO with the global number of positives: groups split 2 + 2 across ranks
+    scores = theta[:, :4].clone()[rank * 2:(rank + 1) * 2].requires_grad_(True)
+    correct = torch.tensor([[1, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1], [0, 1, 0, 0]], dtype=torch.bool)
+    local_correct = correct[rank * 2:(rank + 1) * 2]
+    contrast = local_correct.any(1) & (~local_correct).any(1)
+    n_pos = (local_correct & contrast.unsqueeze(1)).sum().double()
+    dist.all_reduce(n_pos)
+    loss, _ = conspo_loss(scores, local_correct, tau=0.7, margin=0.1, normalizer=n_pos)
+    loss.backward()
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    grads = [torch.zeros_like(scores.grad) for _ in range(2)]
+    dist.all_gather(grads, scores.grad)
+    results["conspo"] = (total.item(), torch.cat(grads))
+    if rank == 0:
+        out.put(results)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.integration
+def test_two_gloo_workers_match_one_process(free_port):
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(r, free_port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = out.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    theta, old, adv, mask = _batch()
+    for agg in AGGS:
+        param = theta.clone().requires_grad_(True)
+        loss = _loss(param, old, adv, mask, agg)
+        loss.backward()
+        dp_loss, dp_grad = results[agg]
+        assert dp_loss == pytest.approx(loss.item(), abs=1e-12), agg
+        assert torch.allclose(dp_grad, param.grad, atol=1e-12), agg
+    scores = theta[:, :4].clone()[:4].requires_grad_(True)
+    correct = torch.tensor([[1, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1], [0, 1, 0, 0]], dtype=torch.bool)
+    loss, _ = conspo_loss(scores, correct, tau=0.7, margin=0.1)
+    loss.backward()
+    assert results["conspo"][0] == pytest.approx(loss.item(), abs=1e-12)
+    assert torch.allclose(results["conspo"][1], scores.grad, atol=1e-12)

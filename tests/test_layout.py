@@ -1,0 +1,27 @@
+"""`platform/` is a source root, never a package: the standard library's `platform` must win everywhere."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("cwd", [ROOT, ROOT / "tests"], ids=["repo-root", "tests"])
+def test_stdlib_platform_is_not_shadowed(cwd):
+    code = "import platform; print(platform.system()); print(platform.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True)
+    system, path = out.stdout.split("\n")[:2]
+    assert system in {"Linux", "Darwin", "Windows"}
+    assert not Path(path).resolve().is_relative_to(ROOT)
+
+
+def test_platform_dir_has_no_init():
+    assert not (ROOT / "platform" / "__init__.py").exists()
+
+
+def test_top_level_layout():
+    for name in ("pyproject.toml", "platform", "trainables", "search_spaces", "tests", "notebooks", "README.md"):
+        assert (ROOT / name).exists(), name
