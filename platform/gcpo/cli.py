@@ -10,7 +10,9 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("gcpo.commands.train_cmd", "train a policy (default: SmolLM2-135M, gcpo preset, easy arithmetic)"),
     "config": ("gcpo.commands.config_cmd", "show the resolved config, the valid keys, or the presets"),
+    "eval": ("gcpo.commands.eval_cmd", "measure a model on held-out tasks: pass@1, mean@k, format rate, length"),
 }
 
 

@@ -40,15 +40,18 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    # Built-in reasoning-gym task name, or "jsonl" to read `path`.
+    # Built-in task name (basic_arithmetic, multi_arithmetic, gsm_symbolic), or "jsonl" to read `path`.
     name: str = "basic_arithmetic"
     path: str | None = None
+    # JSONL held-out file; unset = hold out `eval_size` rows of `path` (seeded draw, removed from train).
+    eval_path: str | None = None
     skip_bad_rows: bool = False
     train_size: int = 2000
     eval_size: int = 100
     seed: int = 1234
     format_reward: float = 0.0  # weight of the format component added to accuracy (0 = accuracy only)
     verify_timeout_s: float = 5.0
+    verify_workers: int = 2  # verifier processes (each verification runs in one, killed on timeout)
 
 
 @dataclass
@@ -107,6 +110,7 @@ class TrainerConfig:
     mini_batches: int = 1
     micro_batch_size: int = 8
     num_workers: int = 1
+    cpus_per_worker: float = 1.0
     zero_stage: Literal[0, 1, 2, 3] = 0
     seed: int = 0
     checkpoint_every: int = 10
@@ -247,6 +251,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.steps >= 1, "trainer.steps", f"must be >= 1, got {t.steps}")
     need(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
     need(t.num_workers >= 1, "trainer.num_workers", f"must be >= 1, got {t.num_workers}")
+    need(t.cpus_per_worker > 0, "trainer.cpus_per_worker", f"must be > 0, got {t.cpus_per_worker}")
     need(t.epochs >= 1, "trainer.epochs", f"must be >= 1, got {t.epochs}")
     need(t.mini_batches >= 1, "trainer.mini_batches", f"must be >= 1, got {t.mini_batches}")
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")

@@ -1,0 +1,56 @@
+"""`gcpo train [--config YAML] [--preset NAME] [KEY=VALUE ...] [--resume RUN]`.
+
+With no arguments: the embedded default (SmolLM2-135M-Instruct, gcpo preset, easy arithmetic, one training
+worker, one generator, a local Ray runtime and a local MLflow store). Prints a progress line per step, a
+before/after table of held-out metrics, and the `mlflow ui` command to look at the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gcpo.commands.common import add_config_arguments, config_from_args
+
+DEFAULT_PRESET = "gcpo"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue a run from its last checkpoint: a run directory or a run name under runs/")
+    parser.add_argument("--name", help="the run's name (default: <preset>-<timestamp>)")
+
+
+def before_after_table(uri: str, run_id: str) -> str:
+    """Held-out metrics at the first and last logged step of every `eval/*` key, as a text table."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    keys = sorted(k for k in client.get_run(run_id).data.metrics if k.startswith("eval/"))
+    lines = [f"{'held-out metric':<40} {'before':>10} {'after':>10}"]
+    for key in keys:
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        lines.append(f"{key:<40} {history[0].value:>10.3f} {history[-1].value:>10.3f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gcpo.cluster.runtime import init_ray
+    from trainables.gcpo_train import fit, load_run_config
+
+    base = Path.cwd()
+    if args.resume:
+        cfg, name = load_run_config(args.resume, base)
+    else:
+        if args.preset is None and not any(o.startswith("preset=") for o in args.overrides) and args.config is None:
+            args.preset = DEFAULT_PRESET
+        cfg, name = config_from_args(args), args.name
+    init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
+    outcome = fit(cfg, run_name=name, base=base)
+    print()
+    if outcome.mlflow_run_id:
+        print(before_after_table(outcome.tracking_uri, outcome.mlflow_run_id))
+    print(f"\nrun '{outcome.run_name}': checkpoints in {outcome.run_dir}, MLflow run {outcome.mlflow_run_id}")
+    print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+    return 0

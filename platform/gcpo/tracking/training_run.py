@@ -1,0 +1,104 @@
+"""MLflow logging for a training run (rank 0 only): params, per-step metrics, artifacts, exact resume.
+
+- Every config leaf is a param under its dotted name.
+- `run_id` given (a resumed run): the same MLflow run continues, and steps already logged are not logged again
+  (`skip_until` = the last step of `time/step_s` found in the store), so a resumed run has no duplicate and no
+  missing step.
+- Relative `sqlite:` / `file:` URIs are resolved against the project folder by `absolute_tracking_uri` before
+  the config reaches Ray workers (whose working directory is elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+STEP_KEY = "time/step_s"
+
+
+def absolute_tracking_uri(uri: str, base: Path) -> str:
+    """`sqlite:///mlflow.db` -> `sqlite:////abs/base/mlflow.db`; `file:` and bare paths likewise; servers unchanged."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
+    if uri.startswith("file:") and not uri.startswith("file:///"):
+        return "file://" + str((base / uri[len("file:"):]).resolve())
+    if "://" not in uri:
+        return str((base / uri).resolve())
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a local sqlite store, artifacts go beside the database (never a cwd-relative ./mlruns)."""
+    if uri.startswith("sqlite:////"):
+        return "file://" + str(Path(uri[len("sqlite:///"):]).parent / "mlartifacts")
+    return None
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
+    except Exception:  # created concurrently by another trial
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _experiment_artifacts(uri: str, name: str) -> str | None:
+    root = artifact_root(uri)
+    return f"{root}/{name}" if root else None
+
+
+class TrainingRunLogger:
+    def __init__(self, uri: str, experiment: str, *, run_name: str, params: Mapping[str, Any],
+                 run_id: str | None = None, tags: Mapping[str, str] | None = None,
+                 parent_run_id: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri)
+        self.skip_until = -1
+        if run_id is not None:
+            self.run_id = run_id
+            history = self.client.get_metric_history(run_id, STEP_KEY)
+            self.skip_until = max((m.step for m in history), default=-1)
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        tags = dict(tags or {})
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(experiment_id(self.client, experiment, uri), run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        self.log_params(params)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's per-batch limit
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> bool:
+        """Log one step's metrics; returns False (and logs nothing) for a step already in the store."""
+        from mlflow.entities import Metric
+
+        if step <= self.skip_until:
+            return False
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
+        return True
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
