@@ -56,14 +56,21 @@ class TransformersEngine:
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_id
         self.max_model_len = int(self.model.config.max_position_embeddings)
         self.weight_version = 0
-        torch.manual_seed(seed)
+        self._rng = torch.Generator().manual_seed(seed).get_state()  # the engine's own stream
 
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]:
         check_context(prompts, settings.max_new_tokens, self.max_model_len)
         flat = [list(p) for p in prompts for _ in range(settings.n)]
         completions: list[Completion] = []
-        for start in range(0, len(flat), self.batch_size):
-            completions.extend(self._generate_batch(flat[start : start + self.batch_size], settings))
+        with torch.random.fork_rng(devices=[]):  # never disturb the caller's RNG (the trainer shares the process)
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            else:
+                torch.set_rng_state(self._rng)
+            for start in range(0, len(flat), self.batch_size):
+                completions.extend(self._generate_batch(flat[start : start + self.batch_size], settings))
+            if settings.seed is None:
+                self._rng = torch.get_rng_state()
         return [
             PromptResult(prompt_token_ids=list(p), completions=completions[i * settings.n : (i + 1) * settings.n])
             for i, p in enumerate(prompts)

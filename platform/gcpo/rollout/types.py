@@ -19,6 +19,9 @@ class SamplingSettings:
     top_p: float = 1.0
     max_new_tokens: int = 96
     stop: tuple[str, ...] = ()  # the stop string is kept in the text and tokens (include_stop_str_in_output)
+    # When set, the samples are a function of (seed, prompt position, sample index) alone, not of the engine's
+    # history: a resumed run re-samples exactly what the uninterrupted run sampled at that step.
+    seed: int | None = None
 
 
 @dataclass

@@ -76,6 +76,13 @@ class TrainingRunLogger:
         self.run_id = run.info.run_id
         self.log_params(params)
 
+    def mark_resumed(self, from_step: int) -> None:
+        """Record on the run that it continued from the checkpoint of `from_step` (tags, visible in the UI)."""
+        run = self.client.get_run(self.run_id)
+        count = int(run.data.tags.get("gcpo.resume_count", "0")) + 1
+        self.client.set_tag(self.run_id, "gcpo.resume_count", str(count))
+        self.client.set_tag(self.run_id, f"gcpo.resume_{count}_from_step", str(from_step))
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 

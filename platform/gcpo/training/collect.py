@@ -9,6 +9,7 @@ injected golden answers.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -64,7 +65,8 @@ def collect_step_batch(engine: RolloutEngine, data: TrainingData, sampler: Promp
     round_index = 0
     while True:
         items = sampler.take(r.prompts_per_step)
-        results = engine.generate([data.prompt_ids[i] for i in items], settings)
+        round_settings = dataclasses.replace(settings, seed=_sampling_seed(cfg.rollout.seed, step, round_index))
+        results = engine.generate([data.prompt_ids[i] for i in items], round_settings)
         flat_items = [i for i, res in zip(items, results) for _ in res.completions]
         flat_texts = [c.text for res in results for c in res.completions]
         verdicts = data.verify(flat_items, flat_texts)
@@ -158,3 +160,8 @@ def collect_step_batch(engine: RolloutEngine, data: TrainingData, sampler: Promp
 def _reward(accuracy: float, fmt: float, cfg: RunConfig) -> float:
     """Reward = accuracy + task.format_reward * format (format weight 0 by default: accuracy only)."""
     return accuracy + cfg.task.format_reward * fmt
+
+
+def _sampling_seed(base: int, step: int, round_index: int) -> int:
+    """A per-(step, round) sampling seed, so a resumed run draws exactly the samples the uninterrupted one did."""
+    return (base * 1_000_003 + step * 101 + round_index) % (2**31 - 1)

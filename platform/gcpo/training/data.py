@@ -37,7 +37,7 @@ def build_training_data(cfg: RunConfig, tokenizer) -> TrainingData:
 
 
 def evaluate_policy(engine, tokenizer, cfg: RunConfig) -> dict[str, float]:
-    """Held-out metrics of the generators' current weights: `eval/<task>/pass@1`, `mean@k`, format, length."""
-    from gcpo.evaluation import evaluate
+    """Held-out metrics of the generators' current weights: `eval/<task>/pass_at_1`, `mean_at_<k>`, format, length."""
+    from gcpo.evaluation import evaluate_config
 
-    return evaluate(engine, tokenizer, cfg).metrics()
+    return evaluate_config(engine, tokenizer, cfg).metrics()

@@ -1,0 +1,109 @@
+"""Kill and resume: a run killed after a checkpoint (a training worker, then separately the whole driver) ends
+with the same step count and the same metrics history as an uninterrupted run of the same seed."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from gcpo.config import load_config
+
+pytestmark = pytest.mark.integration
+
+STEPS = 6
+OVERRIDES = [
+    "model.name=tiny", "rollout.backend=transformers", "rollout.prompts_per_step=2", "rollout.group_size=2",
+    "rollout.max_new_tokens=6", "task.train_size=12", "task.eval_size=2", "trainer.eval_every=0",
+    f"trainer.steps={STEPS}", "trainer.checkpoint_every=2", "trainer.lr=1e-3", "tracking.log_rollouts_every=0",
+]
+COMPARED = ["reward/mean", "ga/injected_frac", "response/length_mean", "loss/policy", "policy/entropy",
+            "grad/norm", "sync/logprob_abs_diff"]
+
+
+def history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    client = MlflowClient(tracking_uri=uri)
+    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in COMPARED}
+
+
+def assert_same_history(a: dict, b: dict) -> None:
+    for key in COMPARED:
+        steps_a, steps_b = [s for s, _ in a[key]], [s for s, _ in b[key]]
+        assert steps_a == list(range(1, STEPS + 1)), (key, steps_a)  # every step once: none twice, none missing
+        assert steps_a == steps_b, key
+        for (_, x), (_, y) in zip(a[key], b[key]):
+            assert x == pytest.approx(y, rel=1e-3, abs=1e-4), key
+
+
+def wait_for_checkpoint(run_dir: Path, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(p.name.startswith("checkpoint_") for p in run_dir.glob("checkpoint_*")):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint appeared in {run_dir}")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, ray_local):
+    from trainables.gcpo_train import fit
+
+    base = tmp_path_factory.mktemp("reference")
+    cfg = load_config(preset="gcpo", overrides=OVERRIDES + [f"tracking.uri=sqlite:///{base}/mlflow.db"])
+    outcome = fit(cfg, run_name="reference", base=base)
+    return outcome, history(outcome.tracking_uri, outcome.mlflow_run_id)
+
+
+def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_local):
+    import ray
+    from ray.util.state import list_actors
+
+    from trainables.gcpo_train import fit
+
+    cfg = load_config(preset="gcpo", overrides=OVERRIDES + [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
+    killed = {}
+
+    def kill_worker_after_first_checkpoint():
+        wait_for_checkpoint(tmp_path / "runs" / "killed-worker")
+        for actor in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
+            os.kill(actor.pid, signal.SIGKILL)
+            killed["pid"] = actor.pid
+            return
+
+    thread = threading.Thread(target=kill_worker_after_first_checkpoint, daemon=True)
+    thread.start()
+    outcome = fit(cfg, run_name="killed-worker", base=tmp_path, max_failures=2)
+    thread.join(timeout=60)
+    assert killed, "the worker was never killed"
+    tags = MlflowClient(tracking_uri=outcome.tracking_uri).get_run(outcome.mlflow_run_id).data.tags
+    assert int(tags["gcpo.resume_count"]) >= 1
+    assert outcome.metrics["step"] == STEPS
+    assert_same_history(history(outcome.tracking_uri, outcome.mlflow_run_id), reference_run[1])
+
+
+def test_killed_driver_resumes_with_gcpo_train_resume(tmp_path, reference_run):
+    gcpo = [sys.executable, "-m", "gcpo.cli"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["train", "--preset", "gcpo", "--name", "killed-driver", *OVERRIDES, f"tracking.uri={uri}",
+            "cluster.num_cpus=4"]
+    proc = subprocess.Popen(gcpo + args, cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for_checkpoint(tmp_path / "runs" / "killed-driver")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, without `ray stop`
+        proc.wait(timeout=60)
+    done = subprocess.run(gcpo + ["train", "--resume", "killed-driver"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resumed from the checkpoint of step" in done.stdout + done.stderr
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("gcpo").experiment_id])
+    assert len(runs) == 1  # the same MLflow run continued
+    assert_same_history(history(uri, runs[0].info.run_id), reference_run[1])
