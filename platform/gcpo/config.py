@@ -254,6 +254,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.cpus_per_worker > 0, "trainer.cpus_per_worker", f"must be > 0, got {t.cpus_per_worker}")
     need(t.epochs >= 1, "trainer.epochs", f"must be >= 1, got {t.epochs}")
     need(t.mini_batches >= 1, "trainer.mini_batches", f"must be >= 1, got {t.mini_batches}")
+    need(t.eval_k >= 1, "trainer.eval_k", f"must be >= 1 (samples per item for mean@k), got {t.eval_k}")
+    need(t.checkpoint_every >= 1, "trainer.checkpoint_every", f"must be >= 1, got {t.checkpoint_every}")
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
     need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
     need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")

@@ -10,6 +10,7 @@ injected golden answers.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -60,16 +61,20 @@ def collect_step_batch(engine: RolloutEngine, data: TrainingData, sampler: Promp
     a, r = cfg.algorithm, cfg.rollout
     kept: list[_Group] = []
     totals = dict(responses=0, accuracy=0.0, format=0.0, reward=0.0, length=0, groups=0, all_wrong=0,
-                  all_correct=0, injected=0, rejected=0, timeouts=0, rounds=0)
+                  all_correct=0, injected=0, rejected=0, timeouts=0, rounds=0, generate_s=0.0, verify_s=0.0)
     gen = torch.Generator().manual_seed(cfg.trainer.seed * 7919 + step)
     round_index = 0
     while True:
         items = sampler.take(r.prompts_per_step)
         round_settings = dataclasses.replace(settings, seed=_sampling_seed(cfg.rollout.seed, step, round_index))
+        t0 = time.perf_counter()
         results = engine.generate([data.prompt_ids[i] for i in items], round_settings)
+        t1 = time.perf_counter()
         flat_items = [i for i, res in zip(items, results) for _ in res.completions]
         flat_texts = [c.text for res in results for c in res.completions]
         verdicts = data.verify(flat_items, flat_texts)
+        totals["generate_s"] += t1 - t0
+        totals["verify_s"] += time.perf_counter() - t1
         new_groups = []
         for g, (item, res) in enumerate(zip(items, results)):
             vs = verdicts[g * len(res.completions) : (g + 1) * len(res.completions)]
@@ -148,6 +153,8 @@ def collect_step_batch(engine: RolloutEngine, data: TrainingData, sampler: Promp
         "batch/sampling_rounds": float(totals["rounds"]),
         "batch/gpg_alpha": batch.alpha,
         "rollout/tokens": float(totals["length"]),
+        "time/generate_s": totals["generate_s"],
+        "time/verify_s": totals["verify_s"],
     }
     samples = [
         {"step": step, "item": g.item, "response": g.texts[j], "reward": float(rewards[k, j]),

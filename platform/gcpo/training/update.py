@@ -8,6 +8,7 @@ mini-batch), and their gap to the generators' log-probs is the weight-sync check
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,7 @@ def update_policy(engine, batch: StepBatch, cfg: RunConfig, *, step: int, pad_id
     prompts, responses = batch.prompts, batch.responses
 
     # Old log-probs, entropy and the sync check, one no-grad pass over the shard.
+    t_start = time.perf_counter()
     old: dict[int, torch.Tensor] = {}
     ref: dict[int, torch.Tensor] = {}
     neg: dict[int, torch.Tensor] = {}
@@ -103,6 +105,7 @@ def update_policy(engine, batch: StepBatch, cfg: RunConfig, *, step: int, pad_id
         "policy/entropy": (sums[0] / sums[1].clamp(min=1)).item(),
         "sync/logprob_abs_diff": (sums[2] / sums[3].clamp(min=1)).item(),
         "sync/logprob_abs_diff_max": diff_max.item(),
+        "time/old_logprobs_s": time.perf_counter() - t_start,
     }
 
     totals = torch.zeros(6)  # loss, clip tokens, ratio sum, tokens, kl sum, grad-norm sum

@@ -1,0 +1,159 @@
+"""Time per training step: our trainer (Ray Train + DeepSpeed worker + generator pool) vs TRL's GRPOTrainer.
+
+Both sides use the same model (SmolLM2-135M-Instruct by default), the same prompts (the default task's training
+items rendered with the same chat template and system prompt), the same group size G, the same maximum number
+of new tokens, the same learning rate and plain GRPO without KL (TRL beta 0 = our `grpo` preset with
+`algorithm.kl_coef=0`), one process of training on this machine. Stop strings are off on both sides (TRL's
+default generation has none), so both generate until EOS or the token limit.
+
+Our per-step time is read back from the run's MLflow metrics, broken into generation, verification, old
+log-probs, update and weight sync. TRL gives one number per step (timed by a callback). TRL is installed into the
+project environment on first use (`trl==1.16.0`); nothing else needs it.
+
+    .venv/bin/python benchmarks/step.py [--prompts 4] [--group 4] [--max-new-tokens 64] [--steps 3]
+                                        [--backend vllm] [--model smollm2-135m-instruct] [--skip-trl]
+
+Writes benchmarks/results/step.json and step.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BREAKDOWN = ["time/generate_s", "time/verify_s", "time/old_logprobs_s", "time/update_s", "time/sync_s", "time/step_s"]
+
+
+def ensure_trl() -> None:
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        print("[bench] installing trl==1.16.0 for the comparison (benchmark only)", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "trl==1.16.0"], check=True)
+
+
+def run_ours(args, work: Path) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    from gcpo.cluster.runtime import init_ray
+    from gcpo.config import load_config
+    from trainables.gcpo_train import fit
+
+    cfg = load_config(preset="grpo", overrides=[
+        "algorithm.kl_coef=0", f"model.name={args.model}", f"rollout.backend={args.backend}",
+        f"rollout.prompts_per_step={args.prompts}", f"rollout.group_size={args.group}",
+        f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.stop=[]", f"trainer.steps={args.steps}",
+        f"trainer.lr={args.lr}", f"trainer.micro_batch_size={args.group * args.prompts}", "trainer.eval_every=0",
+        f"trainer.checkpoint_every={args.steps}", "tracking.log_rollouts_every=0",
+        f"tracking.uri=sqlite:///{work}/mlflow.db", "tracking.experiment=bench-step",
+    ])
+    init_ray(None, num_cpus=4)
+    t0 = time.time()
+    outcome = fit(cfg, run_name="bench-step", base=work)
+    wall = time.time() - t0
+    client = MlflowClient(tracking_uri=outcome.tracking_uri)
+    per_key = {k: [m.value for m in sorted(client.get_metric_history(outcome.mlflow_run_id, k), key=lambda m: m.step)]
+               for k in BREAKDOWN + ["rollout/tokens"]}
+    return {"per_step": per_key, "mean": {k: statistics.mean(v) for k, v in per_key.items() if v}, "wall_s": wall}
+
+
+def run_trl(args, work: Path) -> dict:
+    ensure_trl()
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gcpo.config import load_config
+    from gcpo.models import resolve_model
+    from gcpo.tasks import SYSTEM_PROMPT, VerifierPool, load_task
+
+    cfg = load_config(overrides=[f"model.name={args.model}"])
+    model_dir = resolve_model(cfg.model)
+    task = load_task(cfg.task, "train")
+    items = {it.question: it for it in task.items}
+    rows = [{"prompt": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": it.question}]}
+            for it in task.items[: args.prompts * (args.steps + 1)]]
+    pool = VerifierPool.from_config(cfg.task)
+
+    def reward(prompts, completions, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        questions = [p[-1]["content"] for p in prompts]
+        return [v.reward for v in pool.verify(texts, [items[q] for q in questions]).verdicts]
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self._t = [], 0.0
+
+        def on_step_begin(self, *a, **k):
+            self._t = time.time()
+
+        def on_step_end(self, *a, **k):
+            self.times.append(time.time() - self._t)
+
+    timer = StepTimer()
+    n = args.prompts * args.group
+    config = GRPOConfig(
+        output_dir=str(work / "trl"), per_device_train_batch_size=n, num_generations=args.group,
+        generation_batch_size=n, max_completion_length=args.max_new_tokens, learning_rate=args.lr, beta=0.0,
+        max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False,
+        temperature=1.0, loss_type="grpo", scale_rewards="group", seed=0,
+    )
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=config,
+                          train_dataset=Dataset.from_list(rows),
+                          processing_class=AutoTokenizer.from_pretrained(model_dir, padding_side="left"),
+                          callbacks=[timer])
+    t0 = time.time()
+    trainer.train()
+    pool.close()
+    return {"per_step": timer.times, "mean_step_s": statistics.mean(timer.times), "wall_s": time.time() - t0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1e-6)
+    parser.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--skip-trl", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gcpo-bench-step-"))
+    ours = run_ours(args, work)
+    import ray
+
+    ray.shutdown()
+    trl = None if args.skip_trl else run_trl(args, work)
+    result = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
+        "no GPU", "settings": vars(args), "ours": ours, "trl": trl,
+    }
+    lines = [f"| phase | ours (s/step) |", "|---|---|"]
+    lines += [f"| {k.split('/')[1].removesuffix('_s')} | {ours['mean'].get(k, float('nan')):.2f} |" for k in BREAKDOWN]
+    if trl:
+        ratio = trl["mean_step_s"] / ours["mean"]["time/step_s"]
+        result["trl_over_ours"] = ratio
+        lines.append(f"| **TRL GRPOTrainer step** | {trl['mean_step_s']:.2f} |")
+        lines.append(f"| **speed-up (TRL time / our time)** | **{ratio:.2f}x** |")
+    md = (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
+          f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']}; {result['date']}.\n\n"
+          + "\n".join(lines) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "step.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "step.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
