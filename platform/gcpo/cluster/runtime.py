@@ -1,0 +1,72 @@
+"""Start or join a Ray runtime with loopback defaults and readable errors.
+
+- `address=None`: start a local Ray in this process, bound to 127.0.0.1, with the dashboard off (it executes
+  whatever job it is sent), `num_cpus` logical CPUs (default max(4, cores): a 2-core machine runs a trainer and
+  a generator side by side, phases alternate so oversubscription is fine).
+- `address="ray://..."` / `"host:port"`: join an existing cluster. An unreachable address fails within
+  `timeout_s` with a `ClusterError` that names it, never a hang.
+- A head killed without `ray stop` leaves Ray's `ray_current_cluster` file behind, and the next local start
+  fails with "When connecting to an existing cluster, num_cpus and num_gpus must not be provided". We detect the
+  stale file (its address answers no connection), remove it and start fresh.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+
+class ClusterError(RuntimeError):
+    """Ray could not be started or reached; the message names the address."""
+
+
+def _stale_cluster_file() -> Path | None:
+    """Ray's record of the last local head, if the head it names no longer answers."""
+    tmp = Path(os.environ.get("RAY_TMPDIR", tempfile.gettempdir())) / "ray" / "ray_current_cluster"
+    if not tmp.exists():
+        return None
+    address = tmp.read_text().strip()
+    return tmp if not _reachable(address) else None
+
+
+def _reachable(address: str, timeout_s: float = 2.0) -> bool:
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("ray://") or "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout_s: float = 10.0) -> None:
+    """Start (address None) or join a Ray runtime; a no-op if this process is already connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if address is None:
+        stale = _stale_cluster_file()
+        if stale is not None:
+            stale.unlink(missing_ok=True)
+        cpus = num_cpus or max(4, os.cpu_count() or 1)
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     runtime_env=env, log_to_driver=True, logging_level="WARNING")
+        except ValueError as e:
+            raise ClusterError(f"could not start a local Ray runtime: {e}. If a Ray head is running here "
+                               f"(`ray status`), stop it with `ray stop` or pass cluster.address") from e
+        return
+    probe = address.removeprefix("ray://")
+    if probe not in ("auto",) and not _reachable(probe, timeout_s):
+        raise ClusterError(f"cluster.address {address!r} is unreachable (no answer within {timeout_s:.0f} s); "
+                           f"check the address and that the head is running")
+    if num_cpus is not None:
+        raise ClusterError("cluster.num_cpus applies only to a local runtime; a cluster's CPUs are its own")
+    try:
+        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+    except Exception as e:  # Ray raises several types here (ConnectionError, RuntimeError, auth errors)
+        raise ClusterError(f"could not connect to the Ray cluster at {address!r}: {e}") from e
