@@ -47,8 +47,11 @@ class TaskConfig:
     eval_path: str | None = None
     skip_bad_rows: bool = False
     train_size: int = 2000
-    eval_size: int = 100
+    eval_size: int = 50
     seed: int = 1234
+    # A different (larger) local model that writes golden answers for items lacking one (verified, cached):
+    # "smollm2-135m-instruct", "tiny" or a local Hugging Face directory. None = use only the data's own.
+    golden_model: str | None = None
     format_reward: float = 0.0  # weight of the format component added to accuracy (0 = accuracy only)
     verify_timeout_s: float = 5.0
     verify_workers: int = 2  # verifier processes (each verification runs in one, killed on timeout)
@@ -59,8 +62,8 @@ class RolloutConfig:
     backend: Literal["vllm", "transformers"] = "vllm"
     num_generators: int = 1
     prompts_per_step: int = 8
-    group_size: int = 8
-    max_new_tokens: int = 96
+    group_size: int = 4
+    max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=lambda: ["</answer>"])
@@ -100,8 +103,10 @@ class AlgorithmConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 40
-    lr: float = 2e-5
+    """Defaults are the embedded default run: about 12 minutes on a 2-core CPU, and it visibly learns."""
+
+    steps: int = 12
+    lr: float = 5e-5
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -113,8 +118,8 @@ class TrainerConfig:
     cpus_per_worker: float = 1.0
     zero_stage: Literal[0, 1, 2, 3] = 0
     seed: int = 0
-    checkpoint_every: int = 10
-    eval_every: int = 20
+    checkpoint_every: int = 6
+    eval_every: int = 6
     eval_k: int = 4
     output_dir: str = "runs"
 

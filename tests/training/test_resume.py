@@ -1,6 +1,7 @@
 """Kill and resume: a run killed after a checkpoint (a training worker, then separately the whole driver) ends
 with the same step count and the same metrics history as an uninterrupted run of the same seed."""
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from gcpo.config import load_config
 
 pytestmark = pytest.mark.integration
 
-STEPS = 6
+STEPS = 8
 OVERRIDES = [
     "model.name=tiny", "rollout.backend=transformers", "rollout.prompts_per_step=2", "rollout.group_size=2",
     "rollout.max_new_tokens=6", "task.train_size=12", "task.eval_size=2", "trainer.eval_every=0",
@@ -41,12 +42,17 @@ def assert_same_history(a: dict, b: dict) -> None:
 
 
 def wait_for_checkpoint(run_dir: Path, timeout: float = 600) -> None:
+    """Until Ray Train has *committed* a checkpoint (recorded in its snapshot), not merely started writing one."""
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if any(p.name.startswith("checkpoint_") for p in run_dir.glob("checkpoint_*")):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"no checkpoint appeared in {run_dir}")
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"no committed checkpoint in {run_dir}")
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +66,7 @@ def reference_run(tmp_path_factory, ray_local):
 
 
 def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_local):
-    import ray
-    from ray.util.state import list_actors
+    import psutil
 
     from trainables.gcpo_train import fit
 
@@ -70,10 +75,11 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_loc
 
     def kill_worker_after_first_checkpoint():
         wait_for_checkpoint(tmp_path / "runs" / "killed-worker")
-        for actor in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
-            os.kill(actor.pid, signal.SIGKILL)
-            killed["pid"] = actor.pid
-            return
+        for proc in psutil.process_iter(["cmdline"]):  # Ray titles worker processes `ray::RayTrainWorker...`
+            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+                os.kill(proc.pid, signal.SIGKILL)
+                killed["pid"] = proc.pid
+                return
 
     thread = threading.Thread(target=kill_worker_after_first_checkpoint, daemon=True)
     thread.start()

@@ -17,8 +17,10 @@ def build_training_data(cfg: RunConfig, tokenizer) -> TrainingData:
     task = load_task(cfg.task, "train")
     if task.skipped_rows:
         print(f"[gcpo] task {task.name}: skipped {task.skipped_rows} bad rows (task.skip_bad_rows=true)", flush=True)
-    items = task.items
     pool = VerifierPool.from_config(cfg.task)
+    if cfg.task.golden_model and any(it.golden is None for it in task.items):
+        task = _fill_golden_answers(task, cfg, pool)
+    items = task.items
 
     def verify(indices, texts):
         return pool.verify(list(texts), [items[i] for i in indices]).verdicts
@@ -34,6 +36,27 @@ def build_training_data(cfg: RunConfig, tokenizer) -> TrainingData:
         verify=verify,
         negative_prompt_ids=negative,
     )
+
+
+def _fill_golden_answers(task, cfg: RunConfig, pool):
+    """Golden answers for items lacking one, written by `task.golden_model` through the rollout engine."""
+    from transformers import AutoTokenizer
+
+    from gcpo.config import ModelConfig
+    from gcpo.models import resolve_model
+    from gcpo.rollout import build_engine
+    from gcpo.tasks import generate_golden_answers
+
+    model_dir = resolve_model(ModelConfig(name=cfg.task.golden_model))
+    engine = build_engine(cfg.rollout, model_dir, dtype=cfg.model.dtype)
+    try:
+        task, report = generate_golden_answers(task, engine, AutoTokenizer.from_pretrained(model_dir), pool,
+                                               model_id=str(cfg.task.golden_model))
+    finally:
+        engine.shutdown()
+    print(f"[gcpo] golden answers from {report.model_id}: {report.accepted} accepted, {report.rejected} rejected "
+          f"by the verifier ({report.from_cache} from the cache {report.cache_path})", flush=True)
+    return task
 
 
 def evaluate_policy(engine, tokenizer, cfg: RunConfig) -> dict[str, float]:
