@@ -35,7 +35,7 @@ class ModelConfig:
     name: str = "smollm2-135m-instruct"
     dtype: Literal["float32", "bfloat16"] = "float32"
     tiny_layers: int = 2
-    tiny_hidden: int = 64
+    tiny_hidden: int = 128
 
 
 @dataclass
@@ -70,6 +70,8 @@ class RolloutConfig:
     seed: int = 0
     memory_fraction: float = 0.25  # vLLM gpu_memory_utilization (on CPU: fraction of RAM for the KV cache)
     cpus_per_generator: float = 1.0
+    # Skip vLLM's torch.compile warm-up (minutes on 2 CPU cores); eager kernels generate about as fast here.
+    enforce_eager: bool = True
 
 
 @dataclass

