@@ -66,8 +66,12 @@ def smollm2_dir() -> Path:
         gguf = _smollm2_gguf()
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # A GGUF-flagged model cannot save_pretrained; load its weights into a plain Llama and save that.
-        plain = LlamaForCausalLM(loaded.config)
+        # A GGUF-flagged model cannot save_pretrained; load its weights into a plain Llama and save that. The
+        # weights are dequantised to fp32, so the GGUF quantization entry must not follow them (vLLM refuses it).
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = LlamaForCausalLM(config)
         missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
         if unexpected or [k for k in missing if k != "lm_head.weight"]:
             raise RuntimeError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
@@ -78,7 +82,7 @@ def smollm2_dir() -> Path:
         if plain.generation_config is not None:
             plain.generation_config.save_pretrained(out)
 
-    return _atomic_save(cache_dir() / "models" / DEFAULT_MODEL, convert)
+    return _atomic_save(cache_dir() / "models" / f"{DEFAULT_MODEL}-fp32", convert)
 
 
 def tiny_dir(layers: int = 2, hidden: int = 128, seed: int = 0) -> Path:

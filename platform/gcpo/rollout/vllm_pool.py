@@ -6,8 +6,11 @@ Choices, stated:
   `PLACEMENT_STRATEGY`).
 - Balancing: prompts are split into contiguous chunks, one per actor, sizes differing by at most one; results
   are reassembled in prompt order.
-- Log-probs: vLLM's default `logprobs_mode="raw_logprobs"` with `logprobs=0` returns the sampled token's
-  log-prob under the raw distribution (temperature 1, no top-p): the same quantity the trainer recomputes.
+- Log-probs: `logprobs_mode="raw_logprobs"` (set explicitly; vLLM 0.32's default) with `logprobs=0` returns
+  the sampled token's log-prob under the raw distribution (temperature 1, no top-p): the same quantity the
+  trainer recomputes and `TransformersEngine` returns.
+- Requests go in as token ids (`{"prompt_token_ids": ...}`); one longer than `max_model_len` (the model's
+  context, capped at 2048 to bound the KV cache) is rejected with `ContextLengthError` before it is sent.
 - Seeds: each engine is seeded (`rollout.seed + rank`). When `settings.seed` is set, every sample is its own
   n=1 request with seed `settings.seed + 10007 * prompt position + sample index`, so a sample depends on the
   seed alone, not on which actor served it or on the engine's history (exact resume). Per-request seeds with
@@ -70,21 +73,21 @@ class WorkerExtension:
 
 
 def _requests(prompts: Sequence[Sequence[int]], settings: SamplingSettings, offset: int):
-    """(token prompts, sampling params, samples per prompt) for vLLM; see the module docstring for seeds."""
+    """(token prompts, sampling params) for vLLM, in prompt order; `offset` is the chunk's first prompt position
+    in the whole batch (seeds depend on it). See the module docstring for seeds. Temperature 0 is greedy."""
     from vllm import SamplingParams
 
     common = dict(temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
                   max_tokens=settings.max_new_tokens, stop=list(settings.stop) or None,
                   include_stop_str_in_output=True, logprobs=0)
     if settings.seed is None or settings.temperature == 0:
-        return ([{"prompt_token_ids": list(p)} for p in prompts], SamplingParams(n=settings.n, **common),
-                settings.n)
+        return [{"prompt_token_ids": list(p)} for p in prompts], SamplingParams(n=settings.n, **common)
     inputs, params = [], []
     for i, p in enumerate(prompts):
         for j in range(settings.n):
             inputs.append({"prompt_token_ids": list(p)})
             params.append(SamplingParams(n=1, seed=settings.seed + SEED_STRIDE * (offset + i) + j, **common))
-    return inputs, params, 1
+    return inputs, params
 
 
 class _Generator:
@@ -96,10 +99,14 @@ class _Generator:
 
         self.llm = LLM(model=model_dir, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
                        enable_prefix_caching=True, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                       # A chunked prefill discards a sampled token and rewinds the request's generator, which
+                       # CPU generators cannot do ("CPU Generator does not use offset"): prefill whole prompts.
+                       enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len),
+                       logprobs_mode="raw_logprobs",
                        worker_extension_cls="gcpo.rollout.vllm_pool.WorkerExtension")
 
     def generate(self, prompts: list[list[int]], settings: SamplingSettings, offset: int, version: int):
-        inputs, params, per_request = _requests(prompts, settings, offset)
+        inputs, params = _requests(prompts, settings, offset)
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
         flat = []
         for out in outputs:
@@ -107,8 +114,8 @@ class _Generator:
                 logprobs = [float(step[tok].logprob) for tok, step in zip(c.token_ids, c.logprobs or [])]
                 reason = "length" if c.finish_reason == "length" else "stop"
                 flat.append(Completion(list(c.token_ids), c.text, logprobs, reason, version))
-        per_prompt = settings.n
-        return [PromptResult(list(p), flat[i * per_prompt : (i + 1) * per_prompt]) for i, p in enumerate(prompts)]
+        n = settings.n  # n completions of one request, or n one-sample requests in a row: prompt i owns flat[i*n:]
+        return [PromptResult(list(p), flat[i * n : (i + 1) * n]) for i, p in enumerate(prompts)]
 
     def reload(self, path: str) -> int:
         count = self.llm.collective_rpc("gcpo_reload_weights", args=(path,))[0]
@@ -159,7 +166,7 @@ class VLLMPool:
 
         actor_cls = ray.remote(num_cpus=self.cpus)(_Generator)
         strategy = PlacementGroupSchedulingStrategy(placement_group=self._pg, placement_group_bundle_index=rank)
-        return actor_cls.options(scheduling_strategy=strategy, name=None).remote(
+        return actor_cls.options(scheduling_strategy=strategy).remote(
             self.model_dir, self.dtype, self.seed + rank, self.memory_fraction, self.max_model_len,
             self.enforce_eager)
 
@@ -202,8 +209,13 @@ class VLLMPool:
         return [res for r in range(n) for res in results[r]]
 
     def update_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> float:
-        """Write the weights once to /dev/shm, reload them in every engine in place; returns seconds."""
+        """Write the weights once to /dev/shm, reload them in every engine in place; returns seconds.
+
+        An actor found dead is restarted and loads the new file. On any other failure the new file is removed
+        and the pool keeps its previous weights file and version (engines may then hold mixed weights: the
+        caller should treat the error as fatal or retry the update)."""
         import ray
+        from ray.exceptions import RayActorError
         from safetensors.torch import save_file
 
         start = time.perf_counter()
@@ -213,14 +225,22 @@ class VLLMPool:
         fd, path = tempfile.mkstemp(prefix="gcpo-weights-", suffix=".safetensors", dir=folder)
         os.close(fd)
         save_file(tensors, path)
+        refs = [a.reload.remote(path) for a in self._actors]
+        dead = []
         try:
-            ray.get([a.reload.remote(path) for a in self._actors])
+            for rank, ref in enumerate(refs):
+                try:
+                    ray.get(ref)
+                except RayActorError:
+                    dead.append(rank)
         except Exception:
-            os.unlink(path)
+            Path(path).unlink(missing_ok=True)
             raise
-        if self._weights_path is not None:
-            Path(self._weights_path).unlink(missing_ok=True)
-        self._weights_path = path
+        previous, self._weights_path = self._weights_path, path
+        for rank in dead:  # restarted from the new file, so every engine ends on `version`
+            self._restart(rank)
+        if previous is not None:
+            Path(previous).unlink(missing_ok=True)
         self.weight_version = version
         return time.perf_counter() - start
 
