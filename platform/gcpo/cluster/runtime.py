@@ -1,7 +1,7 @@
 """Start or join a Ray runtime with loopback defaults and readable errors.
 
-- `address=None`: start a local Ray in this process, bound to 127.0.0.1, with the dashboard off (it executes
-  whatever job it is sent), `num_cpus` logical CPUs (default max(4, cores): a 2-core machine runs a trainer and
+- `address=None`: start a local Ray in this process, bound to 127.0.0.1, its dashboard on 127.0.0.1 only (it
+  executes whatever job it is sent; Ray Train's state queries need it), `num_cpus` logical CPUs (default max(4, cores): a 2-core machine runs a trainer and
   a generator side by side, phases alternate so oversubscription is fine).
 - `address="ray://..."` / `"host:port"`: join an existing cluster. An unreachable address fails within
   `timeout_s` with a `ClusterError` that names it, never a hang.
@@ -54,7 +54,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
             stale.unlink(missing_ok=True)
         cpus = num_cpus or max(4, os.cpu_count() or 1)
         try:
-            ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+            ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                      runtime_env=env, log_to_driver=True, logging_level="WARNING")
         except ValueError as e:
             raise ClusterError(f"could not start a local Ray runtime: {e}. If a Ray head is running here "
