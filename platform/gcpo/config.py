@@ -68,7 +68,7 @@ class RolloutConfig:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=lambda: ["</answer>"])
     seed: int = 0
-    memory_fraction: float = 0.25  # vLLM gpu_memory_utilization (on CPU: fraction of RAM for the KV cache)
+    memory_fraction: float = 0.1  # vLLM gpu_memory_utilization (on CPU: fraction of RAM for the KV cache)
     cpus_per_generator: float = 1.0
     # Skip vLLM's torch.compile warm-up (minutes on 2 CPU cores); eager kernels generate about as fast here.
     enforce_eager: bool = True

