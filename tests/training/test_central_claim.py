@@ -5,11 +5,8 @@ Real components in one process: the real task and verifier pool, a real generato
 DeepSpeed engine (world size 1, gloo).
 """
 
-import os
-
 import pytest
 import torch
-import torch.distributed as dist
 
 from gcpo.config import load_config
 from gcpo.models import tiny_dir
@@ -21,16 +18,7 @@ from gcpo.training.policy import build_policy
 from gcpo.training.sampler import PromptSampler
 from gcpo.training.update import update_policy
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_process_group():
-    port = 29000 + os.getpid() % 1000
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("single_process_group")]
 
 
 def one_step(preset: str):

@@ -1,0 +1,57 @@
+"""`update_policy` on the tiny model: old log-probs, whether fused into the update's forward (one epoch of one
+mini-batch) or from a separate no-grad pass (several epochs), equal an independent recomputation."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from gcpo.config import load_config
+from gcpo.models import tiny_dir
+from gcpo.rollout import build_engine, sampling_settings
+from gcpo.training.collect import collect_step_batch
+from gcpo.training.data import build_training_data
+from gcpo.training.logprobs import response_logprobs
+from gcpo.training.policy import build_policy
+from gcpo.training.sampler import PromptSampler
+from gcpo.training.update import update_policy
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("single_process_group")]
+
+
+@pytest.fixture(scope="module")
+def setting():
+    from transformers import AutoTokenizer
+
+    cfg = load_config(preset="grpo", overrides=[
+        "model.name=tiny", "rollout.backend=transformers", "rollout.prompts_per_step=2", "rollout.group_size=4",
+        "rollout.max_new_tokens=8", "task.train_size=8", "task.eval_size=2", "trainer.lr=1e-3", "algorithm.kl_coef=0"])
+    tok = AutoTokenizer.from_pretrained(tiny_dir())
+    data = build_training_data(cfg, tok)
+    batch, _, _ = collect_step_batch(build_engine(cfg.rollout, tiny_dir()), data, PromptSampler(8, seed=0), cfg,
+                                     sampling_settings(cfg.rollout), step=0)
+    # Non-zero advantages so the update really moves the policy (a random tiny model is never right).
+    batch = dataclasses.replace(batch, advantages=torch.linspace(-1, 1, len(batch.responses)))
+    return cfg, tok, batch
+
+
+@pytest.mark.parametrize("epochs", [1, 2], ids=["fused", "separate-pass"])
+def test_old_logprobs_equal_an_independent_recomputation(setting, epochs):
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, epochs=epochs))
+    engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+    with torch.no_grad():  # the reference numbers: the same weights, one plain forward per sequence
+        rows = [response_logprobs(engine.module, [p], [r], pad_token_id=tok.pad_token_id)[0][0].tolist()
+                for p, r in zip(batch.prompts, batch.responses)]
+    probe = dataclasses.replace(batch, gen_logprobs=rows)  # "generator" log-probs = the independent numbers
+    metrics = update_policy(engine, probe, cfg, step=0, pad_id=tok.pad_token_id)
+    assert metrics["sync/logprob_abs_diff_max"] < 1e-5
+    assert metrics["policy/entropy"] > 0
+    assert metrics["grad/norm"] > 0
+    if epochs == 1:  # fused: the first and only update sees ratio 1 exactly
+        assert metrics["policy/ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+        assert metrics["policy/clip_frac"] == 0.0
+    else:  # the second epoch runs on moved weights
+        assert metrics["policy/ratio_mean"] != pytest.approx(1.0, abs=1e-9)
