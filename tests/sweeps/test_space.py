@@ -1,0 +1,72 @@
+"""Search-space files: the shipped ones load, malformed ones fail naming the file, line and key."""
+
+from pathlib import Path
+
+import pytest
+
+from gcpo.sweeps import SpaceError, load_space, trial_config
+
+SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_spaces_load():
+    names = {p.stem for p in SPACES.glob("*.yaml")}
+    assert {"ablation_ga_kl_is", "presets", "hpo_lr_clip"} <= names
+    for path in SPACES.glob("*.yaml"):
+        load_space(path)
+
+
+def test_ablation_grid_is_the_full_2x2x2():
+    space = load_space(SPACES / "ablation_ga_kl_is.yaml")
+    arms = space.grid_arms()
+    assert len(arms) == 8 and space.total_trials == 8 * len(space.seeds)
+    assert {tuple(sorted(a.items())) for a in arms} == {
+        (("algorithm.golden_answers", ga), ("algorithm.kl_coef", kl), ("algorithm.ratio_level", lvl))
+        for ga in (True, False) for kl in (0.0, 0.01) for lvl in ("token", "sequence")}
+    cfg = trial_config(space, arms[-1] | {"trainer.seed": 3})
+    assert (cfg.algorithm.golden_answers, cfg.algorithm.kl_coef, cfg.algorithm.ratio_level) == (False, 0.01, "sequence")
+    assert cfg.trainer.seed == 3 and cfg.preset == "gcpo" and cfg.trainer.steps == 8
+
+
+def test_hpo_space_is_optuna_with_asha():
+    space = load_space(SPACES / "hpo_lr_clip.yaml")
+    assert space.search == "optuna" and space.scheduler["type"] == "asha" and space.total_trials == space.trials
+
+
+def test_overrides_join_the_base(tmp_path):
+    space = load_space(SPACES / "presets.yaml", ["trainer.steps=2", "model.name=tiny"])
+    cfg = trial_config(space, {"preset": "dapo"})
+    assert cfg.trainer.steps == 2 and cfg.model.name == "tiny" and cfg.preset == "dapo"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("space:\n  trainer.lr: {grid: [0.1]}\nsedes: [1]\n", ":3: sedes: unknown key; did you mean 'seeds'?"),
+    ("space:\n  trainer.lrr: {grid: [0.1]}\n", ":2: space.trainer.lrr: unknown config key; did you mean 'trainer.lr'?"),
+    ("space:\n  trainer.lr: {gird: [0.1]}\n", "space.trainer.lr.gird: unknown spec; did you mean 'grid'?"),
+    ("space:\n  trainer.lr: {uniform: [0.1, 0.01]}\n", ":2: space.trainer.lr.uniform: must be [low, high] with low < high"),
+    ("space:\n  trainer.lr: {loguniform: [0, 0.01]}\n", "loguniform needs low > 0"),
+    ("space:\n  algorithm.ratio_level: {grid: [token, seq]}\n", ":2: space.algorithm.ratio_level: algorithm.ratio_level"),
+    ("base:\n  trainer.steps: zero\nspace:\n  trainer.lr: {grid: [0.1]}\n", ":1: base: trainer.steps"),
+    ("space:\n  trainer.lr: {grid: [0.1]}\nsearch: optuna\n", "space.trainer.lr: optuna samples, it does not enumerate"),
+    ("space:\n  trainer.lr: {choice: [0.1]}\nsearch: optuna\nseeds: [0, 1]\n", ":4: seeds: an optuna search runs one seed"),
+    ("space:\n  trainer.lr: {grid: [0.1]}\nscheduler: {type: asha, grace: 2}\n", "scheduler.grace: unknown key"),
+    ("space: {}\n", "space: must map at least one dotted config key"),
+    ("space:\n  trainer.seed: {grid: [1, 2]}\n", "use the top-level `seeds:` list"),
+    ("space:\n  trainer.lr: {grid: [0.1]}\nmode: maximum\n", ":3: mode: must be max or min"),
+])
+def test_malformed_space_names_line_and_key(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(SpaceError) as err:
+        load_space(path)
+    assert str(path) in str(err.value) and needle in str(err.value), str(err.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(SpaceError, match="no such search-space file"):
+        load_space(tmp_path / "nope.yaml")
