@@ -25,6 +25,18 @@ def free_port() -> int:
     return _free_port()
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray runtime (logical CPUs oversubscribed: a 2-core machine runs a trainer and a generator)."""
+    import ray
+
+    from gcpo.cluster.runtime import init_ray
+
+    init_ray(None, num_cpus=4)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server on 127.0.0.1 with a sqlite backend; yields its URI."""

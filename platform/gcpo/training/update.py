@@ -140,7 +140,7 @@ def update_policy(engine, batch: StepBatch, cfg: RunConfig, *, step: int, pad_id
                     scores = sequence_scores(logp, mask).reshape(-1, group_size)
                     groups = [r // group_size for r in micro.index[::group_size]]
                     margin = conspo_margin(step, a.conspo_margin_start, a.conspo_margin_end, a.conspo_margin_steps)
-                    loss, _ = conspo_loss(scores, batch.correct[groups].bool(), tau=a.conspo_tau, margin=margin,
+                    loss, _ = conspo_loss(scores, batch.correct[groups].bool().to(scores.device), tau=a.conspo_tau, margin=margin,
                                            normalizer=global_norm)
                     totals[0] += loss.item()
                 else:
@@ -149,18 +149,18 @@ def update_policy(engine, batch: StepBatch, cfg: RunConfig, *, step: int, pad_id
                     if neg:
                         weights = guidance_token_weights(logp.detach(), pad(neg), mask, power=a.guidance_power)
                     loss, pm = policy_loss(
-                        logp, pad(old), batch.advantages[micro.index], mask, ratio_level=a.ratio_level,
+                        logp, pad(old), batch.advantages[micro.index].to(logp.device), mask, ratio_level=a.ratio_level,
                         clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg,
                         ref_logp=pad(ref) if ref else None, kl_coef=a.kl_coef, kl_estimator=a.kl_estimator,
                         token_weights=weights, dual_clip=a.dual_clip, normalizer=global_norm,
                         max_response_len=cfg.rollout.max_new_tokens,
                     )
-                    tokens = mask.sum()
+                    tokens = mask.sum().item()
                     totals[0] += loss.item()
-                    totals[1] += pm["clip_frac"] * tokens
-                    totals[2] += pm["ratio_mean"] * tokens
+                    totals[1] += float(pm["clip_frac"]) * tokens
+                    totals[2] += float(pm["ratio_mean"]) * tokens
                     totals[3] += tokens
-                    totals[4] += pm.get("kl", torch.zeros(())) * tokens
+                    totals[4] += float(pm.get("kl", 0.0)) * tokens
                 # DeepSpeed averages gradients over ranks; our losses are already global sums / N.
                 engine.backward(loss * world_size * batch.alpha)
             totals[5] += step_with_grad_norm(engine)

@@ -1,0 +1,46 @@
+"""`gcpo sweep SPACE.yaml [KEY=VALUE ...] [--name N] [--resume] [--max-concurrent N] [--target X]`.
+
+Runs Ray Tune over the training trainable with the search space of SPACE.yaml (see `gcpo.sweeps.space` and
+`search_spaces/`); KEY=VALUE overrides join the space's `base` (e.g. `trainer.steps=4 model.name=tiny`). Every
+trial is an MLflow child run of one parent run named after the sweep; at the end the comparison table is
+printed and the report (table, CSV, plots) written to `reports/<sweep>/` and logged to the parent run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("space", metavar="SPACE.yaml", help="a search-space file, e.g. search_spaces/presets.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted run-config values for every trial, e.g. trainer.steps=4")
+    parser.add_argument("--name", help="the sweep's name (default: the space's `name`, else the file's stem)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted sweep of this name: finished trials are kept")
+    parser.add_argument("--max-concurrent", type=int, metavar="N",
+                        help="trials at once (default: as many as the cluster's CPUs fit)")
+    parser.add_argument("--target", type=float, metavar="X",
+                        help="report steps to reach this value of the metric (default: none)")
+    parser.add_argument("--address", metavar="ADDR", help="a Ray cluster to run on (default: a local Ray)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gcpo.cluster.runtime import init_ray
+    from gcpo.sweeps.compare import format_table, load_comparison, write_report
+    from gcpo.sweeps.runner import run_sweep
+
+    init_ray(args.address)
+    outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
+                        max_concurrent=args.max_concurrent)
+    failed = [t for t in outcome.trials if t["status"] == "error"]
+    print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed; "
+          f"MLflow experiment '{outcome.experiment}', parent run {outcome.parent_run_id}")
+    cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id,
+                          target=args.target)
+    paths = write_report(cmp, Path("reports") / outcome.name)
+    print(format_table(cmp))
+    print(f"\nreport: {paths['table'].parent}/ (table.txt, arms.csv, runs.csv, learning_curves.png, effects.png)")
+    print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+    return 1 if failed else 0

@@ -1,0 +1,245 @@
+"""`run_sweep`: Ray Tune over the training trainable (the Train-in-Tune pattern of Ray 2.60), every trial an
+MLflow child run of one parent run per sweep.
+
+- Each Tune trial is a small driver function that builds the trial's `RunConfig` (space base + the trial's
+  values + its seed), creates (or, on a retry, finds) its MLflow child run, and fits a `TorchTrainer` whose
+  reports reach Tune through `TuneReportCallback`. Every report carries the latest held-out metrics, so the
+  sweep's metric is in each result and ASHA can stop a trial at any checkpoint.
+- Concurrency is capped by the resources a trial needs: floor(cluster CPUs / (training workers x CPUs per
+  worker + generators x CPUs per generator (vLLM backend) + the trial driver's share)).
+- Failures: a trial's training run does not retry on its own (Train `max_failures=0`); Tune retries the trial
+  `max_failures` times, and the retried trial's Train run resumes from its last checkpoint into the same child
+  run (steps already logged are not logged again).
+- `--resume` restores the Tune experiment: finished trials are kept, unfinished and errored ones continue.
+- Layout: `<trainer.output_dir>/sweeps/<name>/` holds `sweep.json` (parent run id, experiment, space file,
+  overrides), the Tune experiment (`tune/`) and every trial's training run (`trials/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gcpo.config import RunConfig, to_flat_dict
+from gcpo.sweeps.space import SearchSpace, load_space, trial_config
+
+TRIAL_DRIVER_CPUS = 0.5  # the Tune trial actor only drives its Train run
+SWEEP_FILE = "sweep.json"
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial needs, shipped once to the trial actors (tune.with_parameters)."""
+
+    space: SearchSpace
+    name: str
+    experiment: str
+    tracking_uri: str
+    parent_run_id: str
+    trials_dir: str
+    base_dir: str
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    sweep_dir: Path
+    experiment: str
+    tracking_uri: str
+    parent_run_id: str
+    trials: list[dict]  # one row per trial: params, status, the metric's last value, child run id
+
+
+def sweep_dir(base_cfg: RunConfig, name: str, base: Path) -> Path:
+    return (base / base_cfg.trainer.output_dir / "sweeps" / name).resolve()
+
+
+def arm_label(params: dict[str, Any], keys: list[str]) -> str:
+    """`golden_answers=True, kl_coef=0.0` — the swept values of an arm, short key names, in space order."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(params[k])}" for k in keys if k in params)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_resources(cfg: RunConfig) -> float:
+    generators = cfg.rollout.num_generators * cfg.rollout.cpus_per_generator if cfg.rollout.backend == "vllm" else 0.0
+    return cfg.trainer.num_workers * cfg.trainer.cpus_per_worker + generators + TRIAL_DRIVER_CPUS
+
+
+def max_concurrent_trials(cfg: RunConfig, cluster_cpus: float) -> int:
+    return max(1, math.floor(cluster_cpus / trial_resources(cfg)))
+
+
+def param_space(space: SearchSpace) -> dict[str, Any]:
+    """The Tune search space: grid -> grid_search, choice -> choice, distributions as named; seeds as a grid."""
+    from ray import tune
+
+    make = {"grid": lambda v: tune.grid_search(list(v)), "choice": lambda v: tune.choice(list(v)),
+            "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v),
+            "randint": lambda v: tune.randint(*v)}
+    out = {key: make[spec.kind](spec.values) for key, spec in space.space.items()}
+    if space.search == "grid":
+        out["trainer.seed"] = tune.grid_search(list(space.seeds))
+    return out
+
+
+def _child_run(ctx: SweepContext, cfg: RunConfig, params: dict, trial_id: str) -> str:
+    """The trial's MLflow child run: found by its trial key on a retry, else created with params and arm tags."""
+    from mlflow.tracking import MlflowClient
+
+    from gcpo.tracking.training_run import experiment_id
+
+    client = MlflowClient(tracking_uri=ctx.tracking_uri)
+    exp = experiment_id(client, ctx.experiment, ctx.tracking_uri)
+    key = f"{ctx.name}/{trial_id}"
+    found = client.search_runs([exp], filter_string=f"tags.`gcpo.trial_key` = '{key}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {"mlflow.parentRunId": ctx.parent_run_id, "gcpo.sweep": ctx.name, "gcpo.trial_key": key,
+            "gcpo.arm": arm_label(params, ctx.space.swept_keys) or "base", "gcpo.seed": str(cfg.trainer.seed),
+            "gcpo.preset": str(cfg.preset)}
+    flat = to_flat_dict(cfg)  # a swept key's tag is the param it ran with, as MLflow stores it
+    tags |= {f"gcpo.swept.{k}": str(flat.get(k, params[k])) for k in ctx.space.swept_keys if k in params}
+    from gcpo.tracking.training_run import TrainingRunLogger
+
+    logger = TrainingRunLogger(ctx.tracking_uri, ctx.experiment, run_name=f"{ctx.name}-{trial_id}",
+                               params=flat, tags=tags)
+    return logger.run_id
+
+
+def _trial(params: dict, ctx: SweepContext) -> None:
+    """One Tune trial: a full training run of this arm and seed (reports reach Tune through the callback)."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from trainables.gcpo_train import fit
+
+    params = dict(params)
+    params.setdefault("trainer.seed", ctx.space.seeds[0])
+    cfg = trial_config(ctx.space, params)
+    cfg = dataclasses.replace(
+        cfg, tracking=dataclasses.replace(cfg.tracking, uri=ctx.tracking_uri, experiment=ctx.experiment),
+        trainer=dataclasses.replace(cfg.trainer, output_dir=ctx.trials_dir))
+    trial_id = tune.get_context().get_trial_id()
+    run_id = _child_run(ctx, cfg, params, trial_id)
+    fit(cfg, run_name=f"{ctx.name}-{trial_id}", base=Path(ctx.base_dir), parent_run_id=ctx.parent_run_id,
+        mlflow_run_id=run_id, max_failures=0, callbacks=[TuneReportCallback()])
+
+
+def _tune_config(space: SearchSpace, steps_reports: int, concurrent: int):
+    from ray import tune
+
+    search_alg = scheduler = None
+    if space.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=space.metric, mode=space.mode, seed=space.seeds[0])
+    if space.scheduler is not None:
+        from ray.tune.schedulers import ASHAScheduler
+
+        s = space.scheduler
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=s["max_t"] or steps_reports,
+                                  grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+    return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=search_alg, scheduler=scheduler,
+                           num_samples=space.trials, max_concurrent_trials=concurrent)
+
+
+def _reports_per_run(cfg: RunConfig) -> int:
+    t = cfg.trainer
+    return len([s for s in range(1, t.steps) if s % t.checkpoint_every == 0]) + 1
+
+
+def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None,
+              resume: bool = False, base: Path | None = None, max_concurrent: int | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep; returns its trials. Ray must already be initialised (`init_ray`)."""
+    import ray
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from gcpo.tracking.training_run import absolute_tracking_uri, experiment_id
+    from trainables.gcpo_train import absolutize
+
+    base = (base or Path.cwd()).resolve()
+    space = load_space(space_path, overrides)
+    name = name or space.name
+    cfg = absolutize(trial_config(space, {}), base)
+    root = sweep_dir(cfg, name, base)
+    state_file = root / SWEEP_FILE
+    if resume:
+        if not state_file.exists():
+            raise FileNotFoundError(f"--resume: no sweep named {name!r} at {root} (no {SWEEP_FILE})")
+        state = json.loads(state_file.read_text())
+        space = load_space(state["space_file"], state["overrides"])
+        cfg = absolutize(trial_config(space, {}), base)
+    elif state_file.exists():
+        raise FileExistsError(f"a sweep named {name!r} already exists at {root}; pass --resume to continue it "
+                              f"or --name to start another")
+    else:
+        experiment = cfg.tracking.experiment if "tracking.experiment" in space.base else name
+        uri = absolute_tracking_uri(cfg.tracking.uri, base)
+        client = MlflowClient(tracking_uri=uri)
+        parent = client.create_run(experiment_id(client, experiment, uri), run_name=name, tags={
+            "gcpo.sweep": name, "gcpo.sweep_parent": "true", "gcpo.swept_keys": ",".join(space.swept_keys),
+            "gcpo.metric": space.metric, "gcpo.mode": space.mode, "mlflow.note.content": space.description})
+        client.log_artifact(parent.info.run_id, str(space.path))
+        for key, value in {"search": space.search, "trials": space.trials, "seeds": space.seeds,
+                           "total_trials": space.total_trials, "overrides": list(overrides)}.items():
+            client.log_param(parent.info.run_id, key, json.dumps(value))
+        state = {"name": name, "space_file": str(Path(space_path).resolve()), "overrides": list(overrides),
+                 "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
+                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        root.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state, indent=2))
+
+    ctx = SweepContext(space=space, name=name, experiment=state["experiment"], tracking_uri=state["tracking_uri"],
+                       parent_run_id=state["parent_run_id"], trials_dir=str(root / "trials"), base_dir=str(base))
+    concurrent = max_concurrent or max_concurrent_trials(cfg, ray.cluster_resources().get("CPU", 1))
+    trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx), {"CPU": TRIAL_DRIVER_CPUS})
+    tune_dir = root / "tune"
+    if resume and tune.Tuner.can_restore(str(tune_dir)):
+        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(space),
+            tune_config=_tune_config(space, _reports_per_run(cfg), concurrent),
+            run_config=tune.RunConfig(name="tune", storage_path=str(root),
+                                      failure_config=tune.FailureConfig(max_failures=space.max_failures),
+                                      verbose=1),
+        )
+    grid = tuner.fit()
+    trials = _close_children(ctx, grid)
+    MlflowClient(tracking_uri=ctx.tracking_uri).set_terminated(ctx.parent_run_id, "FINISHED")
+    return SweepOutcome(name, root, ctx.experiment, ctx.tracking_uri, ctx.parent_run_id, trials)
+
+
+def _close_children(ctx: SweepContext, grid) -> list[dict]:
+    """One row per trial; child runs a scheduler stopped (left RUNNING) become KILLED, tagged stopped_early."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=ctx.tracking_uri)
+    exp = client.get_experiment_by_name(ctx.experiment)
+    children = {r.data.tags.get("gcpo.trial_key"): r for r in client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{ctx.parent_run_id}'", max_results=10000)}
+    rows = []
+    for result in grid:
+        trial_id = str((result.metrics or {}).get("trial_id", ""))
+        params = dict(result.config or {})
+        child = children.get(f"{ctx.name}/{trial_id}")
+        if child is not None and child.info.status == "RUNNING":
+            stopped = result.error is None
+            client.set_tag(child.info.run_id, "gcpo.stopped_early", str(stopped).lower())
+            client.set_terminated(child.info.run_id, "KILLED" if stopped else "FAILED")
+        rows.append({"trial": trial_id, "arm": arm_label(params, ctx.space.swept_keys),
+                     "seed": params.get("trainer.seed", ctx.space.seeds[0]),
+                     "status": "error" if result.error else "ok",
+                     "metric": (result.metrics or {}).get(ctx.space.metric),
+                     "iterations": (result.metrics or {}).get("training_iteration", 0),
+                     "run_id": child.info.run_id if child else None})
+    return rows
