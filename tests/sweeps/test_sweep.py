@@ -114,7 +114,7 @@ def test_optuna_with_asha_stops_a_trial_early(tmp_path, ray_local, mlflow_server
     ASHA stops is deterministic (one at a time): every trial whose lr trails the first trial's at a rung."""
     space = tmp_path / "hpo.yaml"
     space.write_text(
-        "name: hpo-tiny\nbase: {preset: grpo, algorithm.kl_coef: 0.0, trainer.steps: 4}\n"
+        "name: hpo-tiny\nbase: {preset: grpo, algorithm.kl_coef: 0.0, trainer.steps: 3}\n"
         "space:\n  trainer.lr: {loguniform: [1.0e-5, 1.0e-2]}\n"
         "seeds: [0]\nmetric: lr\nmode: max\nsearch: optuna\ntrials: 4\n"
         "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
@@ -128,8 +128,8 @@ def test_optuna_with_asha_stops_a_trial_early(tmp_path, ray_local, mlflow_server
     assert stopped, [(t["iterations"], t["run_id"]) for t in outcome.trials]
     for run in stopped:
         assert run.info.status == "KILLED"
-        assert len(steps_logged(mlflow_server, run.info.run_id)) < 4
-    assert any(steps_logged(mlflow_server, r.info.run_id) == [1, 2, 3, 4] for r in runs)
+        assert len(steps_logged(mlflow_server, run.info.run_id)) < 3
+    assert any(steps_logged(mlflow_server, r.info.run_id) == [1, 2, 3] for r in runs)
 
 
 def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlflow_server):
@@ -138,7 +138,7 @@ def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlfl
     import psutil
 
     space = tmp_path / "two.yaml"
-    space.write_text("name: fault-tiny\nbase: {preset: gcpo, trainer.steps: 4, trainer.eval_every: 0}\n"
+    space.write_text("name: fault-tiny\nbase: {preset: gcpo, trainer.steps: 3, trainer.eval_every: 0}\n"
                      "space:\n  algorithm.ratio_level: {grid: [token, sequence]}\nmetric: reward/mean\n"
                      "max_failures: 1\n")
     overrides = [o for o in TINY if not o.startswith(("trainer.steps", "trainer.eval_every"))]
@@ -165,16 +165,16 @@ def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlfl
     runs = children(mlflow_server, outcome)
     assert len(runs) == 2  # the retry continued its child run; none was added
     for run in runs:
-        assert steps_logged(mlflow_server, run.info.run_id) == [1, 2, 3, 4]  # none twice, none missing
+        assert steps_logged(mlflow_server, run.info.run_id) == [1, 2, 3]  # none twice, none missing
         assert run.info.status == "FINISHED"
     resumed = [r for r in runs if int(r.data.tags.get("gcpo.resume_count", "0")) >= 1]
     assert len(resumed) == 1 and resumed[0].info.run_name == killed["trial"]
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, mlflow_server):
-    space = tmp_path / "three.yaml"
+    space = tmp_path / "two.yaml"
     space.write_text("name: resume-tiny\nbase: {preset: grpo, algorithm.kl_coef: 0.0, trainer.eval_every: 0}\n"
-                     "space:\n  trainer.lr: {grid: [1.0e-3, 1.0e-4, 1.0e-5]}\nmetric: reward/mean\n")
+                     "space:\n  trainer.lr: {grid: [1.0e-3, 1.0e-5]}\nmetric: reward/mean\n")
     overrides = [o for o in TINY if not o.startswith("trainer.eval_every")] + [f"tracking.uri={mlflow_server}"]
     gcpo = [sys.executable, "-m", "gcpo.cli", "sweep", str(space), *overrides, "--max-concurrent", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -200,7 +200,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, m
     done = subprocess.run(gcpo + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("gcpo.sweep_parent") != "true"]
-    assert len(runs) == 3  # one child run per trial: finished trials were not run again
+    assert len(runs) == 2  # one child run per trial: the finished trial was not run again
     for run_id, steps in finished.items():
         assert steps_logged(mlflow_server, run_id) == steps == [1, 2]
     assert all(steps_logged(mlflow_server, r.info.run_id) == [1, 2] for r in runs)

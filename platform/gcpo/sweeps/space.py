@@ -152,7 +152,7 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     if not isinstance(max_failures, int) or max_failures < 0:
         raise fail(("max_failures",), f"must be an integer >= 0, got {max_failures!r}")
     metric = raw.get("metric", SearchSpace.metric)
-    if not isinstance(metric, str) or "/" not in metric:
+    if not isinstance(metric, str) or not metric:
         raise fail(("metric",), f"must name a logged metric such as eval/<task>/pass_at_1, got {metric!r}")
     if search == "optuna":
         grids = [k for k, s in space.items() if s.kind == "grid"]
