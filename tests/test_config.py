@@ -69,3 +69,21 @@ def test_round_trip_and_flat_names():
     flat = to_flat_dict(cfg)
     assert flat["algorithm.batch_filling"] == "dapo" and flat["preset"] == "dapo"
     assert all(not isinstance(v, dict) for v in flat.values())
+
+
+def test_supervised_switches_name_the_field():
+    cfg = load_config(preset="ga_sft", overrides=["algorithm.sft_prompts=all_wrong"])
+    assert cfg.algorithm.loss == "sft" and cfg.algorithm.sft_prompts == "all_wrong"
+    assert load_config(preset="gcpo", overrides=["algorithm.sft_coef=0.5"]).algorithm.sft_coef == 0.5
+    with pytest.raises(ConfigError, match=r"algorithm\.sft_prompts: invalid value 'failed'; allowed: 'all', 'all_wrong'"):
+        load_config(preset="ga_sft", overrides=["algorithm.sft_prompts=failed"])
+    with pytest.raises(ConfigError, match=r"algorithm\.sft_coef: must be >= 0"):
+        load_config(preset="gcpo", overrides=["algorithm.sft_coef=-0.1"])
+    with pytest.raises(ConfigError, match=r"algorithm\.sft_coef: needs algorithm\.golden_answers=true"):
+        load_config(preset="grpo", overrides=["algorithm.sft_coef=0.1"])
+    with pytest.raises(ConfigError, match=r"algorithm\.sft_prompts: applies only to loss 'sft'"):
+        load_config(preset="gcpo", overrides=["algorithm.sft_prompts=all_wrong"])
+    for key, value in [("golden_answers", "true"), ("kl_coef", "0.01"), ("batch_filling", "dapo"),
+                       ("sft_coef", "0.5")]:
+        with pytest.raises(ConfigError, match=rf"algorithm\.{key}: must be .* with loss 'sft'"):
+            load_config(preset="ga_sft", overrides=[f"algorithm.{key}={value}"])

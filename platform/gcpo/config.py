@@ -79,7 +79,8 @@ class RolloutConfig:
 class AlgorithmConfig:
     """Orthogonal switches of the update (DESIGN.md section 4). Presets are sets of these values."""
 
-    loss: Literal["clipped", "conspo"] = "clipped"
+    # "sft": no policy gradient, only cross-entropy on golden answers (the ga_sft imitation baseline).
+    loss: Literal["clipped", "conspo", "sft"] = "clipped"
     adv_norm: Literal["group", "batch", "none"] = "group"
     golden_answers: bool = False
     ga_replace: Literal["last", "longest", "random"] = "last"
@@ -102,6 +103,8 @@ class AlgorithmConfig:
     token_credit: Literal["none", "guidance"] = "none"
     guidance_negative: Literal["wrong", "empty"] = "wrong"
     guidance_power: float = 2.15
+    sft_prompts: Literal["all", "all_wrong"] = "all"  # loss "sft": every prompt's golden answer, or all-wrong only
+    sft_coef: float = 0.0  # > 0: + sft_coef * cross-entropy on the injected golden answers (needs golden_answers)
 
 
 @dataclass
@@ -251,6 +254,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(0 < a.beta_th <= 1, "algorithm.beta_th", f"must lie in (0, 1], got {a.beta_th}")
     need(a.max_fill_rounds >= 0, "algorithm.max_fill_rounds", f"must be >= 0, got {a.max_fill_rounds}")
     need(a.conspo_tau > 0, "algorithm.conspo_tau", f"must be > 0, got {a.conspo_tau}")
+    _check_sft(a, need)
     need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group needs a contrast), got {r.group_size}")
     need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
     need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
@@ -270,6 +274,22 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
     need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
     need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")
+
+
+def _check_sft(a: AlgorithmConfig, need: typing.Callable[[bool, str, str], None]) -> None:
+    """loss "sft" trains on golden answers alone, so the switches of the policy-gradient update must be off."""
+    need(a.sft_coef >= 0, "algorithm.sft_coef", f"must be >= 0 (0 = no supervised term), got {a.sft_coef}")
+    if a.loss == "sft":
+        for key, off in (("golden_answers", False), ("kl_coef", 0.0), ("batch_filling", "none"),
+                         ("token_credit", "none"), ("gpg_alpha", False), ("sft_coef", 0.0)):
+            need(getattr(a, key) == off, f"algorithm.{key}",
+                 f"must be {str(off).lower()} with loss 'sft' (no policy gradient: it imitates the golden answers "
+                 f"algorithm.sft_prompts picks), got {getattr(a, key)!r}")
+        return
+    need(a.sft_prompts == "all", "algorithm.sft_prompts", f"applies only to loss 'sft' (sft_coef uses the injected "
+         f"golden answers), got {a.sft_prompts!r} with loss {a.loss!r}")
+    need(a.sft_coef == 0 or a.golden_answers, "algorithm.sft_coef",
+         f"needs algorithm.golden_answers=true (the term is on injected golden answers), got {a.sft_coef}")
 
 
 def _deep_merge(base: dict, update: Mapping) -> dict:

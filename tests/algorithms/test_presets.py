@@ -9,7 +9,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_names():
-    assert PRESET_NAMES == ("grpo", "dr_grpo", "dapo", "gspo", "gpg", "gcpo", "conspo", "guidance")
+    assert PRESET_NAMES == ("grpo", "dr_grpo", "dapo", "gspo", "gpg", "gcpo", "conspo", "guidance", "ga_sft")
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
@@ -28,6 +28,8 @@ def test_paper_switches():
     assert a("gpg").ratio_level == "none" and a("gpg").gpg_alpha and a("gpg").batch_filling == "gpg"
     assert a("gspo").ratio_level == "sequence" and not a("gspo").golden_answers
     assert a("conspo").loss == "conspo" and a("guidance").token_credit == "guidance"
+    assert a("ga_sft").loss == "sft" and a("ga_sft").sft_prompts == "all" and not a("ga_sft").golden_answers
+    assert all(a(n).sft_coef == 0 for n in PRESET_NAMES)
 
 
 def test_readme_table_is_current():

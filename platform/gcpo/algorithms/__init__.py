@@ -6,6 +6,7 @@
 - ConSPO: `conspo_loss`, `conspo_margin`, `sequence_scores`
 - guidance-contrastive token credit: `guidance_token_weights`
 - batch filling (DAPO dynamic sampling, GPG beta_th): `fill_decision`, `FillDecision`
+- supervised imitation of golden answers (ga_sft, sft_coef): `sft_loss`, `sft_prompt_mask`
 - presets: `PRESET_NAMES`, `preset_values`
 """
 
@@ -15,6 +16,7 @@ from gcpo.algorithms.conspo import conspo_loss, conspo_margin, sequence_scores
 from gcpo.algorithms.golden import golden_replacement_index
 from gcpo.algorithms.losses import agg_normalizer, aggregate, importance_ratio, kl_penalty, policy_loss
 from gcpo.algorithms.presets import PRESET_NAMES, preset_values
+from gcpo.algorithms.sft import sft_loss, sft_prompt_mask
 from gcpo.algorithms.token_credit import guidance_token_weights
 
 __all__ = [
@@ -34,5 +36,7 @@ __all__ = [
     "policy_loss",
     "preset_values",
     "sequence_scores",
+    "sft_loss",
+    "sft_prompt_mask",
     "zero_variance_groups",
 ]

@@ -28,6 +28,8 @@ NEUTRAL: dict = {
     "gpg_alpha": False,
     "batch_filling": "none",
     "token_credit": "none",
+    "sft_prompts": "all",
+    "sft_coef": 0.0,
 }
 
 # name -> (paper, changes from NEUTRAL)
@@ -64,6 +66,11 @@ _PRESETS: dict[str, tuple[str, dict]] = {
         "Guidance-contrastive token credit, arXiv 2605.29198",
         {"token_credit": "guidance", "clip_high": 0.28, "loss_agg": "token-mean"},
     ),
+    # Imitation-only baseline (issue: is GCPO more than supervised learning on its golden answers?): the same
+    # loop, rollouts sampled and scored for the metrics, but the update is the token-mean cross-entropy on the
+    # golden answers of every prompt of the batch (plain SFT; `sft_prompts: all_wrong` imitates only the prompts
+    # GCPO would inject into). See gcpo.algorithms.sft.
+    "ga_sft": ("imitation-only baseline (SFT on golden answers)", {"loss": "sft", "sft_prompts": "all"}),
 }
 
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
