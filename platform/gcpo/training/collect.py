@@ -5,6 +5,11 @@ Order of operations (a choice): golden answers are injected into each sampling r
 batch-filling policy looks at them, so a group rescued by its golden answer counts as valid for DAPO / GPG.
 Reward metrics (`reward/*`, `groups/*`, `response/length_mean`) describe the generators' own samples, never the
 injected golden answers.
+
+Imitation (`algorithm.loss=sft`, the ga_sft baseline): the rollouts are sampled, scored and kept in the batch as
+usual (same metrics, entropy and sync check), and the golden answers of the prompts `algorithm.sft_prompts` picks
+ride along as `golden_prompts` / `golden_responses`, the only rows the update trains on. `ga/injected_frac` is then
+the share of prompts whose golden answer is imitated; one that fails its own verifier counts in `ga/rejected`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from gcpo.algorithms import fill_decision, golden_replacement_index, gpg_alpha, group_advantages
+from gcpo.algorithms import fill_decision, golden_replacement_index, gpg_alpha, group_advantages, sft_prompt_mask
 from gcpo.config import RunConfig
 from gcpo.rollout.types import RolloutEngine, SamplingSettings
 from gcpo.training.sampler import PromptSampler
@@ -46,6 +51,7 @@ class _Group:
     accuracy: list[float]
     format: list[float]
     golden: list[bool]
+    imitate: bool = False  # loss "sft": this prompt's golden answer is a training row
 
 
 def _golden_verifies(data: TrainingData, item: int) -> bool:
@@ -92,9 +98,16 @@ def collect_step_batch(engine: RolloutEngine, data: TrainingData, sampler: Promp
             totals["groups"] += 1
             totals["all_wrong"] += int(acc.sum() == 0)
             totals["all_correct"] += int(acc.sum() == len(acc))
+        correct = torch.tensor([grp.accuracy for grp in new_groups]) == 1.0
+        has_golden = torch.tensor([data.golden_ids[grp.item] is not None for grp in new_groups])
+        if a.loss == "sft":
+            for grp, chosen in zip(new_groups, sft_prompt_mask(correct, has_golden, a.sft_prompts).tolist()):
+                if chosen and not _golden_verifies(data, grp.item):
+                    totals["rejected"] += 1
+                elif chosen:
+                    grp.imitate = True
+                    totals["injected"] += 1
         if a.golden_answers:
-            correct = torch.tensor([grp.accuracy for grp in new_groups]) == 1.0
-            has_golden = torch.tensor([data.golden_ids[grp.item] is not None for grp in new_groups])
             lengths = torch.tensor([[len(t) for t in grp.responses] for grp in new_groups])
             picks = golden_replacement_index(correct, has_golden, replace=a.ga_replace,
                                              on_all_correct=a.ga_on_all_correct, lengths=lengths, generator=gen)
@@ -137,6 +150,8 @@ def collect_step_batch(engine: RolloutEngine, data: TrainingData, sampler: Promp
         alpha=gpg_alpha(rewards) if (a.gpg_alpha and kept) else 1.0,
         negative_prompts=([data.negative_prompt_ids[g.item] for g in kept for _ in range(group_size)]
                           if a.token_credit == "guidance" else None),
+        golden_prompts=[data.prompt_ids[g.item] for g in kept if g.imitate],
+        golden_responses=[list(data.golden_ids[g.item]) for g in kept if g.imitate],
     )
     n, groups = max(totals["responses"], 1), max(totals["groups"], 1)
     metrics = {
