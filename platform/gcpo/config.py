@@ -71,6 +71,9 @@ class RolloutConfig:
     memory_fraction: float = 0.1  # vLLM gpu_memory_utilization (on CPU: fraction of RAM for the KV cache)
     cpus_per_generator: float = 1.0
     gpus_per_generator: float = 0.0  # > 0 on a GPU cluster (the CUDA vLLM build); each generator's GPU share
+    # How new weights reach the engines: "file" (a safetensors file in /dev/shm, one node) or "collective" (a
+    # broadcast group of the trainer and the engines: gloo on CPU, NCCL when generators hold GPUs).
+    weight_transport: Literal["file", "collective"] = "file"
     # Skip vLLM's torch.compile warm-up (minutes on 2 CPU cores); eager kernels generate about as fast here.
     enforce_eager: bool = True
 

@@ -77,9 +77,9 @@ def test_agreement_survives_real_updates_and_a_skipped_sync_is_caught(pool, trai
             optimizer.step()
         stale = logprob_agreement(trainer, pool.generate(PROMPTS, SAMPLE), pad_token_id=0)
         assert stale.mean_abs_diff > 1e-2, stale  # negative control: without the sync the check fires
-        previous_file = pool._weights_path
+        previous_file = pool._transport.path
         pool.update_weights(trainer.state_dict(), version)
-        assert Path(pool._weights_path).exists() and (previous_file is None or not Path(previous_file).exists())
+        assert Path(pool._transport.path).exists() and (previous_file is None or not Path(previous_file).exists())
         synced = pool.generate(PROMPTS, SAMPLE)
         agreement = logprob_agreement(trainer, synced, pad_token_id=0)
         assert agreement.mean_abs_diff < 1e-3, (version, agreement)

