@@ -3,6 +3,7 @@
 - `address=None`: start a local Ray in this process, bound to 127.0.0.1, its dashboard on 127.0.0.1 only (it
   executes whatever job it is sent; Ray Train's state queries need it), `num_cpus` logical CPUs (default max(4, cores): a 2-core machine runs a trainer and
   a generator side by side, phases alternate so oversubscription is fine).
+- `address=None` with `RAY_ADDRESS` set (a job's driver: the Jobs API sets it): join that cluster.
 - `address="ray://..."` / `"host:port"`: join an existing cluster. An unreachable address fails within
   `timeout_s` with a `ClusterError` that names it, never a hang.
 - A head killed without `ray stop` leaves Ray's `ray_current_cluster` file behind, and the next local start
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tempfile
@@ -31,14 +33,28 @@ def _stale_cluster_file() -> Path | None:
     return tmp if not _reachable(address) else None
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """`host:port`, `ray://host:port` or `http(s)://host:port[/path]` -> (host, port); ValueError if no port."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def _reachable(address: str, timeout_s: float = 2.0) -> bool:
-    host, _, port = address.rpartition(":")
-    host = host.removeprefix("ray://") or "127.0.0.1"
+    """Whether a TCP connection to `address` (any form `host_port` takes) opens within `timeout_s`."""
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
+        with socket.create_connection(host_port(address), timeout=timeout_s):
             return True
     except (OSError, ValueError):
         return False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine's loopback interface only (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout_s: float = 10.0) -> None:
@@ -47,6 +63,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
 
     if ray.is_initialized():
         return
+    if address is None and os.environ.get("RAY_ADDRESS"):  # a Ray job's driver (or the user's choice): join it
+        address = os.environ["RAY_ADDRESS"]
     env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
     if address is None:
         stale = _stale_cluster_file()

@@ -1,0 +1,226 @@
+"""A local Ray cluster for development: `gcpo cluster up | down | status`.
+
+Contracts:
+- The head binds its dashboard and Jobs API to `host` (127.0.0.1 by default) on non-default ports (GCS 26379,
+  dashboard 28265, client 20001; Ray's are 6379, 8265, 10001). Ray's dashboard and Jobs API run whatever code
+  they are sent, so a non-loopback `host` is refused unless `allow_remote` is set. Token authentication stays
+  on (`RAY_AUTH_MODE=token`; the token is `~/.ray/auth_token`). Ray binds its GCS, raylet and agents to every
+  interface whatever `host` is: firewall the ports on a shared network.
+- Each node (the head, then `workers` extra local nodes) is one `ray start` in a session of its own with its own
+  temp folder (`/tmp/gcpo-ray-<port>[-w<i>]`), so the cluster never touches `/tmp/ray`: a plain `ray.init()`
+  elsewhere on the machine still starts its own runtime. `down` ends exactly those sessions' processes (and
+  their children), never other Ray processes on the machine (no `ray stop`).
+- The record (`cluster.json` in `$GCPO_CLUSTER_DIR`, default `$GCPO_CACHE/cluster`) lets `submit`, `jobs` and
+  `status` find the cluster without an address.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gcpo.cluster.runtime import ClusterError, _reachable, is_loopback
+
+RAY_WORKER_PORTS = range(10002, 20000)  # Ray's default worker port range: a head port inside it is refused
+START_TIMEOUT_S = 240.0
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class ClusterSpec:
+    host: str = "127.0.0.1"
+    port: int = 26379  # GCS
+    dashboard_port: int = 28265  # dashboard and Jobs API
+    client_port: int = 20001  # Ray Client server
+    num_cpus: int | None = None  # the head's logical CPUs (default max(4, cores))
+    workers: int = 0  # extra local worker nodes
+    worker_cpus: int = 1
+
+
+@dataclass
+class ClusterRecord:
+    spec: ClusterSpec
+    temp_dirs: list[str]  # head first, then each worker node
+    session_ids: list[int]  # the session (process group) of each node's `ray start`
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.spec.host}:{self.spec.dashboard_port}"
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.spec.port}"
+
+
+def cluster_dir() -> Path:
+    from gcpo.models import cache_dir
+
+    return Path(os.environ.get("GCPO_CLUSTER_DIR", cache_dir() / "cluster"))
+
+
+def record_path() -> Path:
+    return cluster_dir() / "cluster.json"
+
+
+def load_record() -> ClusterRecord | None:
+    """The recorded local cluster, or None when none was started (or its record is unreadable)."""
+    try:
+        raw = json.loads(record_path().read_text())
+        return ClusterRecord(ClusterSpec(**raw["spec"]), raw["temp_dirs"], raw["session_ids"], raw["started_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_record(record: ClusterRecord) -> None:
+    record_path().parent.mkdir(parents=True, exist_ok=True)
+    record_path().write_text(json.dumps(dataclasses.asdict(record), indent=2))
+
+
+def check_spec(spec: ClusterSpec, *, allow_remote: bool) -> None:
+    """Refuse a non-loopback bind without `allow_remote`, and bad, clashing or busy ports; errors name the field."""
+    if not is_loopback(spec.host) and not allow_remote:
+        raise ClusterError(
+            f"refusing to bind the Ray dashboard and Jobs API to {spec.host!r}: they run whatever code they are "
+            f"sent, so anyone who reaches {spec.host}:{spec.dashboard_port} could run code on this machine. Keep "
+            f"the default 127.0.0.1 and use an SSH tunnel (ssh -L {spec.dashboard_port}:127.0.0.1:"
+            f"{spec.dashboard_port} HOST), or pass --allow-remote on a private, firewalled network")
+    ports = {"port": spec.port, "dashboard_port": spec.dashboard_port, "client_port": spec.client_port}
+    for name, port in ports.items():
+        if not 1024 <= port <= 65535:
+            raise ClusterError(f"{name} {port} must lie in 1024-65535")
+        if port in RAY_WORKER_PORTS:
+            raise ClusterError(f"{name} {port} lies in Ray's worker port range 10002-19999; pick another")
+        if _reachable(f"127.0.0.1:{port}", timeout_s=0.5):
+            raise ClusterError(f"{name} {port} is already in use on this machine")
+    if len(set(ports.values())) < len(ports):
+        raise ClusterError(f"port, dashboard_port and client_port must differ: {ports}")
+    if spec.workers < 0 or spec.worker_cpus < 1 or (spec.num_cpus is not None and spec.num_cpus < 1):
+        raise ClusterError("workers must be >= 0, worker_cpus and num_cpus >= 1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(args: list[str], temp_dir: str) -> int:
+    """Run `ray start ARGS` in a new session; returns the session id (its daemons stay in it)."""
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args, f"--temp-dir={temp_dir}",
+           f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"]
+    Path(temp_dir).mkdir(parents=True, exist_ok=True)
+    log = Path(temp_dir) / "gcpo-ray-start.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            code = proc.wait(timeout=START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _end_sessions([proc.pid])
+            raise ClusterError(f"`ray start` did not finish within {START_TIMEOUT_S:.0f} s; see {log}") from None
+    if code != 0:
+        _end_sessions([proc.pid])
+        raise ClusterError(f"`ray start` failed (exit {code}): {log.read_text()[-1500:]}")
+    return proc.pid
+
+
+def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRecord:
+    """Start the head (and `spec.workers` local worker nodes); record and return the cluster."""
+    existing = load_record()
+    if existing is not None and _reachable(existing.gcs_address, timeout_s=1.0):
+        raise ClusterError(f"a local cluster is already up (dashboard {existing.dashboard_url}); "
+                           f"run `gcpo cluster down` first")
+    if existing is not None:
+        stop_cluster(existing)  # a stale record: its head no longer answers
+    check_spec(spec, allow_remote=allow_remote)
+    head_dir = str(Path(tempfile.gettempdir()) / f"gcpo-ray-{spec.port}")
+    cpus = spec.num_cpus or max(4, os.cpu_count() or 1)
+    head = _ray_start(["--head", f"--node-ip-address={spec.host}", f"--port={spec.port}",
+                       f"--dashboard-host={spec.host}", f"--dashboard-port={spec.dashboard_port}",
+                       f"--ray-client-server-port={spec.client_port}", f"--num-cpus={cpus}"], head_dir)
+    record = ClusterRecord(spec, [head_dir], [head])
+    _save_record(record)  # before the workers: a failed worker start leaves a record `down` can clean up
+    for i in range(spec.workers):
+        worker_dir = f"{head_dir}-w{i}"
+        record.session_ids.append(_ray_start([f"--address=127.0.0.1:{spec.port}", f"--node-ip-address={spec.host}",
+                                              f"--num-cpus={spec.worker_cpus}"], worker_dir))
+        record.temp_dirs.append(worker_dir)
+        _save_record(record)
+    return record
+
+
+def _session_processes(session_ids: list[int]):
+    """Every live process in these sessions, and every descendant of one (Ray workers start sessions of their
+    own under their raylet)."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) in session_ids:
+                found[proc.pid] = proc
+                found.update({c.pid: c for c in proc.children(recursive=True)})
+        except (psutil.Error, OSError):
+            continue
+    return list(found.values())
+
+
+def _end_sessions(session_ids: list[int]) -> None:
+    """SIGTERM every process of these sessions, SIGKILL what is left after `STOP_GRACE_S`."""
+    import psutil
+
+    procs = _session_processes(session_ids)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def stop_cluster(record: ClusterRecord) -> None:
+    """End every process of the recorded nodes, remove their temp folders and the record."""
+    _end_sessions(record.session_ids)
+    for folder in record.temp_dirs:
+        shutil.rmtree(folder, ignore_errors=True)
+    record_path().unlink(missing_ok=True)
+
+
+def describe(record: ClusterRecord, *, timeout_s: float = 5.0) -> dict:
+    """The cluster's addresses, and (when its head answers) its nodes and jobs by status."""
+    info: dict = {"dashboard": record.dashboard_url, "gcs_address": record.gcs_address,
+                  "client_address": f"ray://127.0.0.1:{record.spec.client_port}",
+                  "temp_dirs": record.temp_dirs, "up": _reachable(record.gcs_address, timeout_s=1.0)}
+    if not info["up"]:
+        return info
+    from ray.util.state import list_nodes
+
+    from gcpo.cluster.jobs import connect
+
+    client = connect(record.dashboard_url, timeout_s=timeout_s)  # also turns token authentication on
+    nodes = list_nodes(address=record.dashboard_url, timeout=timeout_s, raise_on_missing_output=False)
+    info["nodes"] = [{"node_id": n.node_id[:12], "ip": n.node_ip, "head": n.is_head_node, "state": n.state,
+                      "cpus": n.resources_total.get("CPU", 0)} for n in nodes]
+    jobs = client.list_jobs()
+    statuses = [j.status.value for j in jobs]
+    info["jobs"] = {s: statuses.count(s) for s in sorted(set(statuses))}
+    return info
