@@ -6,17 +6,23 @@
   missing step.
 - Relative `sqlite:` / `file:` URIs are resolved against the project folder by `absolute_tracking_uri` before
   the config reaches Ray workers (whose working directory is elsewhere).
+- A tracking server that stops answering mid-run never stops training: metrics and text artifacts are kept in
+  order in a buffer and sent with the next call that finds the server back (`finish` retries for up to
+  `flush_timeout_s`). While the server's port refuses connections a call returns at once (a socket probe
+  first, so MLflow's own retries do not stall a step). Creating or resuming the run still needs the server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 STEP_KEY = "time/step_s"
+FLUSH_TIMEOUT_S = 300.0
 
 
 def absolute_tracking_uri(uri: str, base: Path) -> str:
@@ -58,11 +64,15 @@ def _experiment_artifacts(uri: str, name: str) -> str | None:
 class TrainingRunLogger:
     def __init__(self, uri: str, experiment: str, *, run_name: str, params: Mapping[str, Any],
                  run_id: str | None = None, tags: Mapping[str, str] | None = None,
-                 parent_run_id: str | None = None):
+                 parent_run_id: str | None = None, flush_timeout_s: float = FLUSH_TIMEOUT_S):
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)
+        self.uri, self.flush_timeout_s = uri, flush_timeout_s
         self.skip_until = -1
+        self._pending_metrics: list = []  # mlflow Metric entities, in logging order
+        self._pending_texts: list[tuple[str, str]] = []  # (text, artifact file)
+        self._outage_reported = False
         if run_id is not None:
             self.run_id = run_id
             history = self.client.get_metric_history(run_id, STEP_KEY)
@@ -97,15 +107,56 @@ class TrainingRunLogger:
         if step <= self.skip_until:
             return False
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for i in range(0, len(batch), 500):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
+        self._pending_metrics += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.flush()
         return True
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self._pending_texts.append((text, artifact_file))
+        self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Metrics and texts logged but not yet accepted by the store."""
+        return len(self._pending_metrics) + len(self._pending_texts)
+
+    def _server_down(self) -> bool:
+        from gcpo.cluster.runtime import _reachable
+
+        return self.uri.startswith(("http://", "https://")) and not _reachable(self.uri, timeout_s=1.0)
+
+    def flush(self) -> bool:
+        """Send what is buffered, oldest first; True when nothing is left. A failure keeps the rest buffered."""
+        try:
+            if self.pending and self._server_down():
+                raise ConnectionError(f"no connection to {self.uri}")
+            while self._pending_metrics:
+                self.client.log_batch(self.run_id, metrics=self._pending_metrics[:500])
+                del self._pending_metrics[:500]
+            while self._pending_texts:
+                self.client.log_text(self.run_id, *self._pending_texts[0])
+                del self._pending_texts[0]
+        except Exception as e:  # any transport or server error: keep the data, training goes on
+            if not self._outage_reported:
+                print(f"[gcpo] MLflow at {self.uri} unavailable ({type(e).__name__}); buffering {self.pending} "
+                      f"items until it is back", file=sys.stderr, flush=True)
+            self._outage_reported = True
+            return False
+        if self._outage_reported:
+            print(f"[gcpo] MLflow at {self.uri} is back; buffered metrics flushed", file=sys.stderr, flush=True)
+        self._outage_reported = False
+        return True
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        """Flush (retrying up to `flush_timeout_s`), then mark the run ended; warns, never raises, if the
+        server stays away."""
+        deadline = time.time() + self.flush_timeout_s
+        while not self.flush() and time.time() < deadline:
+            time.sleep(2.0)
+        try:
+            self.client.set_terminated(self.run_id, status=status)
+        except Exception as e:
+            print(f"[gcpo] MLflow at {self.uri}: could not end run {self.run_id} ({e}); {self.pending} items "
+                  f"were never sent", file=sys.stderr, flush=True)
 
 
