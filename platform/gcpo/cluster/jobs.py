@@ -16,6 +16,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import shlex
 import sys
@@ -94,8 +95,8 @@ def _probe_http(url: str, timeout_s: float) -> None:
             status = r.status
     except urllib.error.HTTPError as e:
         status = e.code
-    except (OSError, ValueError) as e:  # timeouts, resets, a non-HTTP server (BadStatusLine is a ValueError)
-        raise ClusterError(f"{url} answers, but not as a Ray dashboard ({type(e).__name__}: {e}); is this the "
+    except (OSError, ValueError, http.client.HTTPException) as e:  # timeouts, resets, a non-HTTP server
+        raise ClusterError(f"{url} answers, but not as a Ray dashboard ({type(e).__name__}); is this the "
                            f"dashboard port?") from None
     if status not in (200, 401):
         raise ClusterError(f"{url} answers HTTP {status} to /api/version: not a Ray dashboard / Jobs API")
@@ -119,7 +120,8 @@ def connect(address: str, *, timeout_s: float = 5.0):
 
 
 def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: str | None) -> str:
-    """The job's shell command for `gcpo <command...>`, with tracking/output overrides appended (module doc)."""
+    """The job's shell command for `gcpo <command...>`, checked by gcpo's own parser here (a typo fails before
+    anything is sent), with `tracking.uri` / `trainer.output_dir` inserted beside its overrides unless given."""
     args = list(command)
     if args[:1] == ["gcpo"]:
         args = args[1:]
@@ -127,10 +129,30 @@ def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: 
         raise ClusterError(f"submit runs a gcpo command ({', '.join(sorted(SUBMITTABLE))}), e.g. "
                            f"`gcpo submit -- gcpo train trainer.steps=4`; got {shlex.join(command) or 'nothing'}")
     if args[0] in CONFIG_COMMANDS:
-        given = {a.split("=", 1)[0] for a in args if "=" in a and not a.startswith("-")}
+        parsed = _parse_gcpo(args)
+        given = {o.split("=", 1)[0] for o in parsed.overrides}
         extra = {"tracking.uri": tracking_uri, "trainer.output_dir": output_dir}
-        args += [f"{k}={v}" for k, v in extra.items() if v and k not in given]
+        at = _overrides_end(args, parsed)
+        args[at:at] = [f"{k}={v}" for k, v in extra.items() if v and k not in given]
     return shlex.join(["python", "-m", "gcpo.cli", *args])
+
+
+def _parse_gcpo(args: list[str]):
+    from gcpo.cli import build_parser
+
+    try:
+        return build_parser().parse_args(args)
+    except SystemExit:  # argparse has printed the usage and the error
+        raise ClusterError(f"not a valid gcpo command: gcpo {shlex.join(args)}") from None
+
+
+def _overrides_end(args: list[str], parsed) -> int:
+    """Where more KEY=VALUE overrides can go: after the command's last override, else after its other positional
+    (a sweep's space file), else right after the subcommand (argparse needs positionals in one run)."""
+    if parsed.overrides:
+        return max(i for i, a in enumerate(args) if a == parsed.overrides[-1]) + 1
+    space = getattr(parsed, "space", None)
+    return args.index(space) + 1 if space in args[1:] else 1
 
 
 def runtime_env(project: Path, tracking_uri: str | None) -> dict:
