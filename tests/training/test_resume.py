@@ -32,6 +32,14 @@ def history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
     return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in COMPARED}
 
 
+def assert_no_step_twice(uri: str, run_id: str) -> None:
+    """Every metric of the run (not only the compared ones: eval, timing, throughput too) has each step once."""
+    client = MlflowClient(tracking_uri=uri)
+    for key in client.get_run(run_id).data.metrics:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert len(steps) == len(set(steps)), (key, sorted(steps))
+
+
 def assert_same_history(a: dict, b: dict) -> None:
     for key in COMPARED:
         steps_a, steps_b = [s for s, _ in a[key]], [s for s, _ in b[key]]
@@ -75,8 +83,10 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_loc
 
     def kill_worker_after_first_checkpoint():
         wait_for_checkpoint(tmp_path / "runs" / "killed-worker")
-        for proc in psutil.process_iter(["cmdline"]):  # Ray titles worker processes `ray::RayTrainWorker...`
-            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+        # Ray titles worker processes `ray::RayTrainWorker...`; only this test's own (the local Ray runtime is a
+        # child of this process), never another Ray's on the machine
+        for proc in psutil.Process().children(recursive=True):
+            if any("RayTrainWorker" in part for part in proc.cmdline()):
                 os.kill(proc.pid, signal.SIGKILL)
                 killed["pid"] = proc.pid
                 return
@@ -90,6 +100,7 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_loc
     assert int(tags["gcpo.resume_count"]) >= 1
     assert outcome.metrics["step"] == STEPS
     assert_same_history(history(outcome.tracking_uri, outcome.mlflow_run_id), reference_run[1])
+    assert_no_step_twice(outcome.tracking_uri, outcome.mlflow_run_id)
 
 
 def test_killed_driver_resumes_with_gcpo_train_resume(tmp_path, reference_run):
@@ -113,3 +124,4 @@ def test_killed_driver_resumes_with_gcpo_train_resume(tmp_path, reference_run):
     runs = client.search_runs([client.get_experiment_by_name("gcpo").experiment_id])
     assert len(runs) == 1  # the same MLflow run continued
     assert_same_history(history(uri, runs[0].info.run_id), reference_run[1])
+    assert_no_step_twice(uri, runs[0].info.run_id)
