@@ -87,3 +87,20 @@ def test_supervised_switches_name_the_field():
                        ("sft_coef", "0.5")]:
         with pytest.raises(ConfigError, match=rf"algorithm\.{key}: must be .* with loss 'sft'"):
             load_config(preset="ga_sft", overrides=[f"algorithm.{key}={value}"])
+
+
+def test_loggable_config_hides_uri_passwords_only():
+    from gcpo.config import dump_yaml, loggable, redact, to_flat_dict
+
+    cfg = load_config(overrides=["tracking.uri=https://alice:s3cr3t-pw@mlflow.example:5000/x",
+                                 "cluster.address=ray://bob:hunter2@10.0.0.1:10001"])
+    shown = loggable(cfg)
+    flat = to_flat_dict(shown)
+    assert flat["tracking.uri"] == "https://alice:***@mlflow.example:5000/x"
+    assert flat["cluster.address"] == "ray://bob:***@10.0.0.1:10001"
+    text = dump_yaml(shown) + repr(flat)
+    assert "s3cr3t-pw" not in text and "hunter2" not in text
+    assert cfg.tracking.uri.endswith("s3cr3t-pw@mlflow.example:5000/x")  # the run itself still connects with it
+    for plain in ("sqlite:////tmp/mlflow.db", "http://127.0.0.1:5000", "user@host", "a:b"):
+        assert redact(plain) == plain
+    assert to_flat_dict(loggable(load_config())) == to_flat_dict(load_config())

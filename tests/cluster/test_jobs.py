@@ -41,6 +41,27 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+# Canary secrets in the environment of the cluster and of `gcpo submit`: none may reach MLflow.
+SECRETS = {"AWS_SECRET_ACCESS_KEY": "canary-aws-7f3e9b", "HF_TOKEN": "canary-hf-51c2d0",
+           "MLFLOW_TRACKING_PASSWORD": "canary-mlflow-a94be1"}
+
+
+def assert_no_secret_logged(client: MlflowClient, run) -> None:
+    """No canary value in the run's params, tags or any text artifact (downloaded and read back)."""
+    import tempfile
+
+    shown = [*run.data.params.items(), *run.data.tags.items()]
+    assert shown, "the run logged no params"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(client.download_artifacts(run.info.run_id, "", tmp))
+        files = [p for p in local.rglob("*") if p.is_file()]
+        assert any(p.name == "config.yaml" for p in files)
+        texts = [p.read_bytes().decode("utf-8", "replace") for p in files]
+    for secret in SECRETS.values():
+        assert not any(secret in f"{k}={v}" for k, v in shown), secret
+        assert not any(secret in text for text in texts), secret
+
+
 # --- pure ---------------------------------------------------------------------------------------------------
 
 
@@ -111,6 +132,7 @@ def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster-state")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env["GCPO_CLUSTER_DIR"] = str(state)
+    env.update(SECRETS)  # the cluster's processes (and so the job's driver and workers) see them
     gcs, dashboard, client = free_ports(3)
     up = gcpo("cluster", "up", "--port", str(gcs), "--dashboard-port", str(dashboard), "--client-port", str(client),
               "--workers", "1", "--num-cpus", "4", env=env)
@@ -169,6 +191,7 @@ def test_submit_a_tiny_train_job_follow_it_and_find_its_mlflow_run(cluster):
     (run,) = client.search_runs([client.get_experiment_by_name("gcpo").experiment_id])
     assert run.info.run_name == "submitted" and run.info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "time/step_s")) == [1, 2]
+    assert_no_secret_logged(client, run)
     listed = gcpo("jobs", "list", env=cluster["env"], timeout=120)
     assert any(job_id in line and "SUCCEEDED" in line for line in listed.stdout.splitlines())
     logs = gcpo("jobs", "logs", job_id, env=cluster["env"], timeout=120)

@@ -1,5 +1,6 @@
 """Search-space files: the shipped ones load, malformed ones fail naming the file, line and key."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,30 @@ def test_hpo_space_is_optuna_with_asha():
     assert space.search == "optuna" and space.scheduler["type"] == "asha" and space.total_trials == space.trials
 
 
+def test_paper_claims_arms_are_named_configs():
+    space = load_space(SPACES / "paper_claims.yaml")
+    assert space.swept_keys == ["arm"] and space.total_trials == 6 * len(space.seeds) and len(space.seeds) >= 2
+    configs = {arm["arm"]: trial_config(space, arm) for arm in space.grid_arms()}
+    assert set(configs) == {"grpo", "dapo", "gpg", "gcpo", "gcpo_no_golden", "ga_sft"}
+    assert configs["gcpo"].algorithm.golden_answers and not configs["gcpo_no_golden"].algorithm.golden_answers
+    # gcpo without golden answers differs from gcpo in that switch only
+    assert configs["gcpo_no_golden"].algorithm == dataclasses.replace(configs["gcpo"].algorithm, golden_answers=False)
+    assert configs["ga_sft"].algorithm.loss == "sft" and configs["grpo"].algorithm.kl_coef > 0
+    assert len({(c.trainer.steps, c.trainer.eval_every, c.task.eval_size) for c in configs.values()}) == 1
+
+
+def test_arm_values_sit_between_base_and_trial_values(tmp_path):
+    path = write(tmp_path, "base: {trainer.steps: 3, algorithm.kl_coef: 0.5}\n"
+                           "arms:\n  a: {preset: grpo, algorithm.kl_coef: 0.0}\n  b: {preset: dapo}\n"
+                           "space:\n  trainer.lr: {grid: [0.1, 0.2]}\n")
+    space = load_space(path, ["trainer.steps=2"])
+    assert space.swept_keys == ["arm", "trainer.lr"] and space.total_trials == 4
+    a = trial_config(space, {"arm": "a", "trainer.lr": 0.2})
+    assert (a.preset, a.algorithm.kl_coef, a.trainer.lr, a.trainer.steps) == ("grpo", 0.0, 0.2, 2)
+    b = trial_config(space, {"arm": "b", "trainer.lr": 0.1})
+    assert (b.preset, b.algorithm.kl_coef) == ("dapo", 0.5)  # the base's value where the arm is silent
+
+
 def test_overrides_join_the_base(tmp_path):
     space = load_space(SPACES / "presets.yaml", ["trainer.steps=2", "model.name=tiny"])
     cfg = trial_config(space, {"preset": "dapo"})
@@ -59,6 +84,13 @@ def test_overrides_join_the_base(tmp_path):
     ("space: {}\n", "space: must map at least one dotted config key"),
     ("space:\n  trainer.seed: {grid: [1, 2]}\n", "use the top-level `seeds:` list"),
     ("space:\n  trainer.lr: {grid: [0.1]}\nmode: maximum\n", ":3: mode: must be max or min"),
+    ("arms:\n  a: {preset: gcpo}\n  b: {algorithm.golden_answer: false}\n",
+     ":3: arms.b.algorithm.golden_answer: unknown config key; did you mean 'algorithm.golden_answers'?"),
+    ("arms:\n  a: {preset: gpcо}\n", ":2: arms.a: preset: unknown preset"),
+    ("arms:\n  a: gcpo\n", ":2: arms.a: must be a mapping of run-config values"),
+    ("arms: [gcpo]\n", ":1: arms: must map arm names to run-config values"),
+    ("arms:\n  a: {preset: gcpo}\nspace:\n  arm: {grid: [a]}\n", ":4: space.arm: `arm` is the grid over the names"),
+    ("arms:\n  a: {preset: gcpo}\nsearch: optuna\n", ":1: arms: optuna samples, it does not enumerate named arms"),
 ])
 def test_malformed_space_names_line_and_key(tmp_path, text, needle):
     path = write(tmp_path, text)

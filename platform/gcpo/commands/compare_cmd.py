@@ -2,8 +2,8 @@
 
 Reads the experiment's runs from MLflow (a local store or a tracking server), groups them into arms by the swept
 keys, prints the table (final and best held-out metric per arm, mean ± std over seeds, steps to reach the
-target, format rate, golden-answer share, seconds per step) and writes table.txt, arms.csv, runs.csv,
-learning_curves.png and effects.png to DIR (default `reports/<experiment>/`), logging them to the sweep's parent
+target, format rate, golden-answer share, seconds per step) and writes table.txt, table.md, arms.csv, runs.csv,
+curves.csv, learning_curves.png and effects.png to DIR (default `reports/<experiment>/`), logging them to the sweep's parent
 run when there is one.
 """
 
@@ -39,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     paths = write_report(cmp, Path(args.out or Path("reports") / args.experiment), log_to_parent=not args.no_log)
     print(format_table(cmp))
-    print(f"\nreport: {paths['table'].parent}/ (table.txt, arms.csv, runs.csv, learning_curves.png, effects.png)")
+    print(f"\nreport: {paths['table'].parent}/ (table.txt, table.md, arms.csv, runs.csv, curves.csv, "
+          "learning_curves.png, effects.png)")
     return 0

@@ -53,7 +53,7 @@ def _has_gpu() -> bool:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from gcpo.config import to_flat_dict
+    from gcpo.config import loggable, to_flat_dict
     from gcpo.evaluation import evaluate_config
     from gcpo.models import resolve_model
     from gcpo.rollout import build_engine
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         uri = absolute_tracking_uri(cfg.tracking.uri, Path.cwd())
         logger = TrainingRunLogger(uri, cfg.tracking.experiment,
                                    run_name=cfg.tracking.run_name or f"eval-{Path(cfg.model.name).name}",
-                                   params=to_flat_dict(cfg), tags={"gcpo.kind": "eval"})
+                                   params=to_flat_dict(loggable(cfg)), tags={"gcpo.kind": "eval"})
         logger.log_metrics(result.metrics(), step=0)
         logger.log_text(result.csv(), "eval.csv")
         logger.finish()

@@ -1,4 +1,4 @@
-"""`gcpo sweep SPACE.yaml [KEY=VALUE ...] [--name N] [--resume] [--max-concurrent N] [--target X]`.
+"""`gcpo sweep SPACE.yaml [KEY=VALUE ...] [--name N] [--seeds S ...] [--resume] [--max-concurrent N] [--target X]`.
 
 Runs Ray Tune over the training trainable with the search space of SPACE.yaml (see `gcpo.sweeps.space` and
 `search_spaces/`); KEY=VALUE overrides join the space's `base` (e.g. `trainer.steps=4 model.name=tiny`). Every
@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted run-config values for every trial, e.g. trainer.steps=4")
     parser.add_argument("--name", help="the sweep's name (default: the space's `name`, else the file's stem)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                        help="run every arm once per seed S (replaces the space's `seeds:` list)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted sweep of this name: finished trials are kept")
     parser.add_argument("--max-concurrent", type=int, metavar="N",
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     init_ray(args.address)
     outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
-                        max_concurrent=args.max_concurrent)
+                        max_concurrent=args.max_concurrent, seeds=args.seeds)
     failed = [t for t in outcome.trials if t["status"] == "error"]
     print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed; "
           f"MLflow experiment '{outcome.experiment}', parent run {outcome.parent_run_id}")
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
                           target=args.target)
     paths = write_report(cmp, Path("reports") / outcome.name)
     print(format_table(cmp))
-    print(f"\nreport: {paths['table'].parent}/ (table.txt, arms.csv, runs.csv, learning_curves.png, effects.png)")
+    print(f"\nreport: {paths['table'].parent}/ (table.txt, table.md, arms.csv, runs.csv, curves.csv, "
+          "learning_curves.png, effects.png)")
     print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
     return 1 if failed else 0

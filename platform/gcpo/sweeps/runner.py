@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import RunConfig, to_flat_dict
+from gcpo.config import RunConfig, loggable, redact, to_flat_dict
 from gcpo.sweeps.space import SearchSpace, load_space, trial_config
 
 TRIAL_DRIVER_CPUS = 0.5  # the Tune trial actor only drives its Train run
@@ -61,8 +61,10 @@ def sweep_dir(base_cfg: RunConfig, name: str, base: Path) -> Path:
 
 
 def arm_label(params: dict[str, Any], keys: list[str]) -> str:
-    """`golden_answers=True, kl_coef=0.0` — the swept values of an arm, short key names, in space order."""
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(params[k])}" for k in keys if k in params)
+    """`golden_answers=True, kl_coef=0.0` — the swept values of an arm, short key names, in space order; a named
+    arm (`arms:`) is its bare name: `gcpo_no_golden, lr=0.001`."""
+    return ", ".join(str(params[k]) if k == "arm" else f"{k.rsplit('.', 1)[-1]}={_short(params[k])}"
+                     for k in keys if k in params)
 
 
 def _short(value: Any) -> str:
@@ -106,7 +108,7 @@ def _child_run(ctx: SweepContext, cfg: RunConfig, params: dict, trial_id: str) -
     tags = {"mlflow.parentRunId": ctx.parent_run_id, "gcpo.sweep": ctx.name, "gcpo.trial_key": key,
             "gcpo.arm": arm_label(params, ctx.space.swept_keys) or "base", "gcpo.seed": str(cfg.trainer.seed),
             "gcpo.preset": str(cfg.preset)}
-    flat = to_flat_dict(cfg)  # a swept key's tag is the param it ran with, as MLflow stores it
+    flat = to_flat_dict(loggable(cfg))  # a swept key's tag is the param it ran with, as MLflow stores it
     tags |= {f"gcpo.swept.{k}": str(flat.get(k, params[k])) for k in ctx.space.swept_keys if k in params}
     from gcpo.tracking.training_run import TrainingRunLogger
 
@@ -158,8 +160,11 @@ def _reports_per_run(cfg: RunConfig) -> int:
 
 
 def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None,
-              resume: bool = False, base: Path | None = None, max_concurrent: int | None = None) -> SweepOutcome:
-    """Run (or resume) a sweep; returns its trials. Ray must already be initialised (`init_ray`)."""
+              resume: bool = False, base: Path | None = None, max_concurrent: int | None = None,
+              seeds: list[int] | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep; returns its trials. Ray must already be initialised (`init_ray`).
+
+    `seeds` replaces the space's `seeds:` list (a resumed sweep keeps the seeds it started with)."""
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -172,6 +177,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     # recording it) reports only its step: Tune must not fail it for lacking the metric.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     space = load_space(space_path, overrides)
+    if seeds:
+        space.seeds = list(seeds)
     name = name or space.name
     cfg = absolutize(trial_config(space, {}), base)
     root = sweep_dir(cfg, name, base)
@@ -181,6 +188,7 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
             raise FileNotFoundError(f"--resume: no sweep named {name!r} at {root} (no {SWEEP_FILE})")
         state = json.loads(state_file.read_text())
         space = load_space(state["space_file"], state["overrides"])
+        space.seeds = state.get("seeds", space.seeds)
         cfg = absolutize(trial_config(space, {}), base)
     elif state_file.exists():
         raise FileExistsError(f"a sweep named {name!r} already exists at {root}; pass --resume to continue it "
@@ -194,10 +202,10 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
             "gcpo.metric": space.metric, "gcpo.mode": space.mode, "mlflow.note.content": space.description})
         client.log_artifact(parent.info.run_id, str(space.path))
         for key, value in {"search": space.search, "trials": space.trials, "seeds": space.seeds,
-                           "total_trials": space.total_trials, "overrides": list(overrides)}.items():
+                           "total_trials": space.total_trials, "overrides": [redact(o) for o in overrides]}.items():
             client.log_param(parent.info.run_id, key, json.dumps(value))
         state = {"name": name, "space_file": str(Path(space_path).resolve()), "overrides": list(overrides),
-                 "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
+                 "seeds": space.seeds, "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
                  "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         root.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))

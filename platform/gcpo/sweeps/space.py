@@ -7,7 +7,10 @@ Format (every top-level key optional except `space`):
     base:                            # run-config values every trial shares (dotted keys or nested maps)
       preset: gcpo
       trainer.steps: 12
-    space:                           # dotted config key -> one spec
+    arms:                            # optional named arms, each a set of run-config values; the sweep then
+      gcpo: {preset: gcpo}           # varies `arm: {grid: [every name]}` crossed with `space` and the seeds
+      gcpo_no_golden: {preset: gcpo, algorithm.golden_answers: false}
+    space:                           # dotted config key -> one spec (optional when `arms` is given)
       algorithm.golden_answers: {grid: [true, false]}     # every value, crossed with the other grids
       algorithm.ratio_level: {choice: [token, sequence]}  # sampled
       trainer.lr: {loguniform: [1.0e-6, 1.0e-4]}          # also uniform: [lo, hi], randint: [lo, hi)
@@ -22,6 +25,8 @@ Format (every top-level key optional except `space`):
 Contract: `load_space(path)` returns a validated `SearchSpace` or raises `SpaceError` naming the file, the line
 and the offending key (unknown top-level keys, unknown config keys with the nearest valid one, malformed specs,
 values the run config rejects, optuna with grids or several seeds: TPE samples, it does not enumerate).
+Precedence inside a trial: defaults <- preset <- `base` (and command-line overrides) <- the arm's values <- the
+trial's `space` values.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import yaml
 from gcpo.config import ConfigError, _suggest, load_config, parse_override, valid_keys
 
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
-TOP_KEYS = ("name", "description", "base", "space", "seeds", "metric", "mode", "search", "trials", "scheduler",
+TOP_KEYS = ("name", "description", "base", "arms", "space", "seeds", "metric", "mode", "search", "trials", "scheduler",
             "max_failures")
 SCHEDULER_KEYS = ("type", "grace_period", "reduction_factor", "max_t")
 
@@ -66,6 +71,7 @@ class SearchSpace:
     scheduler: dict[str, Any] | None = None
     max_failures: int = 1
     description: str = ""
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted run-config values
 
     @property
     def swept_keys(self) -> list[str]:
@@ -125,15 +131,20 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     for key in raw:
         if key not in TOP_KEYS:
             raise fail((key,), f"unknown key{_suggest(str(key), TOP_KEYS)}; valid keys: {', '.join(TOP_KEYS)}")
-    if not isinstance(raw.get("space"), dict) or not raw["space"]:
+    known = set(valid_keys()) | {"preset"}
+    arms = _arms(raw.get("arms"), known, fail)
+    raw_space = raw.get("space", {} if arms else None)
+    if not isinstance(raw_space, dict) or not (raw_space or arms):
         raise fail(("space",), "must map at least one dotted config key to a spec, e.g. "
-                               "`trainer.lr: {loguniform: [1.0e-6, 1.0e-4]}`")
+                               "`trainer.lr: {loguniform: [1.0e-6, 1.0e-4]}` (or give named `arms:`)")
+    if "arm" in raw_space:
+        raise fail(("space", "arm"), "`arm` is the grid over the names in `arms:`; list the arms there")
     base = raw.get("base") or {}
     if not isinstance(base, dict):
         raise fail(("base",), "must be a mapping of config values")
     base = _flatten(base)
-    known = set(valid_keys()) | {"preset"}
-    space = {key: _spec(key, value, known, fail) for key, value in raw["space"].items()}
+    space = {"arm": Spec("grid", tuple(arms))} if arms else {}
+    space |= {key: _spec(key, value, known, fail) for key, value in raw_space.items()}
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise fail(("seeds",), f"must be a non-empty list of integers, got {seeds!r}")
@@ -156,6 +167,8 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
         raise fail(("metric",), f"must name a logged metric such as eval/<task>/pass_at_1, got {metric!r}")
     if search == "optuna":
         grids = [k for k, s in space.items() if s.kind == "grid"]
+        if arms:
+            raise fail(("arms",), "optuna samples, it does not enumerate named arms: use search: grid")
         if grids:
             raise fail(("space", grids[0]), "optuna samples, it does not enumerate: use choice instead of grid")
         if len(seeds) > 1:
@@ -164,12 +177,31 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     space_obj = SearchSpace(
         name=str(raw.get("name") or path.stem), path=path, base=dict(base), space=space, seeds=seeds,
         metric=metric, mode=mode, search=search, trials=trials, scheduler=scheduler, max_failures=max_failures,
-        description=str(raw.get("description", "")),
+        description=str(raw.get("description", "")), arms=arms,
     )
     for key, value in (parse_override(o) for o in overrides):
         space_obj.base[key] = value
     _check_against_config(space_obj, fail)
     return space_obj
+
+
+def _arms(value: Any, known: set[str], fail) -> dict[str, dict[str, Any]]:
+    """`arms:` -> {name: {dotted key: value}}, every key checked against the run config."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not value:
+        raise fail(("arms",), "must map arm names to run-config values, e.g. "
+                              "`gcpo_no_golden: {preset: gcpo, algorithm.golden_answers: false}`")
+    arms = {}
+    for name, values in value.items():
+        if not isinstance(values, dict):
+            raise fail(("arms", str(name)), f"must be a mapping of run-config values, got {values!r}")
+        flat = _flatten(values)
+        for key in flat:
+            if key not in known:
+                raise fail(("arms", str(name), key), f"unknown config key{_suggest(key, sorted(known))}")
+        arms[str(name)] = flat
+    return arms
 
 
 def _spec(key: str, value: Any, known: set[str], fail) -> Spec:
@@ -230,9 +262,11 @@ def _check_against_config(space: SearchSpace, fail) -> None:
             try:
                 trial_config(space, {key: value})
             except ConfigError as e:
-                raise fail(("space", key), str(e)) from e
+                raise fail(("arms", value) if key == "arm" else ("space", key), str(e)) from e
 
 
 def trial_config(space: SearchSpace, params: dict[str, Any]):
-    """The run config of one trial: defaults, the preset, the space's base, then the trial's values."""
-    return load_config(overrides=_flatten(space.base) | dict(params))
+    """The run config of one trial: defaults, the preset, the space's base, the arm's values, the trial's values."""
+    params = dict(params)
+    arm = space.arms[params.pop("arm")] if "arm" in params else {}
+    return load_config(overrides=_flatten(space.base) | arm | params)
