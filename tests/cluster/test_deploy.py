@@ -113,6 +113,12 @@ def test_rayjob_manifest_has_separate_gpu_groups_shared_storage_and_a_valid_gcpo
     preset, overrides = gcpo_overrides(job["spec"]["entrypoint"])
     cfg = load_config(preset=preset, overrides=overrides)  # unknown keys or bad values raise ConfigError
     assert cfg.trainer.device == "cuda" and cfg.rollout.gpus_per_generator > 0
+    # each kind is pinned to its group by a custom resource that only that group's nodes declare (the value is
+    # a JSON string literal holding a JSON object, as `ray start --resources` takes it)
+    declared = {g["groupName"]: json.loads(json.loads(g["rayStartParams"]["resources"]))
+                for g in cluster["workerGroupSpecs"]}
+    assert set(declared["trainer"]) == {cfg.trainer.placement_resource}
+    assert set(declared["generator"]) == {cfg.rollout.placement_resource}
     assert cfg.trainer.output_dir.startswith("/shared/")
     assert cfg.tracking.uri == "http://gcpo-mlflow:5000"
     assert yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]["MLFLOW_TRACKING_URI"] == cfg.tracking.uri

@@ -31,3 +31,18 @@ def test_host_port_and_loopback():
         host_port("http://head")
     assert is_loopback("127.0.0.1") and is_loopback("127.1.2.3") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("head.example")
+
+
+def test_placement_resources_pin_trainers_and_generators_to_their_groups():
+    from gcpo.config import load_config
+    from gcpo.rollout.vllm_pool import generator_resources
+    from trainables.gcpo_train import worker_resources
+
+    plain = load_config()
+    assert worker_resources(plain.trainer) == {"CPU": 1.0} and generator_resources(0.0, "") == {}
+    pinned = load_config(overrides=["trainer.device=cuda", "trainer.placement_resource=trainer_gpu",
+                                    "rollout.placement_resource=generator_gpu", "rollout.gpus_per_generator=2"])
+    assert worker_resources(pinned.trainer) == {"CPU": 1.0, "GPU": 1, "trainer_gpu": 1}
+    assert generator_resources(pinned.rollout.gpus_per_generator, pinned.rollout.placement_resource) == \
+        {"generator_gpu": 2.0}
+    assert generator_resources(0.0, "generator_cpu") == {"generator_cpu": 1.0}  # CPU generators: one unit each

