@@ -52,7 +52,7 @@ def budget_overrides() -> list[str]:
 
 
 def run_study_sweep(space: str, overrides: list[str], seeds: list[int] | None, name: str, base: Path,
-                    out: Path) -> dict:
+                    out: Path, arms: list[str] | None = None) -> dict:
     """Run (or resume) one sweep and write its report to out/<name>/; returns its summary for study.json."""
     from gcpo.sweeps.compare import format_table, load_comparison, write_report
     from gcpo.sweeps.runner import SWEEP_FILE, run_sweep, sweep_dir
@@ -63,7 +63,7 @@ def run_study_sweep(space: str, overrides: list[str], seeds: list[int] | None, n
     resume = (existing / SWEEP_FILE).exists()
     print(f"[study] {'resuming' if resume else 'starting'} sweep {name!r} ({space})", flush=True)
     started = time.time()
-    outcome = run_sweep(SPACES / space, overrides, name=name, resume=resume, base=base, seeds=seeds)
+    outcome = run_sweep(SPACES / space, overrides, name=name, resume=resume, base=base, seeds=seeds, arms=arms)
     wall_s = time.time() - started
     cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id)
     write_report(cmp, out / name)
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="run-config values for every trial")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds of the method comparison (default: the space's)")
+    parser.add_argument("--arms", nargs="+", help="only these arms of the method comparison (default: all)")
     parser.add_argument("--ablation-seeds", type=int, nargs="+", help="seeds of the ablation grid (default: the "
                                                                        "first method-comparison seed)")
     parser.add_argument("--skip-ablation", action="store_true", help="run the method comparison only")
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                          "cpus": os.cpu_count(), "python": sys.version.split()[0]},
              "budget": budget_overrides(), "sweeps": {}}
     study["sweeps"]["paper_claims"] = run_study_sweep("paper_claims.yaml", overrides, seeds,
-                                                      f"paper_claims{suffix}", args.base, args.out)
+                                                      f"paper_claims{suffix}", args.base, args.out, args.arms)
     if not args.skip_ablation:
         ablation = budget_overrides() + overrides  # the same budget; smoke values win
         study["sweeps"]["ablation"] = run_study_sweep("ablation_ga_kl_is.yaml", ablation, ablation_seeds,

@@ -102,3 +102,15 @@ def test_malformed_space_names_line_and_key(tmp_path, text, needle):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(SpaceError, match="no such search-space file"):
         load_space(tmp_path / "nope.yaml")
+
+
+def test_select_arms_keeps_the_named_arms_only():
+    from gcpo.sweeps.runner import select_arms
+
+    space = load_space(SPACES / "paper_claims.yaml")
+    select_arms(space, ["ga_sft", "gcpo"])
+    assert space.grid_arms() == [{"arm": "ga_sft"}, {"arm": "gcpo"}] and space.total_trials == 2 * len(space.seeds)
+    with pytest.raises(ValueError, match="--arms: gpcо not among the arms of .*paper_claims.yaml: ga_sft, gcpo"):
+        select_arms(space, ["gpcо"])
+    with pytest.raises(ValueError, match=r"\(it names none\)"):
+        select_arms(load_space(SPACES / "golden_answers.yaml"), ["gcpo"])

@@ -1,4 +1,5 @@
-"""`gcpo sweep SPACE.yaml [KEY=VALUE ...] [--name N] [--seeds S ...] [--resume] [--max-concurrent N] [--target X]`.
+"""`gcpo sweep SPACE.yaml [KEY=VALUE ...] [--name N] [--seeds S ...] [--arms A ...] [--resume] [--max-concurrent N]
+[--target X]`.
 
 Runs Ray Tune over the training trainable with the search space of SPACE.yaml (see `gcpo.sweeps.space` and
 `search_spaces/`); KEY=VALUE overrides join the space's `base` (e.g. `trainer.steps=4 model.name=tiny`). Every
@@ -19,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="the sweep's name (default: the space's `name`, else the file's stem)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="S",
                         help="run every arm once per seed S (replaces the space's `seeds:` list)")
+    parser.add_argument("--arms", nargs="+", metavar="A",
+                        help="run only these of the space's named arms (`arms:`), e.g. --arms gcpo ga_sft")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted sweep of this name: finished trials are kept")
     parser.add_argument("--max-concurrent", type=int, metavar="N",
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     init_ray(args.address)
     outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
-                        max_concurrent=args.max_concurrent, seeds=args.seeds)
+                        max_concurrent=args.max_concurrent, seeds=args.seeds, arms=args.arms)
     failed = [t for t in outcome.trials if t["status"] == "error"]
     print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed; "
           f"MLflow experiment '{outcome.experiment}', parent run {outcome.parent_run_id}")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import RunConfig, loggable, redact, to_flat_dict
-from gcpo.sweeps.space import SearchSpace, load_space, trial_config
+from gcpo.sweeps.space import SearchSpace, Spec, load_space, trial_config
 
 TRIAL_DRIVER_CPUS = 0.5  # the Tune trial actor only drives its Train run
 SWEEP_FILE = "sweep.json"
@@ -159,12 +159,23 @@ def _reports_per_run(cfg: RunConfig) -> int:
     return len([s for s in range(1, t.steps) if s % t.checkpoint_every == 0]) + 1
 
 
+def select_arms(space: SearchSpace, names: list[str]) -> None:
+    """Keep only the named arms `names` of `space` (in the order given); unknown names fail, listing the arms."""
+    unknown = [n for n in names if n not in space.arms]
+    if unknown:
+        raise ValueError(f"--arms: {', '.join(unknown)} not among the arms of {space.path}: "
+                         f"{', '.join(space.arms) or '(it names none)'}")
+    space.arms = {n: space.arms[n] for n in names}
+    space.space["arm"] = Spec("grid", tuple(names))
+
+
 def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None,
               resume: bool = False, base: Path | None = None, max_concurrent: int | None = None,
-              seeds: list[int] | None = None) -> SweepOutcome:
+              seeds: list[int] | None = None, arms: list[str] | None = None) -> SweepOutcome:
     """Run (or resume) a sweep; returns its trials. Ray must already be initialised (`init_ray`).
 
-    `seeds` replaces the space's `seeds:` list (a resumed sweep keeps the seeds it started with)."""
+    `seeds` replaces the space's `seeds:` list; `arms` keeps only these of its named arms (a resumed sweep keeps
+    the seeds and arms it started with)."""
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -179,6 +190,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     space = load_space(space_path, overrides)
     if seeds:
         space.seeds = list(seeds)
+    if arms:
+        select_arms(space, arms)
     name = name or space.name
     cfg = absolutize(trial_config(space, {}), base)
     root = sweep_dir(cfg, name, base)
@@ -189,6 +202,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
         state = json.loads(state_file.read_text())
         space = load_space(state["space_file"], state["overrides"])
         space.seeds = state.get("seeds", space.seeds)
+        if state.get("arms"):
+            select_arms(space, state["arms"])
         cfg = absolutize(trial_config(space, {}), base)
     elif state_file.exists():
         raise FileExistsError(f"a sweep named {name!r} already exists at {root}; pass --resume to continue it "
@@ -205,7 +220,7 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
                            "total_trials": space.total_trials, "overrides": [redact(o) for o in overrides]}.items():
             client.log_param(parent.info.run_id, key, json.dumps(value))
         state = {"name": name, "space_file": str(Path(space_path).resolve()), "overrides": list(overrides),
-                 "seeds": space.seeds, "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
+                 "seeds": space.seeds, "arms": list(arms or []), "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
                  "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         root.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))
