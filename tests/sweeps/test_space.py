@@ -114,3 +114,22 @@ def test_select_arms_keeps_the_named_arms_only():
         select_arms(space, ["gpcо"])
     with pytest.raises(ValueError, match=r"\(it names none\)"):
         select_arms(load_space(SPACES / "golden_answers.yaml"), ["gcpo"])
+
+
+def test_select_grid_keeps_only_the_given_grid_values():
+    from gcpo.sweeps.runner import select_grid
+
+    space = load_space(SPACES / "ablation_ga_kl_is.yaml")
+    assert space.total_trials == 8 * len(space.seeds)
+    select_grid(space, {"algorithm.golden_answers": [False], "algorithm.kl_coef": [0.01]})
+    assert space.grid_arms() == [
+        {"algorithm.golden_answers": False, "algorithm.kl_coef": 0.01, "algorithm.ratio_level": "token"},
+        {"algorithm.golden_answers": False, "algorithm.kl_coef": 0.01, "algorithm.ratio_level": "sequence"}]
+    assert space.swept_keys == ["algorithm.golden_answers", "algorithm.kl_coef", "algorithm.ratio_level"]
+    with pytest.raises(ValueError, match=r"algorithm.kl_coef: \[0.5\] not among its grid values \[0.01\]"):
+        select_grid(space, {"algorithm.kl_coef": [0.5]})
+    with pytest.raises(ValueError, match="'trainer.lr' is not a grid key of .*ablation_ga_kl_is.yaml"):
+        select_grid(space, {"trainer.lr": [1e-5]})
+    methods = load_space(SPACES / "paper_claims.yaml")
+    select_grid(methods, {"arm": ["gcpo"]})
+    assert methods.grid_arms() == [{"arm": "gcpo"}] and list(methods.arms) == ["gcpo"]

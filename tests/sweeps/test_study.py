@@ -34,13 +34,26 @@ def test_ablation_runs_at_the_method_comparison_budget():
 
 
 @pytest.mark.integration
-def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server):
+def test_study_pieces_are_one_trial_each():
+    study = load_study()
+    methods = study.pieces("methods", [], [0, 1], None)
+    assert [p["name"] for p in methods[:2]] == ["grpo_s0", "dapo_s0"] and len(methods) == 2 * len(ARMS)
+    assert methods[-1] == {"study": "methods", "name": "ga_sft_s1", "seed": 1, "only": {"arm": ["ga_sft"]}}
+    ablation = study.pieces("ablation", study.budget_overrides(), [0], None)
+    assert len(ablation) == 8 and len({p["name"] for p in ablation}) == 8
+    assert ablation[0]["name"] == "golden_answers=True_kl_coef=0_ratio_level=token_s0"
+    assert ablation[0]["only"] == {"algorithm.golden_answers": [True], "algorithm.kl_coef": [0.0],
+                                   "algorithm.ratio_level": ["token"]}
+
+
+@pytest.mark.integration
+def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server, capsys):
     study = load_study()
     out = tmp_path / "results"
-    code = study.main(["--smoke", "--skip-ablation", "--out", str(out), "--base", str(tmp_path),
-                       f"tracking.uri={mlflow_server}"])
-    assert code == 0
-    report = out / "paper_claims-smoke"
+    argv = ["--smoke", "--skip-ablation", "--out", str(out), "--base", str(tmp_path), f"tracking.uri={mlflow_server}"]
+    assert study.main(argv) == 0
+    report = out / "methods"
+    assert sorted(p.name for p in (out / "pieces" / "methods").iterdir()) == sorted(f"{a}_s0" for a in ARMS)
     for name in ("table.txt", "table.md", "arms.csv", "runs.csv", "curves.csv", "learning_curves.png",
                  "effects.png"):
         assert (report / name).stat().st_size > 0, name
@@ -59,5 +72,10 @@ def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server):
     held_out = curves[curves["key"] == "eval/basic_arithmetic/pass_at_1"]
     assert {arm: sorted(g["step"]) for arm, g in held_out.groupby("arm")} == {a: [0, 1] for a in ARMS}
     summary = json.loads((out / "study.json").read_text())
-    assert summary["sweeps"]["paper_claims"]["trials"] == len(ARMS)
-    assert summary["sweeps"]["paper_claims"]["failed"] == 0 and summary["machine"]["cpus"] >= 1
+    assert len(summary["pieces"]) == len(ARMS) and summary["machine"]["cpus"] >= 1
+    assert all(p["failed"] == 0 and p["wall_s"] > 0 for p in summary["pieces"].values())
+    # run again: every piece's report exists, so nothing trains and the merged report is rebuilt unchanged
+    capsys.readouterr()
+    assert study.main(argv) == 0
+    assert f"{len(ARMS)} of {len(ARMS)} pieces done; 0 to run" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(report / "runs.csv"), runs)

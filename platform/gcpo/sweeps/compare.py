@@ -14,6 +14,7 @@ count that did.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 SEED_KEYS = ("trainer.seed",)
 IGNORED_PARAM_PREFIXES = ("tracking.", "cluster.", "trainer.output_dir")
 CURVE_KEYS = ("reward/mean",)
+REPORT_META = "comparison.json"
 
 
 @dataclass
@@ -38,6 +40,36 @@ class Comparison:
     curves: pd.DataFrame  # columns: run_id, arm, seed, key, step, value
     parent_run_id: str | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def load_reports(dirs: list[str | Path], *, name: str | None = None) -> Comparison:
+    """Merge reports written by `write_report` (a study run in pieces, over several sittings or machines) into one
+    comparison: runs and curve points concatenated, arms summarized again. Every report must compare the same
+    metric in the same mode; an (arm, seed) found in two reports, or a folder without a report, fails naming it."""
+    if not dirs:
+        raise ValueError("no reports to merge")
+    metas, runs, curves, seen = [], [], [], {}
+    for folder in map(Path, dirs):
+        if not (folder / REPORT_META).exists():
+            raise ValueError(f"{folder} holds no report ({REPORT_META} missing; write it with gcpo compare --out)")
+        meta = json.loads((folder / REPORT_META).read_text())
+        if metas and (meta["metric"], meta["mode"]) != (metas[0]["metric"], metas[0]["mode"]):
+            raise ValueError(f"{folder} compares {meta['metric']} ({meta['mode']}), {dirs[0]} compares "
+                             f"{metas[0]['metric']} ({metas[0]['mode']}): reports of one metric only")
+        frame = pd.read_csv(folder / "runs.csv", dtype={"arm": str, "seed": str})
+        for arm, seed in zip(frame["arm"], frame["seed"]):
+            if (arm, seed) in seen:
+                raise ValueError(f"arm {arm!r} seed {seed} is in both {seen[arm, seed]} and {folder}")
+            seen[arm, seed] = folder
+        metas.append(meta)
+        runs.append(frame)
+        curves.append(pd.read_csv(folder / "curves.csv", dtype={"arm": str, "seed": str}))
+    keys = list(dict.fromkeys(k for m in metas for k in m["keys"]))
+    runs_df = pd.concat(runs, ignore_index=True).sort_values(["arm", "seed"]).reset_index(drop=True)
+    experiment = name or ", ".join(dict.fromkeys(m["experiment"] for m in metas))
+    return Comparison(experiment, "", metas[0]["metric"], metas[0]["mode"], keys, metas[0]["target"], runs_df,
+                      summarize_arms(runs_df), pd.concat(curves, ignore_index=True),
+                      notes=[f"merged from {len(dirs)} reports"])
 
 
 def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -266,11 +298,14 @@ def plot_effects(cmp: Comparison, path: Path) -> Path:
 
 def write_report(cmp: Comparison, out_dir: str | Path, *, log_to_parent: bool = True) -> dict[str, Path]:
     """table.txt, table.md, arms.csv, runs.csv, curves.csv (every logged point of the curves), learning_curves.png,
-    effects.png in `out_dir` (logged to the parent run)."""
+    effects.png and comparison.json (what `load_reports` needs to merge this report with others) in `out_dir`
+    (logged to the parent run)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"table": out / "table.txt", "markdown": out / "table.md", "arms": out / "arms.csv",
-             "runs": out / "runs.csv", "curve_points": out / "curves.csv"}
+             "runs": out / "runs.csv", "curve_points": out / "curves.csv", "meta": out / REPORT_META}
+    paths["meta"].write_text(json.dumps({"experiment": cmp.experiment, "metric": cmp.metric, "mode": cmp.mode,
+                                         "keys": cmp.keys, "target": cmp.target}, indent=2) + "\n")
     paths["table"].write_text(format_table(cmp) + "\n")
     paths["markdown"].write_text(markdown_table(cmp) + "\n")
     cmp.arms.to_csv(paths["arms"], index=False)

@@ -165,17 +165,33 @@ def select_arms(space: SearchSpace, names: list[str]) -> None:
     if unknown:
         raise ValueError(f"--arms: {', '.join(unknown)} not among the arms of {space.path}: "
                          f"{', '.join(space.arms) or '(it names none)'}")
-    space.arms = {n: space.arms[n] for n in names}
-    space.space["arm"] = Spec("grid", tuple(names))
+    select_grid(space, {"arm": names})
+
+
+def select_grid(space: SearchSpace, only: dict[str, list]) -> None:
+    """Keep only these values of grid keys (`arm` for named arms): `{"algorithm.kl_coef": [0.0]}` runs the grid
+    points with KL off. A key that is not a grid of `space`, or a value not in its grid, fails naming both."""
+    for key, values in only.items():
+        spec = space.space.get(key)
+        if spec is None or spec.kind != "grid":
+            grids = [k for k, s in space.space.items() if s.kind == "grid"]
+            raise ValueError(f"{key!r} is not a grid key of {space.path} (its grid keys: {', '.join(grids) or '-'})")
+        missing = [v for v in values if v not in spec.values]
+        if missing:
+            raise ValueError(f"{key}: {missing} not among its grid values {list(spec.values)} in {space.path}")
+        space.space[key] = Spec("grid", tuple(values))
+        if key == "arm":
+            space.arms = {n: space.arms[n] for n in values}
 
 
 def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None,
               resume: bool = False, base: Path | None = None, max_concurrent: int | None = None,
-              seeds: list[int] | None = None, arms: list[str] | None = None) -> SweepOutcome:
+              seeds: list[int] | None = None, arms: list[str] | None = None,
+              only: dict[str, list] | None = None) -> SweepOutcome:
     """Run (or resume) a sweep; returns its trials. Ray must already be initialised (`init_ray`).
 
-    `seeds` replaces the space's `seeds:` list; `arms` keeps only these of its named arms (a resumed sweep keeps
-    the seeds and arms it started with)."""
+    `seeds` replaces the space's `seeds:` list; `arms` keeps only these of its named arms and `only` only these
+    values of its grid keys (a resumed sweep keeps the seeds, arms and grid values it started with)."""
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -192,6 +208,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
         space.seeds = list(seeds)
     if arms:
         select_arms(space, arms)
+    if only:
+        select_grid(space, only)
     name = name or space.name
     cfg = absolutize(trial_config(space, {}), base)
     root = sweep_dir(cfg, name, base)
@@ -204,6 +222,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
         space.seeds = state.get("seeds", space.seeds)
         if state.get("arms"):
             select_arms(space, state["arms"])
+        if state.get("only"):
+            select_grid(space, state["only"])
         cfg = absolutize(trial_config(space, {}), base)
     elif state_file.exists():
         raise FileExistsError(f"a sweep named {name!r} already exists at {root}; pass --resume to continue it "
@@ -220,7 +240,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
                            "total_trials": space.total_trials, "overrides": [redact(o) for o in overrides]}.items():
             client.log_param(parent.info.run_id, key, json.dumps(value))
         state = {"name": name, "space_file": str(Path(space_path).resolve()), "overrides": list(overrides),
-                 "seeds": space.seeds, "arms": list(arms or []), "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
+                 "seeds": space.seeds, "arms": list(arms or []), "only": only or {},
+                 "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
                  "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         root.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))
