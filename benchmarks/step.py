@@ -139,7 +139,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
         "no GPU", "settings": vars(args), "ours": ours, "trl": trl,
     }
-    lines = [f"| phase | ours (s/step) |", "|---|---|"]
+    lines = ["| phase | ours (s/step) |", "|---|---|"]
     lines += [f"| {k.split('/')[1].removesuffix('_s')} | {ours['mean'].get(k, float('nan')):.2f} |" for k in BREAKDOWN]
     if trl:
         ratio = trl["mean_step_s"] / ours["mean"]["time/step_s"]

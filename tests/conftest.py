@@ -4,9 +4,13 @@ Fast pure tests are unmarked; tests that start real components (processes, Ray, 
 marked `integration`. Run only the fast ones with `-m "not integration"`.
 """
 
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -68,3 +72,63 @@ def mlflow_server(tmp_path_factory):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def checkpoint_committed(run_dir: Path) -> bool:
+    """Ray Train has *committed* a checkpoint of the run in `run_dir` (recorded in its snapshot), not merely
+    started writing one."""
+    try:
+        return bool(json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text()).get("latest_checkpoint_result"))
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.fixture
+def wait_for_checkpoint():
+    """`wait_for_checkpoint(run_dir)`: block until the run has a committed checkpoint (TimeoutError after 600 s)."""
+    def wait(run_dir: Path, timeout: float = 600) -> None:
+        deadline = time.time() + timeout
+        while not checkpoint_committed(run_dir):
+            if time.time() > deadline:
+                raise TimeoutError(f"no committed checkpoint in {run_dir}")
+            time.sleep(0.1)
+    return wait
+
+
+@pytest.fixture
+def kill_train_worker():
+    """`kill_train_worker(run_dirs)` starts a thread that, once a directory from `run_dirs()` holds a committed
+    checkpoint, SIGKILLs this test's own Ray Train worker: a descendant of this process (its local Ray runtime),
+    never another Ray's on the machine. Returns a dict that then holds the run directory's `run` name and the
+    `pid`; the thread is joined at teardown."""
+    import psutil
+
+    threads = []
+
+    def start(run_dirs) -> dict:
+        killed: dict = {}
+
+        def watch():
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                for run_dir in run_dirs():
+                    if not checkpoint_committed(run_dir):
+                        continue
+                    # Ray titles worker processes `ray::RayTrainWorker...`
+                    for proc in psutil.Process().children(recursive=True):
+                        try:
+                            if any("RayTrainWorker" in part for part in proc.cmdline()):
+                                os.kill(proc.pid, signal.SIGKILL)
+                                killed.update(run=run_dir.name, pid=proc.pid)
+                                return
+                        except psutil.Error:
+                            continue
+                time.sleep(0.2)
+
+        threads.append(threading.Thread(target=watch, daemon=True))
+        threads[-1].start()
+        return killed
+
+    yield start
+    for thread in threads:
+        thread.join(timeout=60)

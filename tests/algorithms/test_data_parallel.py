@@ -2,6 +2,7 @@
 ConSPO, the supervised term)."""
 
 import os
+import queue
 
 import pytest
 import torch
@@ -40,7 +41,8 @@ def _summed(loss, param):
 
 
 def _worker(rank, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # loopback only, whatever the machine's hostname resolves to
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     dist.init_process_group("gloo", rank=rank, world_size=2)
     theta, old, adv, mask = _batch()
     rows = slice(0, 3) if rank == 0 else slice(3, 6)
@@ -76,7 +78,12 @@ def test_two_gloo_workers_match_one_process(free_port):
     procs = [ctx.Process(target=_worker, args=(r, free_port, out)) for r in range(2)]
     for p in procs:
         p.start()
-    results = out.get(timeout=120)
+    try:
+        results = out.get(timeout=300)
+    except queue.Empty:
+        for p in procs:
+            p.kill()
+        pytest.fail(f"no result from the gloo workers; exit codes {[p.exitcode for p in procs]} (see stderr)")
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

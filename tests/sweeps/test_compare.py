@@ -54,3 +54,16 @@ def test_merge_refuses_duplicates_other_metrics_and_missing_reports(tmp_path):
         load_reports([tmp_path / "empty"])
     with pytest.raises(ValueError, match="no reports"):
         load_reports([])
+
+
+def test_gcpo_compare_merges_report_folders(tmp_path, capsys):
+    from gcpo.cli import main
+
+    a = report(tmp_path, "a", [("gcpo", "0", 0.2, 0.5)])
+    b = report(tmp_path, "b", [("grpo", "0", 0.0, 0.0)])
+    assert main(["compare", "--reports", str(a), str(b), "--out", str(tmp_path / "both")]) == 0
+    printed = capsys.readouterr().out
+    assert "experiment 'both'" in printed and "gcpo" in printed and "grpo" in printed
+    assert len(pd.read_csv(tmp_path / "both" / "runs.csv")) == 2
+    assert main(["compare", "--reports", str(a), str(a), "--out", str(tmp_path / "twice")]) == 2
+    assert "arm 'gcpo' seed 0 is in both" in capsys.readouterr().out

@@ -1,19 +1,16 @@
 """Sweeps end to end on the tiny model: real Ray Tune (grid, Optuna, ASHA), real Ray Train + DeepSpeed trials,
 a real MLflow tracking server on 127.0.0.1, and the comparison report read back from it."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gcpo.sweeps.compare import format_table, load_comparison, write_report
 from gcpo.sweeps.runner import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -33,14 +30,6 @@ def children(uri: str, outcome) -> list:
     exp = client.get_experiment_by_name(outcome.experiment)
     return client.search_runs([exp.experiment_id],
                               filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
-
-
-def committed(snapshot: Path) -> bool:
-    """Ray Train has committed a checkpoint of this run (recorded in its snapshot)."""
-    try:
-        return bool(json.loads(snapshot.read_text()).get("latest_checkpoint_result"))
-    except (OSError, ValueError):
-        return False
 
 
 def steps_logged(uri: str, run_id: str, key: str = "time/step_s") -> list[int]:
@@ -109,34 +98,16 @@ def test_notebook_runs_headless_against_the_sweep(ablation, mlflow_server, tmp_p
     assert len(images) >= 2
 
 
-def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlflow_server):
+def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlflow_server, kill_train_worker):
     """A trial's training worker is killed after its first checkpoint: Tune retries the trial (max_failures: 1),
     its Train run resumes from that checkpoint into the same MLflow child run, and the other trial finishes."""
-    import psutil
-
     space = tmp_path / "two.yaml"
     space.write_text("name: fault-tiny\nbase: {preset: gcpo, trainer.steps: 3, trainer.eval_every: 0}\n"
                      "space:\n  algorithm.ratio_level: {grid: [token, sequence]}\nmetric: reward/mean\n"
                      "max_failures: 1\n")
     overrides = [o for o in TINY if not o.startswith(("trainer.steps", "trainer.eval_every"))]
-    killed = {}
-
-    def kill_first_worker_after_a_checkpoint():
-        deadline = time.time() + 600
-        while time.time() < deadline and not killed:
-            for snap in (tmp_path / "runs" / "sweeps" / "fault-tiny" / "trials").glob("*/checkpoint_manager_snapshot.json"):
-                if committed(snap):
-                    for proc in psutil.process_iter(["cmdline"]):
-                        if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
-                            os.kill(proc.pid, signal.SIGKILL)
-                            killed["trial"] = snap.parent.name
-                            return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=kill_first_worker_after_a_checkpoint, daemon=True)
-    thread.start()
+    killed = kill_train_worker(lambda: (tmp_path / "runs" / "sweeps" / "fault-tiny" / "trials").glob("*"))
     outcome = run_sweep(space, overrides + [f"tracking.uri={mlflow_server}"], base=tmp_path, max_concurrent=1)
-    thread.join(timeout=60)
     assert killed, "no worker was killed"
     assert [t["status"] for t in outcome.trials] == ["ok", "ok"]
     runs = children(mlflow_server, outcome)
@@ -145,7 +116,7 @@ def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlfl
         assert steps_logged(mlflow_server, run.info.run_id) == [1, 2, 3]  # none twice, none missing
         assert run.info.status == "FINISHED"
     resumed = [r for r in runs if int(r.data.tags.get("gcpo.resume_count", "0")) >= 1]
-    assert len(resumed) == 1 and resumed[0].info.run_name == killed["trial"]
+    assert len(resumed) == 1 and resumed[0].info.run_name == killed["run"]
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, mlflow_server):

@@ -1,14 +1,10 @@
 """Kill and resume: a run killed after a checkpoint (a training worker, then separately the whole driver) ends
 with the same step count and the same metrics history as an uninterrupted run of the same seed."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -49,20 +45,6 @@ def assert_same_history(a: dict, b: dict) -> None:
             assert x == pytest.approx(y, rel=1e-3, abs=1e-4), key
 
 
-def wait_for_checkpoint(run_dir: Path, timeout: float = 600) -> None:
-    """Until Ray Train has *committed* a checkpoint (recorded in its snapshot), not merely started writing one."""
-    snapshot = run_dir / "checkpoint_manager_snapshot.json"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"no committed checkpoint in {run_dir}")
-
-
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, ray_local):
     from trainables.gcpo_train import fit
@@ -73,28 +55,12 @@ def reference_run(tmp_path_factory, ray_local):
     return outcome, history(outcome.tracking_uri, outcome.mlflow_run_id)
 
 
-def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_local):
-    import psutil
-
+def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_local, kill_train_worker):
     from trainables.gcpo_train import fit
 
     cfg = load_config(preset="gcpo", overrides=OVERRIDES + [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
-    killed = {}
-
-    def kill_worker_after_first_checkpoint():
-        wait_for_checkpoint(tmp_path / "runs" / "killed-worker")
-        # Ray titles worker processes `ray::RayTrainWorker...`; only this test's own (the local Ray runtime is a
-        # child of this process), never another Ray's on the machine
-        for proc in psutil.Process().children(recursive=True):
-            if any("RayTrainWorker" in part for part in proc.cmdline()):
-                os.kill(proc.pid, signal.SIGKILL)
-                killed["pid"] = proc.pid
-                return
-
-    thread = threading.Thread(target=kill_worker_after_first_checkpoint, daemon=True)
-    thread.start()
+    killed = kill_train_worker(lambda: [tmp_path / "runs" / "killed-worker"])
     outcome = fit(cfg, run_name="killed-worker", base=tmp_path, max_failures=2)
-    thread.join(timeout=60)
     assert killed, "the worker was never killed"
     tags = MlflowClient(tracking_uri=outcome.tracking_uri).get_run(outcome.mlflow_run_id).data.tags
     assert int(tags["gcpo.resume_count"]) >= 1
@@ -103,7 +69,7 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_loc
     assert_no_step_twice(outcome.tracking_uri, outcome.mlflow_run_id)
 
 
-def test_killed_driver_resumes_with_gcpo_train_resume(tmp_path, reference_run):
+def test_killed_driver_resumes_with_gcpo_train_resume(tmp_path, reference_run, wait_for_checkpoint):
     gcpo = [sys.executable, "-m", "gcpo.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     uri = f"sqlite:///{tmp_path}/mlflow.db"
