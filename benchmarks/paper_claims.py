@@ -10,9 +10,9 @@ size), on the default model and task unless overridden:
 
 The study runs in pieces of one trial each (one arm or grid point, one seed): each piece is a `run_sweep` of
 that space narrowed to it (MLflow experiments `paper_claims<TAG>` and `ablation<TAG>`, one parent run per piece),
-read back with `load_comparison` and written to `OUT/pieces/<piece>/`. A piece whose report exists is skipped,
-so the study resumes where it stopped, on this machine or (the reports being small files under version control)
-on another one. After every piece the finished pieces are merged (`load_reports`) into `OUT/methods/` and
+read back with `load_comparison` and written to `OUT/pieces/<piece>/`. A piece whose report exists is skipped;
+a failed or interrupted (Ctrl-C) piece writes none, and the next run resumes its sweep. So the study goes on
+where it stopped, on this machine or (the reports being small files under version control) on another. After every piece the finished pieces are merged (`load_reports`) into `OUT/methods/` and
 `OUT/ablation/` (table.txt, table.md, arms.csv, runs.csv, curves.csv, learning_curves.png, effects.png), and
 `OUT/study.json` records the budget, the seeds, the machine and each piece's wall-clock time.
 
@@ -91,9 +91,13 @@ def run_piece(piece: dict, overrides: list[str], tag: str, base: Path, out: Path
     started = time.time()
     outcome = run_sweep(space, overrides, name=sweep, resume=resume, base=base, seeds=[piece["seed"]],
                         only=piece["only"])
-    cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id)
-    write_report(cmp, out / "pieces" / piece["study"] / piece["name"])
-    return {"wall_s": round(time.time() - started, 1), "failed": sum(t["status"] != "ok" for t in outcome.trials),
+    failed = sum(t["status"] != "ok" for t in outcome.trials)
+    if failed:  # no report: the piece is not done, and the next run of the driver resumes (retries) it
+        print(f"[study] piece {piece['name']} failed; run the driver again to retry it", flush=True)
+    else:
+        cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id)
+        write_report(cmp, out / "pieces" / piece["study"] / piece["name"])
+    return {"wall_s": round(time.time() - started, 1), "failed": failed,
             "experiment": outcome.experiment, "parent_run_id": outcome.parent_run_id}
 
 
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     if not args.report_only:
         from gcpo.cluster.runtime import init_ray
+        from gcpo.sweeps.runner import SweepInterrupted
 
         pending = [p for p in todo if not (out / "pieces" / p["study"] / p["name"] / "runs.csv").exists()]
         print(f"[study] {len(todo) - len(pending)} of {len(todo)} pieces done; {len(pending)} to run", flush=True)
@@ -152,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
             init_ray(None)
         for number, piece in enumerate(pending, 1):
             print(f"[study] piece {number}/{len(pending)}", flush=True)
-            result = run_piece(piece, ablation if piece["study"] == "ablation" else overrides,
-                               args.tag or ("-smoke" if args.smoke else ""), args.base, out)
+            try:
+                result = run_piece(piece, ablation if piece["study"] == "ablation" else overrides,
+                                   args.tag or ("-smoke" if args.smoke else ""), args.base, out)
+            except SweepInterrupted as e:
+                print(f"[study] stopped: {e}; run the driver again to go on", flush=True)
+                return 130
             failed += result["failed"]
             summary["pieces"][f"{piece['study']}/{piece['name']}"] = {**result, "machine": summary["machine"]}
             for study in STUDIES:

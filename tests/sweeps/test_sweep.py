@@ -120,6 +120,7 @@ def test_failed_trial_is_retried_and_others_unaffected(tmp_path, ray_local, mlfl
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, mlflow_server):
+    """Ctrl-C after the first of two trials: exit code 130 naming --resume, which runs only the second."""
     space = tmp_path / "two.yaml"
     space.write_text("name: resume-tiny\nbase: {preset: grpo, algorithm.kl_coef: 0.0, trainer.eval_every: 0}\n"
                      "space:\n  trainer.lr: {grid: [1.0e-3, 1.0e-5]}\nmetric: reward/mean\n")
@@ -138,8 +139,11 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, m
             time.sleep(1)
         else:
             raise TimeoutError((tmp_path / "first.log").read_text()[-3000:])
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and the sweep says how to resume
+        assert proc.wait(timeout=300) == 130, (tmp_path / "first.log").read_text()[-3000:]
+        assert "was interrupted with 1 of 2 trials unfinished" in (tmp_path / "first.log").read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # what is left of the first driver's local Ray
         proc.wait(timeout=60)
     exp = client.get_experiment_by_name("resume-tiny")
     finished = {r.info.run_id: steps_logged(mlflow_server, r.info.run_id)

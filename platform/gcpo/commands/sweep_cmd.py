@@ -10,6 +10,7 @@ printed and the report (table, CSV, plots) written to `reports/<sweep>/` and log
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -34,11 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
     from gcpo.sweeps.compare import format_table, load_comparison, write_report
-    from gcpo.sweeps.runner import run_sweep
+    from gcpo.sweeps.runner import SweepInterrupted, run_sweep
 
     init_ray(args.address)
-    outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
-                        max_concurrent=args.max_concurrent, seeds=args.seeds, arms=args.arms)
+    try:
+        outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
+                            max_concurrent=args.max_concurrent, seeds=args.seeds, arms=args.arms)
+    except SweepInterrupted as e:
+        print(f"gcpo sweep: {e}", file=sys.stderr)
+        return 130
     failed = [t for t in outcome.trials if t["status"] == "error"]
     print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed; "
           f"MLflow experiment '{outcome.experiment}', parent run {outcome.parent_run_id}")

@@ -63,7 +63,9 @@ def load_reports(dirs: list[str | Path], *, name: str | None = None) -> Comparis
             seen[arm, seed] = folder
         metas.append(meta)
         runs.append(frame)
-        curves.append(pd.read_csv(folder / "curves.csv", dtype={"arm": str, "seed": str}))
+        # fixed dtypes: a report whose runs logged no curve point has a header-only curves.csv
+        curves.append(pd.read_csv(folder / "curves.csv", dtype={"arm": str, "seed": str, "key": str,
+                                                                 "step": "int64", "value": "float64"}))
     keys = list(dict.fromkeys(k for m in metas for k in m["keys"]))
     runs_df = pd.concat(runs, ignore_index=True).sort_values(["arm", "seed"]).reset_index(drop=True)
     experiment = name or ", ".join(dict.fromkeys(m["experiment"] for m in metas))

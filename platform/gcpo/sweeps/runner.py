@@ -46,6 +46,10 @@ class SweepContext:
     base_dir: str
 
 
+class SweepInterrupted(RuntimeError):
+    """Tune was stopped (SIGINT/SIGUSR1) before every trial ended; the sweep's state is saved for `--resume`."""
+
+
 @dataclass
 class SweepOutcome:
     name: str
@@ -262,6 +266,9 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
                                       verbose=1),
         )
     grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < len(grid):  # Tune returns normally when interrupted
+        raise SweepInterrupted(f"sweep '{name}' was interrupted with {len(grid) - grid.num_terminated - grid.num_errors}"
+                               f" of {len(grid)} trials unfinished; continue it with --resume (name '{name}')")
     trials = _close_children(ctx, grid)
     MlflowClient(tracking_uri=ctx.tracking_uri).set_terminated(ctx.parent_run_id, "FINISHED")
     return SweepOutcome(name, root, ctx.experiment, ctx.tracking_uri, ctx.parent_run_id, trials)
