@@ -266,9 +266,10 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
                                       verbose=1),
         )
     grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < len(grid):  # Tune returns normally when interrupted
-        raise SweepInterrupted(f"sweep '{name}' was interrupted with {len(grid) - grid.num_terminated - grid.num_errors}"
-                               f" of {len(grid)} trials unfinished; continue it with --resume (name '{name}')")
+    ended = grid.num_terminated + grid.num_errors  # Tune returns normally when interrupted
+    if ended < ctx.space.total_trials:  # (trials it had not yet created are not in the grid)
+        raise SweepInterrupted(f"sweep '{name}' was interrupted with {ctx.space.total_trials - ended} of "
+                               f"{ctx.space.total_trials} trials unfinished; continue it with --resume (name '{name}')")
     trials = _close_children(ctx, grid)
     MlflowClient(tracking_uri=ctx.tracking_uri).set_terminated(ctx.parent_run_id, "FINISHED")
     return SweepOutcome(name, root, ctx.experiment, ctx.tracking_uri, ctx.parent_run_id, trials)
