@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ARMS = {"grpo", "dapo", "gpg", "gcpo", "gcpo_no_golden", "ga_sft"}
+ALL_ARMS = {"grpo", "dapo", "gpg", "gcpo", "gcpo_no_golden", "ga_sft"}
+# The smoke run trains the arms whose reports differ in kind (golden answers injected, imitated, none); the
+# others are the same code path with other values, and the pieces test covers that every arm is in the study.
+ARMS = {"grpo", "gcpo", "ga_sft"}
 
 
 def load_study():
@@ -37,7 +40,7 @@ def test_ablation_runs_at_the_method_comparison_budget():
 def test_study_pieces_are_one_trial_each():
     study = load_study()
     methods = study.pieces("methods", [], [0, 1], None)
-    assert [p["name"] for p in methods[:2]] == ["grpo_s0", "dapo_s0"] and len(methods) == 2 * len(ARMS)
+    assert [p["name"] for p in methods[:2]] == ["grpo_s0", "dapo_s0"] and len(methods) == 2 * len(ALL_ARMS)
     assert methods[-1] == {"study": "methods", "name": "ga_sft_s1", "seed": 1, "only": {"arm": ["ga_sft"]}}
     ablation = study.pieces("ablation", study.budget_overrides(), [0], None)
     assert len(ablation) == 8 and len({p["name"] for p in ablation}) == 8
@@ -50,7 +53,8 @@ def test_study_pieces_are_one_trial_each():
 def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server, capsys):
     study = load_study()
     out = tmp_path / "results"
-    argv = ["--smoke", "--skip-ablation", "--out", str(out), "--base", str(tmp_path), f"tracking.uri={mlflow_server}"]
+    argv = ["--smoke", "--skip-ablation", "--arms", *sorted(ARMS), "--out", str(out), "--base", str(tmp_path),
+            f"tracking.uri={mlflow_server}"]
     assert study.main(argv) == 0
     report = out / "methods"
     assert sorted(p.name for p in (out / "pieces" / "methods").iterdir()) == sorted(f"{a}_s0" for a in ARMS)
@@ -60,8 +64,7 @@ def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server, capsy
     runs = pd.read_csv(report / "runs.csv")
     assert set(runs["arm"]) == ARMS and len(runs) == len(ARMS)
     assert (runs["status"] == "FINISHED").all() and runs["final"].notna().all()
-    # every arm updates except dapo, whose dynamic sampling drops the tiny model's all-wrong groups (no entropy)
-    assert runs["length"].notna().all() and runs.set_index("arm")["entropy"].drop("dapo").notna().all()
+    assert runs["length"].notna().all() and runs["entropy"].notna().all()
     # golden answers reach the update only in gcpo (injected) and ga_sft (imitated); the tiny model is all wrong
     share = runs.set_index("arm")["golden_share"]
     assert share["gcpo"] == 1.0 and share["ga_sft"] == 1.0
