@@ -48,10 +48,21 @@ def lr_lambda(t: TrainerConfig) -> Callable[[int], float]:
     return fn
 
 
+def skip_inference_shm_op() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory op (`deepspeed_shm_comm`) when it creates its comm
+    backend. The op serves only `inference_all_reduce`; training's collectives go through torch.distributed. The
+    build costs about a minute of both cores on this 2-core machine, on every fresh machine, and again each time a
+    process's compile command differs from the cached one's (seen 2-3 times per test-suite run)."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # the probed table, cached and edited in place
+
+
 def build_policy(model: torch.nn.Module, t: TrainerConfig, dtype: str):
     """Wrap `model` in a DeepSpeed engine with AdamW and the LR schedule (the schedule steps once per update)."""
     import deepspeed
 
+    skip_inference_shm_op()
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     updates_per_step = t.epochs * t.mini_batches
     base = lr_lambda(t)
