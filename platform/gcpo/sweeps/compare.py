@@ -269,14 +269,15 @@ def plot_learning_curves(cmp: Comparison, path: Path) -> Path:
 
 def plot_effects(cmp: Comparison, path: Path) -> Path:
     """Per swept key: the final metric at each of its values, averaged over every other key and seed (the main
-    effect), with the std over those runs as error bars; continuous keys as a scatter."""
+    effect), with the std over those runs as error bars; continuous keys as a scatter. The panels share their y
+    axis, so the keys' effect sizes compare at a glance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     keys = cmp.keys or ["arm"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), squeeze=False, sharey=True)
     runs = cmp.runs.dropna(subset=["final"])
     for ax, key in zip(axes[0], keys):
         values = runs[key].map(str) if key != "arm" else runs["arm"]
