@@ -14,7 +14,8 @@ read back with `load_comparison` and written to `OUT/pieces/<piece>/`. A piece w
 a failed or interrupted (Ctrl-C) piece writes none, and the next run resumes its sweep. So the study goes on
 where it stopped, on this machine or (the reports being small files under version control) on another. After every piece the finished pieces are merged (`load_reports`) into `OUT/methods/` and
 `OUT/ablation/` (table.txt, table.md, arms.csv, runs.csv, curves.csv, learning_curves.png, effects.png), and
-`OUT/study.json` records the budget, the seeds, the machine and each piece's wall-clock time.
+`OUT/study.json` records the budget, the seeds, the machine and each piece's wall-clock time. A finished piece's
+checkpoints are deleted (`--keep-checkpoints all` keeps them): the study needs only the metrics.
 
     .venv/bin/python benchmarks/paper_claims.py                    # the full study (hours on a 2-core CPU)
     .venv/bin/python benchmarks/paper_claims.py --skip-ablation    # the method comparison only
@@ -74,7 +75,7 @@ def pieces(study: str, overrides: list[str], seeds: list[int], arms: list[str] |
     return out
 
 
-def run_piece(piece: dict, overrides: list[str], tag: str, base: Path, out: Path) -> dict:
+def run_piece(piece: dict, overrides: list[str], tag: str, base: Path, out: Path, keep_checkpoints: str) -> dict:
     """Run (or resume) one piece's sweep and write its report to out/pieces/<study>/<name>/."""
     from gcpo.sweeps.compare import load_comparison, write_report
     from gcpo.sweeps.runner import SWEEP_FILE, run_sweep, sweep_dir
@@ -90,7 +91,7 @@ def run_piece(piece: dict, overrides: list[str], tag: str, base: Path, out: Path
     print(f"[study] {'resuming' if resume else 'starting'} {piece['study']} piece {piece['name']}", flush=True)
     started = time.time()
     outcome = run_sweep(space, overrides, name=sweep, resume=resume, base=base, seeds=[piece["seed"]],
-                        only=piece["only"])
+                        only=piece["only"], keep_checkpoints=keep_checkpoints)
     failed = sum(t["status"] != "ok" for t in outcome.trials)
     if failed:  # no report: the piece is not done, and the next run of the driver resumes (retries) it
         print(f"[study] piece {piece['name']} failed; run the driver again to retry it", flush=True)
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   "ablation<TAG>); default none, `-smoke` with --smoke")
     parser.add_argument("--out", type=Path, help=f"report folder (default {RESULTS}; with --smoke, "
                                                  "reports/paper_claims-smoke)")
+    parser.add_argument("--keep-checkpoints", choices=("none", "all"), default="none",
+                        help="keep each finished piece's checkpoints (default none: the study needs only the "
+                             "metrics, and a default-model checkpoint is ~1.5 GB)")
     parser.add_argument("--base", type=Path, default=ROOT, help="where runs/ and a relative MLflow store live")
     args = parser.parse_args(argv)
     out = args.out or (ROOT / "reports" / "paper_claims-smoke" if args.smoke else RESULTS)
@@ -159,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[study] piece {number}/{len(pending)}", flush=True)
             try:
                 result = run_piece(piece, ablation if piece["study"] == "ablation" else overrides,
-                                   args.tag or ("-smoke" if args.smoke else ""), args.base, out)
+                                   args.tag or ("-smoke" if args.smoke else ""), args.base, out,
+                                   args.keep_checkpoints)
             except SweepInterrupted as e:
                 print(f"[study] stopped: {e}; run the driver again to go on", flush=True)
                 return 130

@@ -29,6 +29,8 @@ def test_bad_values_name_field_and_allowed_values():
         load_config(overrides=["trainer.zero_stage=true"])
     with pytest.raises(ConfigError, match=r"rollout\.group_size: must be >= 2"):
         load_config(overrides=["rollout.group_size=1"])
+    with pytest.raises(ConfigError, match=r"trainer\.keep_checkpoints: must be >= 1 \(the latest is needed"):
+        load_config(overrides=["trainer.keep_checkpoints=0"])
 
 
 def test_the_three_ablation_switches():

@@ -58,7 +58,7 @@ def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = 
         run_config=RayRunConfig(
             name=run_name, storage_path=cfg.trainer.output_dir,
             failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.trainer.keep_checkpoints),
             callbacks=callbacks,
         ),
     )

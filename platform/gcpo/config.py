@@ -142,6 +142,9 @@ class TrainerConfig:
     zero_stage: Literal[0, 1, 2, 3] = 0
     seed: int = 0
     checkpoint_every: int = 4
+    # Committed checkpoints kept per run (Ray Train `num_to_keep`); an older one is deleted only after a newer one
+    # is committed, so 1 is safe for resuming. A 135M-parameter run's checkpoint (weights + Adam) is ~1.5 GB.
+    keep_checkpoints: int = 1
     eval_every: int = 4
     eval_k: int = 4
     output_dir: str = "runs"
@@ -287,6 +290,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.mini_batches >= 1, "trainer.mini_batches", f"must be >= 1, got {t.mini_batches}")
     need(t.eval_k >= 1, "trainer.eval_k", f"must be >= 1 (samples per item for mean@k), got {t.eval_k}")
     need(t.checkpoint_every >= 1, "trainer.checkpoint_every", f"must be >= 1, got {t.checkpoint_every}")
+    need(t.keep_checkpoints >= 1, "trainer.keep_checkpoints", f"must be >= 1 (the latest is needed to resume), "
+                                                              f"got {t.keep_checkpoints}")
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
     need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
     need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")

@@ -4,6 +4,7 @@ entrypoint, and addresses that do not answer (which must fail within seconds, na
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -138,8 +139,9 @@ def cluster(tmp_path_factory):
               "--workers", "1", "--num-cpus", "4", env=env)
     assert up.returncode == 0, up.stdout + up.stderr
     record = json.loads((state / "cluster.json").read_text())
-    yield {"env": env, "url": f"http://127.0.0.1:{dashboard}", "gcs": gcs, "record": record,
-           "work": tmp_path_factory.mktemp("jobs")}
+    work = tmp_path_factory.mktemp("jobs")
+    yield {"env": env, "url": f"http://127.0.0.1:{dashboard}", "gcs": gcs, "record": record, "work": work}
+    shutil.rmtree(work)  # module-scoped: pytest would keep it to the session's end
     down = gcpo("cluster", "down", env=env)
     assert down.returncode == 0, down.stderr
     assert not _reachable(f"127.0.0.1:{gcs}", timeout_s=1) and not _reachable(f"127.0.0.1:{dashboard}", timeout_s=1)

@@ -50,6 +50,7 @@ def test_paper_claims_arms_are_named_configs():
     assert configs["gcpo_no_golden"].algorithm == dataclasses.replace(configs["gcpo"].algorithm, golden_answers=False)
     assert configs["ga_sft"].algorithm.loss == "sft" and configs["grpo"].algorithm.kl_coef > 0
     assert len({(c.trainer.steps, c.trainer.eval_every, c.task.eval_size) for c in configs.values()}) == 1
+    assert space.keep_checkpoints == "none" and load_space(SPACES / "presets.yaml").keep_checkpoints == "best"
 
 
 def test_arm_values_sit_between_base_and_trial_values(tmp_path):
@@ -84,6 +85,7 @@ def test_overrides_join_the_base(tmp_path):
     ("space: {}\n", "space: must map at least one dotted config key"),
     ("space:\n  trainer.seed: {grid: [1, 2]}\n", "use the top-level `seeds:` list"),
     ("space:\n  trainer.lr: {grid: [0.1]}\nmode: maximum\n", ":3: mode: must be max or min"),
+    ("space:\n  trainer.lr: {grid: [0.1]}\nkeep_checkpoints: last\n", ":3: keep_checkpoints: must be one of best, all, none"),
     ("arms:\n  a: {preset: gcpo}\n  b: {algorithm.golden_answer: false}\n",
      ":3: arms.b.algorithm.golden_answer: unknown config key; did you mean 'algorithm.golden_answers'?"),
     ("arms:\n  a: {preset: gpcо}\n", ":2: arms.a: preset: unknown preset"),

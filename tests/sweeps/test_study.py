@@ -77,6 +77,9 @@ def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server, capsy
     summary = json.loads((out / "study.json").read_text())
     assert len(summary["pieces"]) == len(ARMS) and summary["machine"]["cpus"] >= 1
     assert all(p["failed"] == 0 and p["wall_s"] > 0 for p in summary["pieces"].values())
+    # the study keeps metrics, not checkpoints (Ray Train's checkpoint_manager_snapshot.json files stay)
+    assert not [p for p in (tmp_path / "runs").rglob("checkpoint_*") if p.is_dir()]
+    assert len(list((tmp_path / "runs").rglob("gcpo_config.yaml"))) == len(ARMS)  # (its runs were there)
     # run again: every piece's report exists, so nothing trains and the merged report is rebuilt unchanged
     capsys.readouterr()
     assert study.main(argv) == 0

@@ -2,6 +2,7 @@
 a real MLflow tracking server on 127.0.0.1, and the comparison report read back from it."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def ablation(tmp_path_factory, ray_local, mlflow_server):
     base = tmp_path_factory.mktemp("ablation")
     outcome = run_sweep(SPACES / "ablation_ga_kl_is.yaml", TINY + [f"tracking.uri={mlflow_server}"],
                         name="ablation-tiny", base=base)
-    return base, outcome
+    yield base, outcome
+    shutil.rmtree(base)  # module-scoped: pytest would keep it to the session's end
 
 
 def test_ablation_grid_logs_eight_arms_under_one_parent(ablation, mlflow_server):
@@ -65,6 +67,23 @@ def test_ablation_grid_logs_eight_arms_under_one_parent(ablation, mlflow_server)
     assert parent.data.tags["gcpo.swept_keys"] == ",".join(SWITCHES)
     artifacts = [a.path for a in MlflowClient(tracking_uri=mlflow_server).list_artifacts(outcome.parent_run_id)]
     assert "ablation_ga_kl_is.yaml" in artifacts
+
+
+def test_only_the_best_trial_keeps_a_checkpoint(ablation, mlflow_server):
+    """keep_checkpoints: best (the default): each trial kept one checkpoint while it ran (trainer.keep_checkpoints:
+    1 of its two); when the sweep ended, only the best trial's remained, and every child run names what it kept."""
+    _, outcome = ablation
+    trials_dir = outcome.sweep_dir / "trials"
+    left = {p.name: sorted(c.name for c in p.glob("checkpoint_*") if c.is_dir())
+            for p in trials_dir.iterdir() if p.is_dir()}
+    assert len(left) == 8 and sorted(len(c) for c in left.values()) == [0] * 7 + [1], left
+    best = max(outcome.trials, key=lambda t: t["metric"])  # max over the first of ties, as the pruning chose
+    kept = [t for t in outcome.trials if t["checkpoint"] != "removed"]
+    assert kept == [best] and Path(best["checkpoint"]).parent.name == f"{outcome.name}-{best['trial']}"
+    assert Path(best["checkpoint"]).name in left[Path(best["checkpoint"]).parent.name]
+    assert outcome.removed_checkpoint_bytes > 0
+    tags = {r.info.run_id: r.data.tags.get("gcpo.checkpoint") for r in children(mlflow_server, outcome)}
+    assert tags == {t["run_id"]: t["checkpoint"] for t in outcome.trials}
 
 
 def test_gcpo_compare_shows_every_arm(ablation, mlflow_server, tmp_path):
@@ -157,3 +176,4 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, m
         assert steps_logged(mlflow_server, run_id) == steps == [1, 2]
     assert all(steps_logged(mlflow_server, r.info.run_id) == [1, 2] for r in runs)
     assert "lr=0.001" in done.stdout and "lr=1e-05" in done.stdout
+    assert "checkpoints kept: 1 (" in done.stdout and "GiB of others removed" in done.stdout, done.stdout

@@ -2,6 +2,7 @@
 with the same step count and the same metrics history as an uninterrupted run of the same seed."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def reference_run(tmp_path_factory, ray_local):
     base = tmp_path_factory.mktemp("reference")
     cfg = load_config(preset="gcpo", overrides=OVERRIDES + [f"tracking.uri=sqlite:///{base}/mlflow.db"])
     outcome = fit(cfg, run_name="reference", base=base)
-    return outcome, history(outcome.tracking_uri, outcome.mlflow_run_id)
+    yield outcome, history(outcome.tracking_uri, outcome.mlflow_run_id)
+    shutil.rmtree(base)  # module-scoped: pytest would keep it to the session's end
 
 
 def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_local, kill_train_worker):
@@ -65,6 +67,7 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_loc
     tags = MlflowClient(tracking_uri=outcome.tracking_uri).get_run(outcome.mlflow_run_id).data.tags
     assert int(tags["gcpo.resume_count"]) >= 1
     assert outcome.metrics["step"] == STEPS
+    assert len([c for c in outcome.run_dir.glob("checkpoint_*") if c.is_dir()]) == 1  # keep_checkpoints: 1 of 4
     assert_same_history(history(outcome.tracking_uri, outcome.mlflow_run_id), reference_run[1])
     assert_no_step_twice(outcome.tracking_uri, outcome.mlflow_run_id)
 

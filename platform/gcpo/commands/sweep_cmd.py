@@ -1,5 +1,5 @@
 """`gcpo sweep SPACE.yaml [KEY=VALUE ...] [--name N] [--seeds S ...] [--arms A ...] [--resume] [--max-concurrent N]
-[--target X]`.
+[--target X] [--keep-checkpoints {best,all,none}]`.
 
 Runs Ray Tune over the training trainable with the search space of SPACE.yaml (see `gcpo.sweeps.space` and
 `search_spaces/`); KEY=VALUE overrides join the space's `base` (e.g. `trainer.steps=4 model.name=tiny`). Every
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trials at once (default: as many as the cluster's CPUs fit)")
     parser.add_argument("--target", type=float, metavar="X",
                         help="report steps to reach this value of the metric (default: none)")
+    parser.add_argument("--keep-checkpoints", choices=("best", "all", "none"),
+                        help="which finished trials keep their checkpoints when the sweep ends (default: the "
+                             "space's `keep_checkpoints`, else best: the best trial's by the metric)")
     parser.add_argument("--address", metavar="ADDR", help="a Ray cluster to run on (default: a local Ray)")
 
 
@@ -40,13 +43,19 @@ def run(args: argparse.Namespace) -> int:
     init_ray(args.address)
     try:
         outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
-                            max_concurrent=args.max_concurrent, seeds=args.seeds, arms=args.arms)
+                            max_concurrent=args.max_concurrent, seeds=args.seeds, arms=args.arms,
+                            keep_checkpoints=args.keep_checkpoints)
     except SweepInterrupted as e:
         print(f"gcpo sweep: {e}", file=sys.stderr)
         return 130
     failed = [t for t in outcome.trials if t["status"] == "error"]
     print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed; "
           f"MLflow experiment '{outcome.experiment}', parent run {outcome.parent_run_id}")
+    kept = [t["checkpoint"] for t in outcome.trials if t["checkpoint"] not in (None, "removed")]
+    freed = outcome.removed_checkpoint_bytes
+    print(f"checkpoints kept: {len(kept)}" + (f" ({freed / 2**30:.2f} GiB of others removed)" if freed else ""))
+    for path in kept:
+        print(f"  {path}")
     cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id,
                           target=args.target)
     paths = write_report(cmp, Path("reports") / outcome.name)

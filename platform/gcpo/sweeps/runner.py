@@ -11,6 +11,11 @@ MLflow child run of one parent run per sweep.
   `max_failures` times, and the retried trial's Train run resumes from its last checkpoint into the same child
   run (steps already logged are not logged again).
 - `--resume` restores the Tune experiment: finished trials are kept, unfinished and errored ones continue.
+- Checkpoints: every trial's run keeps `trainer.keep_checkpoints` (default 1) while the sweep runs; when every
+  trial has ended, the space's `keep_checkpoints` decides what stays: `best` (default) the best finished trial's
+  by the sweep's metric (all of them when no trial reported it), `all`, or `none`. A failed trial keeps its
+  checkpoints (`--resume` retries it from them). Each child run is tagged `gcpo.checkpoint` (the kept path or
+  `removed`).
 - Layout: `<trainer.output_dir>/sweeps/<name>/` holds `sweep.json` (parent run id, experiment, space file,
   overrides), the Tune experiment (`tune/`) and every trial's training run (`trials/`).
 """
@@ -21,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +63,8 @@ class SweepOutcome:
     experiment: str
     tracking_uri: str
     parent_run_id: str
-    trials: list[dict]  # one row per trial: params, status, the metric's last value, child run id
+    trials: list[dict]  # one row per trial: params, status, the metric's last value, child run id, checkpoint
+    removed_checkpoint_bytes: int = 0  # what `keep_checkpoints` freed when the sweep ended
 
 
 def sweep_dir(base_cfg: RunConfig, name: str, base: Path) -> Path:
@@ -191,11 +198,12 @@ def select_grid(space: SearchSpace, only: dict[str, list]) -> None:
 def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None,
               resume: bool = False, base: Path | None = None, max_concurrent: int | None = None,
               seeds: list[int] | None = None, arms: list[str] | None = None,
-              only: dict[str, list] | None = None) -> SweepOutcome:
+              only: dict[str, list] | None = None, keep_checkpoints: str | None = None) -> SweepOutcome:
     """Run (or resume) a sweep; returns its trials. Ray must already be initialised (`init_ray`).
 
     `seeds` replaces the space's `seeds:` list; `arms` keeps only these of its named arms and `only` only these
-    values of its grid keys (a resumed sweep keeps the seeds, arms and grid values it started with)."""
+    values of its grid keys (a resumed sweep keeps the seeds, arms and grid values it started with);
+    `keep_checkpoints` (best, all, none) replaces the space's."""
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -271,8 +279,36 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
         raise SweepInterrupted(f"sweep '{name}' was interrupted with {ctx.space.total_trials - ended} of "
                                f"{ctx.space.total_trials} trials unfinished; continue it with --resume (name '{name}')")
     trials = _close_children(ctx, grid)
-    MlflowClient(tracking_uri=ctx.tracking_uri).set_terminated(ctx.parent_run_id, "FINISHED")
-    return SweepOutcome(name, root, ctx.experiment, ctx.tracking_uri, ctx.parent_run_id, trials)
+    removed = prune_checkpoints(trials, Path(ctx.trials_dir), name, keep_checkpoints or space.keep_checkpoints,
+                                space.mode)
+    client = MlflowClient(tracking_uri=ctx.tracking_uri)
+    for row in trials:
+        if row["run_id"] and row["checkpoint"]:
+            client.set_tag(row["run_id"], "gcpo.checkpoint", row["checkpoint"])
+    client.set_terminated(ctx.parent_run_id, "FINISHED")
+    return SweepOutcome(name, root, ctx.experiment, ctx.tracking_uri, ctx.parent_run_id, trials, removed)
+
+
+def prune_checkpoints(trials: list[dict], trials_dir: Path, name: str, keep: str, mode: str) -> int:
+    """Delete the checkpoints `keep` does not keep (best: all but the best finished trial's by `metric`; none: all
+    finished trials'; all: nothing); failed trials keep theirs. Sets each row's `checkpoint` (the latest kept
+    checkpoint's path, `removed`, or None when the trial had none) and returns the bytes freed."""
+    scored = [t for t in trials if t["status"] == "ok" and t["metric"] is not None]
+    pick = max if mode == "max" else min
+    best = pick(scored, key=lambda t: t["metric"])["trial"] if keep == "best" and scored else None
+    freed = 0
+    for row in trials:
+        folders = sorted((trials_dir / f"{name}-{row['trial']}").glob("checkpoint_*"))
+        folders = [f for f in folders if f.is_dir()]
+        drop = row["status"] == "ok" and (keep == "none" or (keep == "best" and scored and row["trial"] != best))
+        if drop and folders:
+            for folder in folders:
+                freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                shutil.rmtree(folder)
+            row["checkpoint"] = "removed"
+        else:
+            row["checkpoint"] = str(folders[-1]) if folders else None
+    return freed
 
 
 def _close_children(ctx: SweepContext, grid) -> list[dict]:
@@ -297,5 +333,5 @@ def _close_children(ctx: SweepContext, grid) -> list[dict]:
                      "status": "error" if result.error else "ok",
                      "metric": (result.metrics or {}).get(ctx.space.metric),
                      "iterations": (result.metrics or {}).get("training_iteration", 0),
-                     "run_id": child.info.run_id if child else None})
+                     "run_id": child.info.run_id if child else None, "checkpoint": None})
     return rows

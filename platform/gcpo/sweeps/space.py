@@ -21,6 +21,7 @@ Format (every top-level key optional except `space`):
     trials: 1                        # samples per grid point (grid) or the trial budget (optuna)
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or none (default)
     max_failures: 1                  # retries of a failed trial
+    keep_checkpoints: best           # when the sweep ends: best (the best finished trial's) | all | none
 
 Contract: `load_space(path)` returns a validated `SearchSpace` or raises `SpaceError` naming the file, the line
 and the offending key (unknown top-level keys, unknown config keys with the nearest valid one, malformed specs,
@@ -43,7 +44,8 @@ from gcpo.config import ConfigError, _suggest, load_config, parse_override, vali
 
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 TOP_KEYS = ("name", "description", "base", "arms", "space", "seeds", "metric", "mode", "search", "trials", "scheduler",
-            "max_failures")
+            "max_failures", "keep_checkpoints")
+KEEP_CHECKPOINTS = ("best", "all", "none")
 SCHEDULER_KEYS = ("type", "grace_period", "reduction_factor", "max_t")
 
 
@@ -70,6 +72,7 @@ class SearchSpace:
     trials: int = 1
     scheduler: dict[str, Any] | None = None
     max_failures: int = 1
+    keep_checkpoints: Literal["best", "all", "none"] = "best"
     description: str = ""
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted run-config values
 
@@ -162,6 +165,9 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     max_failures = raw.get("max_failures", 1)
     if not isinstance(max_failures, int) or max_failures < 0:
         raise fail(("max_failures",), f"must be an integer >= 0, got {max_failures!r}")
+    keep = raw.get("keep_checkpoints", SearchSpace.keep_checkpoints)
+    if keep not in KEEP_CHECKPOINTS:
+        raise fail(("keep_checkpoints",), f"must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep!r}")
     metric = raw.get("metric", SearchSpace.metric)
     if not isinstance(metric, str) or not metric:
         raise fail(("metric",), f"must name a logged metric such as eval/<task>/pass_at_1, got {metric!r}")
@@ -177,7 +183,7 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     space_obj = SearchSpace(
         name=str(raw.get("name") or path.stem), path=path, base=dict(base), space=space, seeds=seeds,
         metric=metric, mode=mode, search=search, trials=trials, scheduler=scheduler, max_failures=max_failures,
-        description=str(raw.get("description", "")), arms=arms,
+        keep_checkpoints=keep, description=str(raw.get("description", "")), arms=arms,
     )
     for key, value in (parse_override(o) for o in overrides):
         space_obj.base[key] = value

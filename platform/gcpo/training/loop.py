@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -207,6 +208,17 @@ def _columns(rows: list[dict]) -> dict[str, list]:
     return {k: [r[k] for r in rows] for k in keys}
 
 
+def disk_full_error(error: Exception, folder: str, step: int, needed: int, free: int) -> OSError | None:
+    """The error to raise when saving the checkpoint of `step` into `folder` failed with `free` bytes left there
+    and about `needed` bytes needed (weights and Adam's two moments): None when the disk is not the cause."""
+    if free >= needed:
+        return None
+    return OSError(f"the checkpoint of step {step} could not be written to {folder}: that disk has "
+                   f"{free / 2**20:.0f} MiB free, a checkpoint needs about {needed / 2**20:.0f} MiB "
+                   f"({type(error).__name__}: {error}). Free disk space or point TMPDIR at a larger disk; a run "
+                   f"keeps `trainer.keep_checkpoints` checkpoints, a sweep keeps its `keep_checkpoints`")
+
+
 def _report_with_checkpoint(engine, step: int, sampler_position: int, run_id: str | None, metrics: dict) -> None:
     """Every rank saves its DeepSpeed shard into a temp dir and reports it; Ray Train commits the checkpoint
     only once every rank has reported, so a crash mid-save never leaves a checkpoint that resume would use."""
@@ -222,7 +234,12 @@ def _report_with_checkpoint(engine, step: int, sampler_position: int, run_id: st
     run_id, sampler_position = _broadcast((run_id, sampler_position))  # rank 0 owns both
     client = {"step": step, "sampler_position": sampler_position, "mlflow_run_id": run_id, "rng": rng}
     with tempfile.TemporaryDirectory() as tmp:
-        engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state=client)
+        try:
+            engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state=client)
+        except (RuntimeError, OSError) as e:  # torch's message on a full disk does not say so
+            needed = 3 * sum(p.numel() * p.element_size() for p in engine.module.parameters())
+            full = disk_full_error(e, tmp, step, needed, shutil.disk_usage(tmp).free)
+            raise (full or e) from e
         Path(tmp, "gcpo_step.txt").write_text(str(step))
         ray.train.report({**metrics, "step": step, "mlflow_run_id": run_id or ""},
                          checkpoint=Checkpoint.from_directory(tmp))
