@@ -60,3 +60,11 @@ def test_a_trial_without_checkpoints_is_reported_as_none(tmp_path):
     trials = [{"trial": "a", "status": "ok", "metric": 0.1}]
     assert prune_checkpoints(trials, tmp_path, "sw", "none", "max") == 0
     assert trials[0]["checkpoint"] is None
+
+
+def test_an_unknown_keep_policy_fails_before_any_trial(tmp_path):
+    from gcpo.sweeps.runner import run_sweep
+
+    with pytest.raises(ValueError, match=r"keep_checkpoints must be one of best, all, none, got 'last'"):
+        run_sweep(tmp_path / "never-read.yaml", keep_checkpoints="last", base=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing was created

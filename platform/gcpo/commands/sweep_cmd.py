@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gcpo.sweeps.space import KEEP_CHECKPOINTS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("space", metavar="SPACE.yaml", help="a search-space file, e.g. search_spaces/presets.yaml")
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trials at once (default: as many as the cluster's CPUs fit)")
     parser.add_argument("--target", type=float, metavar="X",
                         help="report steps to reach this value of the metric (default: none)")
-    parser.add_argument("--keep-checkpoints", choices=("best", "all", "none"),
+    parser.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS,
                         help="which finished trials keep their checkpoints when the sweep ends (default: the "
                              "space's `keep_checkpoints`, else best: the best trial's by the metric)")
     parser.add_argument("--address", metavar="ADDR", help="a Ray cluster to run on (default: a local Ray)")

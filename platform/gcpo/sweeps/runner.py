@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import RunConfig, loggable, redact, to_flat_dict
-from gcpo.sweeps.space import SearchSpace, Spec, load_space, trial_config
+from gcpo.sweeps.space import KEEP_CHECKPOINTS, SearchSpace, Spec, load_space, trial_config
 
 TRIAL_DRIVER_CPUS = 0.5  # the Tune trial actor only drives its Train run
 SWEEP_FILE = "sweep.json"
@@ -211,6 +211,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     from gcpo.tracking.training_run import absolute_tracking_uri, experiment_id
     from trainables.gcpo_train import absolutize
 
+    if keep_checkpoints is not None and keep_checkpoints not in KEEP_CHECKPOINTS:  # before hours of trials
+        raise ValueError(f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep_checkpoints!r}")
     base = (base or Path.cwd()).resolve()
     # A trial resumed after its training had already ended (the driver died between the last report and Tune
     # recording it) reports only its step: Tune must not fail it for lacking the metric.
@@ -298,9 +300,8 @@ def prune_checkpoints(trials: list[dict], trials_dir: Path, name: str, keep: str
     best = pick(scored, key=lambda t: t["metric"])["trial"] if keep == "best" and scored else None
     freed = 0
     for row in trials:
-        folders = sorted((trials_dir / f"{name}-{row['trial']}").glob("checkpoint_*"))
-        folders = [f for f in folders if f.is_dir()]
-        drop = row["status"] == "ok" and (keep == "none" or (keep == "best" and scored and row["trial"] != best))
+        folders = sorted(f for f in (trials_dir / f"{name}-{row['trial']}").glob("checkpoint_*") if f.is_dir())
+        drop = row["status"] == "ok" and (keep == "none" or (best is not None and row["trial"] != best))
         if drop and folders:
             for folder in folders:
                 freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
