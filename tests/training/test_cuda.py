@@ -25,7 +25,7 @@ def nccl_group():
 
 
 def synthetic_batch(vocab: int, groups: int = 2, group_size: int = 4):
-    from gcpo.training.update import StepBatch
+    from gcpo.training.types import StepBatch
 
     gen = torch.Generator().manual_seed(0)
     prompts = [torch.randint(1, vocab, (7 + g,), generator=gen).tolist() for g in range(groups) for _ in range(group_size)]
@@ -45,8 +45,8 @@ def test_gpu_update_agrees_with_a_cpu_computation(nccl_group, zero_stage):
     from gcpo.algorithms import agg_normalizer, policy_loss
     from gcpo.config import load_config
     from gcpo.models import tiny_dir
-    from gcpo.training.logprobs import response_logprobs
-    from gcpo.training.policy import build_policy, gather_state_dict
+    from gcpo.logprobs import response_logprobs
+    from gcpo.training.deepspeed_policy import build_policy, gather_state_dict
     from gcpo.training.update import update_policy
 
     cfg = load_config(preset="grpo", overrides=["algorithm.kl_coef=0", "trainer.device=cuda",

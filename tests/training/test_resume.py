@@ -48,7 +48,7 @@ def assert_same_history(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, ray_local):
-    from trainables.gcpo_train import fit
+    from gcpo.training.fit import fit
 
     base = tmp_path_factory.mktemp("reference")
     cfg = load_config(preset="gcpo", overrides=OVERRIDES + [f"tracking.uri=sqlite:///{base}/mlflow.db"])
@@ -58,7 +58,7 @@ def reference_run(tmp_path_factory, ray_local):
 
 
 def test_killed_worker_restarts_from_checkpoint(tmp_path, reference_run, ray_local, kill_train_worker):
-    from trainables.gcpo_train import fit
+    from gcpo.training.fit import fit
 
     cfg = load_config(preset="gcpo", overrides=OVERRIDES + [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
     killed = kill_train_worker(lambda: [tmp_path / "runs" / "killed-worker"])

@@ -17,7 +17,7 @@ STEP_METRICS = [
 
 
 def test_two_zero2_workers_one_vllm_generator_three_steps(tmp_path, mlflow_server, ray_local):
-    from trainables.gcpo_train import fit
+    from gcpo.training.fit import fit
 
     cfg = load_config(preset="gcpo", overrides=[
         "model.name=tiny", "rollout.backend=vllm", "rollout.num_generators=1", "rollout.prompts_per_step=4",

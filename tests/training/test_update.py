@@ -9,10 +9,10 @@ import torch
 from gcpo.config import load_config
 from gcpo.models import tiny_dir
 from gcpo.rollout import build_engine, sampling_settings
-from gcpo.training.collect import collect_step_batch
+from gcpo.training.rollouts import collect_step_batch
 from gcpo.training.data import build_training_data
-from gcpo.training.logprobs import response_logprobs
-from gcpo.training.policy import build_policy
+from gcpo.logprobs import response_logprobs
+from gcpo.training.deepspeed_policy import build_policy
 from gcpo.training.sampler import PromptSampler
 from gcpo.training.update import update_policy
 

@@ -3,40 +3,54 @@
 - advantages: `group_advantages`, `gpg_alpha`, `zero_variance_groups`
 - losses: `policy_loss`, `aggregate`, `agg_normalizer`, `importance_ratio`, `kl_penalty`
 - GCPO golden answers: `golden_replacement_index`
-- ConSPO: `conspo_loss`, `conspo_margin`, `sequence_scores`
+- ConSPO: `conspo_loss`, `conspo_margin`, `conspo_normalizer`, `contrastive_roles`, `sequence_scores`
 - guidance-contrastive token credit: `guidance_token_weights`
 - batch filling (DAPO dynamic sampling, GPG beta_th): `fill_decision`, `FillDecision`
 - supervised imitation of golden answers (ga_sft, sft_coef): `sft_loss`, `sft_prompt_mask`
 - presets: `PRESET_NAMES`, `preset_values`
+- the choice switches' allowed values: `gcpo.algorithms.choices`
+
+Names load on first use (PEP 562 `__getattr__`): importing the torch-free `choices` and `presets`, as the config
+and the command line do, does not import torch.
 """
 
-from gcpo.algorithms.advantages import gpg_alpha, group_advantages, zero_variance_groups
-from gcpo.algorithms.batch_filling import FillDecision, fill_decision
-from gcpo.algorithms.conspo import conspo_loss, conspo_margin, sequence_scores
-from gcpo.algorithms.golden import golden_replacement_index
-from gcpo.algorithms.losses import agg_normalizer, aggregate, importance_ratio, kl_penalty, policy_loss
-from gcpo.algorithms.presets import PRESET_NAMES, preset_values
-from gcpo.algorithms.sft import sft_loss, sft_prompt_mask
-from gcpo.algorithms.token_credit import guidance_token_weights
+import importlib
 
-__all__ = [
-    "FillDecision",
-    "PRESET_NAMES",
-    "agg_normalizer",
-    "aggregate",
-    "conspo_loss",
-    "conspo_margin",
-    "fill_decision",
-    "golden_replacement_index",
-    "gpg_alpha",
-    "group_advantages",
-    "guidance_token_weights",
-    "importance_ratio",
-    "kl_penalty",
-    "policy_loss",
-    "preset_values",
-    "sequence_scores",
-    "sft_loss",
-    "sft_prompt_mask",
-    "zero_variance_groups",
-]
+# name -> the submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "gpg_alpha": "advantages",
+    "group_advantages": "advantages",
+    "zero_variance_groups": "advantages",
+    "FillDecision": "batch_filling",
+    "fill_decision": "batch_filling",
+    "conspo_loss": "conspo",
+    "conspo_margin": "conspo",
+    "conspo_normalizer": "conspo",
+    "contrastive_roles": "conspo",
+    "sequence_scores": "conspo",
+    "golden_replacement_index": "golden",
+    "agg_normalizer": "losses",
+    "aggregate": "losses",
+    "importance_ratio": "losses",
+    "kl_penalty": "losses",
+    "policy_loss": "losses",
+    "PRESET_NAMES": "presets",
+    "preset_values": "presets",
+    "sft_loss": "sft",
+    "sft_prompt_mask": "sft",
+    "guidance_token_weights": "token_credit",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -30,6 +30,20 @@ def conspo_margin(step: int, start: float, end: float, steps: int) -> float:
     return start + (end - start) * frac
 
 
+def contrastive_roles(correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(positives, negatives, contrast) of `correct` (prompts, G): a group has a contrast when it holds at least one
+    correct and one wrong response; positives and negatives are counted only in such groups."""
+    pos = correct.bool()
+    neg = ~pos
+    contrast = pos.any(dim=1) & neg.any(dim=1)  # (prompts,)
+    return pos & contrast.unsqueeze(1), neg & contrast.unsqueeze(1), contrast
+
+
+def conspo_normalizer(correct: torch.Tensor) -> torch.Tensor:
+    """The loss's denominator for these groups: the number of contrastive positives (sum it over ranks under DP)."""
+    return contrastive_roles(correct)[0].sum().float()
+
+
 def conspo_loss(
     scores: torch.Tensor,
     correct: torch.Tensor,
@@ -46,11 +60,7 @@ def conspo_loss(
     if scores.shape != correct.shape or scores.dim() != 2:
         raise ValueError(f"scores and correct must both be (prompts, G); got {tuple(scores.shape)}, "
                          f"{tuple(correct.shape)}")
-    pos = correct.bool()
-    neg = ~pos
-    contrast = pos.any(dim=1) & neg.any(dim=1)  # (prompts,)
-    pos = pos & contrast.unsqueeze(1)
-    neg = neg & contrast.unsqueeze(1)
+    pos, neg, contrast = contrastive_roles(correct)
     s = scores / tau
     neg_inf = torch.finfo(scores.dtype).min
     # log sum_n exp(s_n / tau), per group: (prompts, 1)

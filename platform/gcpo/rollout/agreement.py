@@ -12,8 +12,8 @@ from typing import Sequence
 
 import torch
 
+from gcpo.logprobs import response_logprobs
 from gcpo.rollout.types import PromptResult
-from gcpo.training.logprobs import response_logprobs
 
 DEFAULT_TOLERANCE = 1e-2  # mean |diff| above this means the generators do not hold the trainer's weights
 
@@ -32,7 +32,7 @@ def logprob_agreement(model: torch.nn.Module, results: Sequence[PromptResult], *
                       micro_batch_size: int = 8) -> Agreement:
     """Mean and max |generator log-prob - trainer log-prob| over every sampled token in `results`.
 
-    Trainer log-probs come from `gcpo.training.logprobs.response_logprobs` under `torch.no_grad()`.
+    Trainer log-probs come from `gcpo.logprobs.response_logprobs` under `torch.no_grad()`.
     Raises ValueError when there is no token to compare.
     """
     prompts, responses, gen_logps = [], [], []

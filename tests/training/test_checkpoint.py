@@ -1,6 +1,6 @@
-"""A checkpoint save that fails on a full disk says so (torch's own message names a zip offset, not the disk)."""
+"""Checkpoints: a save that fails on a full disk says so (torch's own message names a zip offset, not the disk)."""
 
-from gcpo.training.loop import disk_full_error
+from gcpo.training.checkpoint import disk_full_error
 
 TORCH_MESSAGE = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 14016 vs 13910")
 

@@ -1,0 +1,120 @@
+"""The policy in a DeepSpeed engine: its config, the LR schedule, building it, stepping it, gathering its weights.
+
+`build_policy` wraps a transformers model in a DeepSpeed engine (called `policy_engine` by its users, to tell it
+from the rollout engine). We micro-batch ourselves: DeepSpeed's gradient accumulation is 1 and the accumulation
+boundary is set by hand on a mini-batch's last micro-batch (see `gcpo.training.update`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from gcpo.config import TrainerConfig
+from gcpo.training.distributed import world
+
+
+def deepspeed_config(t: TrainerConfig, dtype: str) -> dict:
+    """We micro-batch ourselves: GAS=1 with the accumulation boundary set by hand on the last micro-batch."""
+    cfg = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": t.grad_clip,
+        "zero_optimization": {"stage": t.zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+    }
+    if dtype == "bfloat16":
+        cfg["bf16"] = {"enabled": True}
+    return cfg
+
+
+def lr_lambda(t: TrainerConfig) -> Callable[[int], float]:
+    """Multiplier of trainer.lr at optimiser step s: linear warmup, then constant, cosine or linear decay to 0."""
+
+    def fn(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / (t.warmup_steps + 1)
+        if t.lr_schedule == "constant":
+            return 1.0
+        span = max(1, t.steps - t.warmup_steps)
+        frac = min(1.0, (step - t.warmup_steps) / span)
+        return 0.5 * (1 + math.cos(math.pi * frac)) if t.lr_schedule == "cosine" else 1.0 - frac
+
+    return fn
+
+
+def skip_inference_shm_op() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory op (`deepspeed_shm_comm`) when it creates its comm
+    backend. The op serves only `inference_all_reduce`; training's collectives go through torch.distributed. The
+    build costs about a minute of both cores on this 2-core machine, on every fresh machine, and again each time a
+    process's compile command differs from the cached one's (seen 2-3 times per test-suite run)."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # the probed table, cached and edited in place
+
+
+def build_policy(model: torch.nn.Module, t: TrainerConfig, dtype: str):
+    """Wrap `model` in a DeepSpeed engine with AdamW and the LR schedule (the schedule steps once per update)."""
+    import deepspeed
+
+    skip_inference_shm_op()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    updates_per_step = t.epochs * t.mini_batches
+    base = lr_lambda(t)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: base(k // updates_per_step))
+    policy_engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(t, dtype),
+        dist_init_required=False,
+    )
+    return policy_engine
+
+
+def current_lr(policy_engine, default: float) -> float:
+    """The learning rate of the last optimiser step (`default` when the engine has no scheduler)."""
+    return policy_engine.lr_scheduler.get_last_lr()[0] if policy_engine.lr_scheduler else default
+
+
+def gather_state_dict(policy_engine) -> dict[str, torch.Tensor] | None:
+    """Full fp32 weights on rank 0 (None elsewhere); under ZeRO-3 every rank must call this."""
+    import deepspeed
+
+    rank, _ = world()
+    module = policy_engine.module
+    if policy_engine.zero_optimization_stage() == 3:
+        state = {}
+        for name, param in module.named_parameters():
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                if rank == 0:
+                    state[name] = param.data.detach().float().cpu().clone()
+        return state if rank == 0 else None
+    if rank != 0:
+        return None
+    return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def full_parameter_bytes(policy_engine) -> int:
+    """The bytes of the full (unpartitioned) parameters: under ZeRO-3 a rank holds only a partition, whose
+    `numel()` is near zero, so the full shape comes from DeepSpeed's `ds_numel`."""
+    total = 0
+    for p in policy_engine.module.parameters():
+        total += getattr(p, "ds_numel", p.numel()) * p.element_size()
+    return total
+
+
+def step_with_grad_norm(policy_engine) -> float:
+    """`policy_engine.step()`, returning the global pre-clip gradient norm.
+
+    ZeRO stages 1-3 report it themselves; at stage 0 (fp32) DeepSpeed clips without keeping the norm, so we
+    compute it from the (already all-reduced) gradients before stepping.
+    """
+    if policy_engine.zero_optimization_stage() == 0:
+        grads = [p.grad.detach().float() for p in policy_engine.module.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() if grads else 0.0
+        policy_engine.step()
+        return norm
+    policy_engine.step()
+    norm = policy_engine.get_global_grad_norm()
+    return float(norm) if norm is not None else float("nan")

@@ -1,0 +1,60 @@
+"""Distributed helpers of the training workers: rank and world size, reductions, rank 0's broadcasts.
+
+Data-parallel contract: every rank calls the same collectives in the same order (see `gcpo.training.update`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce(value: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """A reduced float copy of `value` on its own device (NCCL reduces on the worker's GPU, gloo in place)."""
+    value = value.detach().clone().float()
+    if world()[1] > 1:
+        if dist.get_backend() == "nccl":
+            on_gpu = value.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=op)
+            return on_gpu.to(value.device)
+        dist.all_reduce(value, op=op)
+    return value
+
+
+def equal_chunks(count: int, size: int) -> int:
+    """The number of micro-batches every rank runs: the max over ranks of ceil(count / size)."""
+    local = torch.tensor(float(math.ceil(count / size)))
+    return int(all_reduce(local, dist.ReduceOp.MAX).item())
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank `src`'s `obj` on every rank (pickled; a no-op in a single process)."""
+    if world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's `obj`, in rank order."""
+    _, world_size = world()
+    if world_size == 1:
+        return [obj]
+    out = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard_groups(num_groups: int, rank: int, world_size: int) -> list[int]:
+    """The groups rank `rank` trains on: g with g % world_size == rank (whole groups stay on one rank)."""
+    return list(range(rank, num_groups, world_size))

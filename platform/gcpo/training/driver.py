@@ -1,0 +1,167 @@
+"""The one rank-0 object of a run, and its stand-in on the other ranks.
+
+`Rank0Driver` owns everything only rank 0 holds, built once per run: the rollout engine (the vLLM generator pool
+or the transformers fallback), the verifier pool, the training data and its prompt sampler, the held-out tasks
+and the MLflow logger. It builds each step's batch, syncs the gathered weights to the generators, evaluates, logs
+and prints the progress line. `FollowerDriver` is what every other rank holds: the same calls, doing nothing, so
+the training loop (`gcpo.training.loop`) reads the same on every rank.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from gcpo.config import RunConfig, dump_yaml, to_flat_dict
+from gcpo.training.checkpoint import Restored
+from gcpo.training.data import build_training_data, held_out_tasks
+from gcpo.training.sampler import PromptSampler
+from gcpo.training.types import StepBatch
+
+
+def say(line: str) -> None:
+    """One line to the worker's real stdout (Ray forwards it to the driver once; `print` is patched by Ray Train
+    to go to its logger as well, which would show every line twice)."""
+    sys.__stdout__.write(line + "\n")
+    sys.__stdout__.flush()
+
+
+def progress_line(step: int, steps: int, m: dict, elapsed: float, first_step: int) -> str:
+    done, width = step + 1, 20
+    filled = int(width * done / steps)
+    eta = elapsed / max(done - first_step, 1) * (steps - done)
+    return (f"[gcpo] step {done}/{steps} |{'#' * filled}{'.' * (width - filled)}| "
+            f"reward {m.get('reward/mean', 0):.3f} acc {m.get('reward/accuracy', 0):.3f} "
+            f"ga {m.get('ga/injected_frac', 0):.2f} step {m.get('time/step_s', 0):.1f}s "
+            f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+
+
+class FollowerDriver:
+    """Ranks > 0: no rollout engine, data, evaluation or logger; the batch arrives by broadcast."""
+
+    run_id: str | None = None
+    sampler_position = 0
+
+    def resume(self, state, step: int) -> None: ...
+
+    def collect(self, step: int) -> tuple[StepBatch | None, dict, list]:
+        return None, {}, []
+
+    def evaluate_before(self) -> dict:
+        return {}
+
+    def finish_step(self, step: int, state, metrics: dict, samples: list, started: float) -> dict | None:
+        return None
+
+    def finish(self) -> dict:
+        return {}
+
+    def close(self) -> None: ...
+
+
+class Rank0Driver(FollowerDriver):
+    def __init__(self, cfg: RunConfig, run: dict, model_dir, tokenizer, restored: Restored):
+        """`run`: the worker config's run_name, parent_run_id and mlflow_run_id (see `gcpo.training.loop`)."""
+        from gcpo.rollout import build_engine, sampling_settings
+        from gcpo.tasks.pool import VerifierPool
+
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.rollout_engine = build_engine(cfg.rollout, model_dir, dtype=cfg.model.dtype)
+        self.verifier_pool = None
+        try:
+            self.verifier_pool = VerifierPool.from_config(cfg.task)
+            self.data = build_training_data(cfg, tokenizer, self.verifier_pool)
+            self.held_out = held_out_tasks(cfg)
+            self.logger = self._logger(run, restored)
+        except BaseException:
+            self.close()
+            raise
+        self.run_id = self.logger.run_id
+        self.sampler = PromptSampler(len(self.data.prompt_ids), seed=cfg.trainer.seed,
+                                     position=restored.sampler_position)
+        self.settings = sampling_settings(cfg.rollout)
+        self.first_step, self.started = restored.step, time.time()
+
+    def _logger(self, run: dict, restored: Restored):
+        from gcpo.tracking.training_run import TrainingRunLogger
+
+        cfg = self.cfg
+        logger = TrainingRunLogger(
+            cfg.tracking.uri, cfg.tracking.experiment, run_name=run["run_name"], params=to_flat_dict(cfg),
+            run_id=restored.mlflow_run_id or run.get("mlflow_run_id"), parent_run_id=run.get("parent_run_id"),
+            tags={"gcpo.preset": str(cfg.preset), "gcpo.run_name": run["run_name"]},
+        )
+        if restored.step == 0:
+            logger.log_text(dump_yaml(cfg), "config.yaml")
+        return logger
+
+    @property
+    def sampler_position(self) -> int:
+        return self.sampler.position
+
+    def resume(self, state, step: int) -> None:
+        """The generators start from the base weights: give them the checkpoint's."""
+        self.logger.mark_resumed(step)
+        say(f"[gcpo] resumed from the checkpoint of step {step}")
+        self.rollout_engine.update_weights(state, version=step)
+
+    def collect(self, step: int) -> tuple[StepBatch, dict, list]:
+        from gcpo.training.rollouts import collect_step_batch
+
+        return collect_step_batch(self.rollout_engine, self.data, self.sampler, self.cfg, self.settings, step=step)
+
+    def evaluate(self) -> dict:
+        """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool)."""
+        from gcpo.evaluation import evaluate_config
+
+        return evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
+                               pool=self.verifier_pool).metrics()
+
+    def evaluate_before(self) -> dict:
+        """The held-out metrics before training (logged at step 0), when evaluation is on."""
+        before = {}
+        if self.cfg.trainer.eval_every > 0:
+            before = self.evaluate()
+            self.logger.log_metrics(before, 0)
+        self.started = time.time()  # the progress line's ETA counts training steps only
+        return before
+
+    def finish_step(self, step: int, state, metrics: dict, samples: list, started: float) -> dict | None:
+        """Sync the new weights (version step + 1), evaluate when due, log, print the progress line. Returns the
+        held-out metrics when this step evaluated, else None."""
+        t = self.cfg.trainer
+        metrics["time/sync_s"] = self.rollout_engine.update_weights(state, version=step + 1)
+        metrics["time/step_s"] = time.time() - started
+        metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
+        held_out = None
+        if t.eval_every > 0 and (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
+            held_out = self.evaluate()
+            metrics.update(held_out)
+        self.logger.log_metrics(metrics, step + 1)
+        every = self.cfg.tracking.log_rollouts_every
+        if every > 0 and (step + 1) % every == 0:
+            rows = [{**s, "prompt": self.data.questions[s["item"]]} for s in samples]
+            self.logger.client.log_table(self.run_id, data=_columns(rows),
+                                         artifact_file=f"rollouts/step_{step + 1:05d}.json")
+        say(progress_line(step, t.steps, metrics, time.time() - self.started, self.first_step))
+        return held_out
+
+    def finish(self) -> dict:
+        """The held-out metrics after training (logged at the last step), and the MLflow run closed."""
+        after = {}
+        if self.cfg.trainer.eval_every > 0:
+            after = self.evaluate()
+            self.logger.log_metrics(after, self.cfg.trainer.steps)
+        self.logger.finish()
+        return after
+
+    def close(self) -> None:
+        """Stop the generators and the verifier processes (the MLflow run is closed by `finish`, or resumed)."""
+        if self.verifier_pool is not None:
+            self.verifier_pool.close()
+        self.rollout_engine.shutdown()
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    keys = ["step", "prompt", "response", "reward", "advantage", "golden"]
+    return {k: [r[k] for r in rows] for k in keys}

@@ -1,0 +1,100 @@
+"""One training run as a Ray Train `TorchTrainer` whose workers run `gcpo.training.loop.train_loop_per_worker`.
+
+`fit(cfg)` runs one training run and returns a `TrainOutcome`; `--resume` re-runs the same Ray Train run name
+and storage path, which Ray Train V2 restores from its latest committed checkpoint. The `trainables` package
+wraps this for Ray Tune; `gcpo train` calls it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gcpo.config import RunConfig, TrainerConfig, dump_yaml, from_dict, load_config, to_dict
+from gcpo.tracking.training_run import absolute_tracking_uri
+
+
+@dataclass
+class TrainOutcome:
+    run_name: str
+    run_dir: Path
+    metrics: dict
+    mlflow_run_id: str
+    tracking_uri: str
+
+
+def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
+    """Resolve paths that Ray workers (whose cwd differs) must see the same way as the driver."""
+    tracking = dataclasses.replace(cfg.tracking, uri=absolute_tracking_uri(cfg.tracking.uri, base))
+    trainer = dataclasses.replace(cfg.trainer, output_dir=str((base / cfg.trainer.output_dir).resolve()))
+    task = cfg.task
+    if task.path:
+        task = dataclasses.replace(task, path=str((base / task.path).resolve()))
+    return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, task=task)
+
+
+def worker_resources(t: TrainerConfig) -> dict[str, float]:
+    """What each training worker asks Ray for: its CPUs, one GPU on cuda, one unit of `placement_resource`."""
+    return ({"CPU": t.cpus_per_worker} | ({"GPU": 1} if t.device == "cuda" else {})
+            | ({t.placement_resource: 1} if t.placement_resource else {}))
+
+
+def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = None,
+                  mlflow_run_id: str | None = None, max_failures: int = 1, callbacks: list | None = None):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from gcpo.training.loop import train_loop_per_worker
+
+    gpu = cfg.trainer.device == "cuda"
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"run": to_dict(cfg), "run_name": run_name, "parent_run_id": parent_run_id,
+                           "mlflow_run_id": mlflow_run_id},
+        scaling_config=ScalingConfig(num_workers=cfg.trainer.num_workers, use_gpu=gpu,
+                                     resources_per_worker=worker_resources(cfg.trainer)),
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        run_config=RayRunConfig(
+            name=run_name, storage_path=cfg.trainer.output_dir,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.trainer.keep_checkpoints),
+            callbacks=callbacks,
+        ),
+    )
+
+
+def fit(cfg: RunConfig, *, run_name: str | None = None, base: Path | None = None,
+        parent_run_id: str | None = None, mlflow_run_id: str | None = None, max_failures: int = 1,
+        callbacks: list | None = None) -> TrainOutcome:
+    """Run (or, when `runs/<run_name>` already holds a checkpointed run, resume) one training run.
+
+    `mlflow_run_id`: log into this existing run (a sweep's child run) instead of creating one; `callbacks`: Ray
+    Train user callbacks (a sweep passes Tune's report callback); `max_failures`: worker-group restarts.
+    """
+    from gcpo.models import resolve_model
+
+    cfg = absolutize(cfg, base or Path.cwd())
+    run_name = run_name or cfg.tracking.run_name or f"{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg.trainer.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "gcpo_config.yaml").write_text(dump_yaml(cfg))
+    resolve_model(cfg.model)  # convert/build the model once, before workers race for it
+    result = build_trainer(cfg, run_name, parent_run_id=parent_run_id, mlflow_run_id=mlflow_run_id,
+                           max_failures=max_failures, callbacks=callbacks).fit()
+    metrics = dict(result.metrics or {})
+    return TrainOutcome(run_name, run_dir, metrics, str(metrics.get("mlflow_run_id", "")), cfg.tracking.uri)
+
+
+def load_run_config(run: str | Path, base: Path) -> tuple[RunConfig, str]:
+    """For `--resume`: a run directory (or a run name under `runs/`) -> its saved config and run name."""
+    path = Path(run)
+    if not (path / "gcpo_config.yaml").exists():
+        path = base / "runs" / str(run)
+    if not (path / "gcpo_config.yaml").exists():
+        from gcpo.config import ConfigError
+
+        raise ConfigError(f"--resume: no run at {run!r} (looked for gcpo_config.yaml in {Path(run)} and {path})")
+    cfg = load_config(path / "gcpo_config.yaml")
+    return from_dict(to_dict(cfg)), path.name

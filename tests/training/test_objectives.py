@@ -1,0 +1,78 @@
+"""The loss table (`gcpo.training.objectives`) and the update's metric tally, against hand computations."""
+
+import math
+import typing
+
+import pytest
+import torch
+
+from gcpo.config import AlgorithmConfig, load_config
+from gcpo.training.objectives import OBJECTIVES, MicroInputs, MiniRows, objective_for
+from gcpo.training.update import Tally
+
+
+def test_every_loss_kind_has_exactly_one_entry():
+    kinds = typing.get_args(typing.get_type_hints(AlgorithmConfig)["loss"])
+    assert set(OBJECTIVES) == set(kinds)
+    assert all(entry.name == name for name, entry in OBJECTIVES.items())
+    assert objective_for(AlgorithmConfig(loss="conspo")) is OBJECTIVES["conspo"]
+
+
+def _inputs(logp, old, adv, correct, normalizer, mask=None):
+    mask = torch.ones_like(logp) if mask is None else mask
+    return MicroInputs(logp, mask, torch.tensor(adv), torch.tensor(correct), old, None, None,
+                       torch.tensor(float(normalizer)), step=0, max_response_len=4)
+
+
+def test_clipped_entry_on_policy_is_minus_advantage_times_ratio_token_mean():
+    a = load_config(preset="dapo").algorithm  # token-mean, clip 0.2 / 0.28
+    logp = torch.log(torch.tensor([[0.5, 0.25], [0.5, 0.5]]))
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    rows = MiniRows([[1, 2], [3]], torch.zeros(0, 2, dtype=torch.bool), 4)
+    assert OBJECTIVES["clipped"].normalizer(rows, a).item() == 3  # tokens
+    loss, totals = OBJECTIVES["clipped"].loss(_inputs(logp, logp.clone(), [1.0, -2.0], [[True, False]], 3, mask), a)
+    assert loss.item() == pytest.approx((-1.0 - 1.0 + 2.0) / 3)  # ratio 1 everywhere: -(A) per token / N
+    assert totals == {"tokens": 3.0, "clipped_tokens": 0.0, "ratio_sum": 3.0, "kl_sum": 0.0}
+    moved = logp.detach() - torch.log(torch.tensor(2.0))  # the old policy gave each token half the probability
+    _, totals = OBJECTIVES["clipped"].loss(_inputs(logp, moved, [1.0, -2.0], [[True, False]], 3, mask), a)
+    # ratio 2: A > 0 is clipped at 1.28 (2 tokens), A < 0 keeps the unclipped branch (1 token)
+    assert totals["clipped_tokens"] == pytest.approx(2.0) and totals["ratio_sum"] == pytest.approx(6.0)
+    summary = OBJECTIVES["clipped"].summarize({**totals, "updates": 1.0}, a)
+    assert summary == {"policy/clip_frac": pytest.approx(2 / 3), "policy/ratio_mean": pytest.approx(2.0)}
+
+
+def test_conspo_entry_counts_contrastive_positives_and_reports_its_metrics():
+    a = load_config(preset="conspo").algorithm
+    correct = torch.tensor([[True, False], [True, True], [False, False]])
+    rows = MiniRows([[1]] * 6, correct, 4)
+    assert OBJECTIVES["conspo"].normalizer(rows, a).item() == 1  # only group 0 has a contrast
+    logp = torch.log(torch.tensor([[0.5], [0.25], [0.5], [0.5], [0.5], [0.5]]))
+    loss, totals = OBJECTIVES["conspo"].loss(_inputs(logp, None, [0.0] * 6, correct.tolist(), 1), a)
+    s_pos, s_neg = math.log(0.5), math.log(0.25)  # tau 1, margin 0 at step 0
+    assert loss.item() == pytest.approx(-math.log(math.exp(s_pos) / (math.exp(s_pos) + math.exp(s_neg))), rel=1e-6)
+    assert totals["contrast_groups"] == 1.0 and totals["positives"] == 1.0
+    assert totals["score_gap_sum"] == pytest.approx(s_pos - s_neg)
+    summary = OBJECTIVES["conspo"].summarize({**totals, "updates": 1.0, "micro_batches": 1.0}, a)
+    assert summary["conspo/score_gap"] == pytest.approx(math.log(2)) and summary["conspo/margin"] == 0.0
+
+
+def test_sft_entry_is_the_golden_token_mean_cross_entropy():
+    a = load_config(preset="ga_sft").algorithm
+    rows = MiniRows([[1, 2, 3], [4]], torch.zeros(0, 4, dtype=torch.bool), 4)
+    assert OBJECTIVES["sft"].normalizer(rows, a).item() == 4  # golden-answer tokens
+    logp = torch.log(torch.tensor([[0.5, 0.5, 0.5], [0.25, 1.0, 1.0]]))
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    loss, totals = OBJECTIVES["sft"].loss(_inputs(logp, None, [0.0, 0.0], [[False] * 4], 4, mask), a)
+    assert loss.item() == pytest.approx(-(3 * math.log(0.5) + math.log(0.25)) / 4)
+    assert OBJECTIVES["sft"].summarize({**totals, "updates": 2.0}, a) == {"loss/sft": pytest.approx(loss.item() / 2)}
+
+
+def test_tally_sums_named_totals_and_keeps_maxima():
+    tally = Tally(("a", "b"), maxima=("m",))
+    tally.add("a", 1.5)
+    tally.add("a", torch.tensor(2.0))
+    tally.maximum("m", 3.0)
+    tally.maximum("m", 1.0)
+    assert tally.reduced() == {"a": 3.5, "b": 0.0, "m": 3.0}
+    with pytest.raises(KeyError):  # an undeclared name would desynchronise the ranks' reductions
+        tally.add("c", 1.0)
