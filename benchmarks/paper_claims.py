@@ -80,7 +80,7 @@ def run_piece(piece: dict, overrides: list[str], tag: str, base: Path, out: Path
     from gcpo.sweeps.compare import load_comparison, write_report
     from gcpo.sweeps.runner import SWEEP_FILE, run_sweep, sweep_dir
     from gcpo.sweeps.space import load_space, trial_config
-    from trainables.gcpo_train import absolutize
+    from gcpo.training.fit import absolutize
 
     space = SPACES / STUDIES[piece["study"]]
     experiment = ("paper_claims" if piece["study"] == "methods" else "ablation") + tag

@@ -45,7 +45,7 @@ def run_ours(args, work: Path) -> dict:
 
     from gcpo.cluster.runtime import init_ray
     from gcpo.config import load_config
-    from trainables.gcpo_train import fit
+    from gcpo.training.fit import fit
 
     cfg = load_config(preset="grpo", overrides=[
         "algorithm.kl_coef=0", f"model.name={args.model}", f"rollout.backend={args.backend}",

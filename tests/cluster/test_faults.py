@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gcpo.cluster.runtime import _reachable
+from gcpo.cluster.runtime import reachable
 from gcpo.config import load_config
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ class MlflowServer:
              str(self.root / "artifacts")],
             stdout=open(self.root / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout_s
-        while not _reachable(self.uri, timeout_s=1):
+        while not reachable(self.uri, timeout_s=1):
             assert self.proc.poll() is None and time.time() < deadline, (self.root / "server.log").read_text()[-2000:]
             time.sleep(0.3)
 
@@ -43,7 +43,7 @@ class MlflowServer:
         os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its uvicorn workers: an abrupt outage
         self.proc.wait(timeout=30)
         deadline = time.time() + 30  # its workers may outlive it by a moment on a busy machine
-        while _reachable(self.uri, timeout_s=1):
+        while reachable(self.uri, timeout_s=1):
             assert time.time() < deadline, f"{self.uri} still answers after the server was killed"
             time.sleep(0.2)
 
@@ -90,7 +90,7 @@ def test_logger_buffers_while_the_server_is_down_and_flushes_when_it_is_back(mlf
 
 
 def test_training_survives_an_mlflow_outage(tmp_path, mlflow_restartable, ray_local):
-    from trainables.gcpo_train import fit
+    from gcpo.training.fit import fit
 
     server = mlflow_restartable
     steps = 8

@@ -36,7 +36,7 @@ def test_host_port_and_loopback():
 def test_placement_resources_pin_trainers_and_generators_to_their_groups():
     from gcpo.config import load_config
     from gcpo.rollout.vllm_pool import generator_resources
-    from trainables.gcpo_train import worker_resources
+    from gcpo.training.fit import worker_resources
 
     plain = load_config()
     assert worker_resources(plain.trainer) == {"CPU": 1.0} and generator_resources(0.0, "") == {}

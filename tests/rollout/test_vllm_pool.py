@@ -66,7 +66,7 @@ def test_agreement_survives_real_updates_and_a_skipped_sync_is_caught(pool, trai
     for version in (1, 2):  # two rounds: gradient steps on sampled responses, then a sync
         results = pool.generate(PROMPTS, SAMPLE)
         for _ in range(3):
-            from gcpo.training.logprobs import response_logprobs
+            from gcpo.logprobs import response_logprobs
 
             prompts = [r.prompt_token_ids for r in results for _ in r.completions]
             responses = [c.token_ids for r in results for c in r.completions]

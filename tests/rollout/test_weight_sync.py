@@ -7,7 +7,7 @@ import torch
 
 from gcpo.models import tiny_dir
 from gcpo.rollout import SamplingSettings, logprob_agreement
-from gcpo.training.logprobs import response_logprobs
+from gcpo.logprobs import response_logprobs
 
 pytestmark = pytest.mark.integration
 

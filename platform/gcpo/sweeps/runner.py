@@ -133,7 +133,7 @@ def _trial(params: dict, ctx: SweepContext) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from trainables.gcpo_train import fit
+    from gcpo.training.fit import fit
 
     params = dict(params)
     params.setdefault("trainer.seed", ctx.space.seeds[0])
@@ -209,7 +209,7 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     from ray import tune
 
     from gcpo.tracking.training_run import absolute_tracking_uri, experiment_id
-    from trainables.gcpo_train import absolutize
+    from gcpo.training.fit import absolutize
 
     if keep_checkpoints is not None and keep_checkpoints not in KEEP_CHECKPOINTS:  # before hours of trials
         raise ValueError(f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep_checkpoints!r}")
