@@ -25,3 +25,15 @@ def test_platform_dir_has_no_init():
 def test_top_level_layout():
     for name in ("pyproject.toml", "platform", "trainables", "search_spaces", "tests", "notebooks", "README.md"):
         assert (ROOT / name).exists(), name
+
+
+def test_training_functions_read_at_once():
+    """No function in the training package is over 60 lines (the training layer is read top to bottom)."""
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "platform" / "gcpo" / "training").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long
