@@ -55,3 +55,19 @@ def test_old_logprobs_equal_an_independent_recomputation(setting, epochs):
         assert metrics["policy/clip_frac"] == 0.0
     else:  # the second epoch runs on moved weights
         assert metrics["policy/ratio_mean"] != pytest.approx(1.0, abs=1e-9)
+
+
+def test_conspo_reports_its_contrast_metrics(setting):
+    """ConSPO's entry of the loss table reports its own metrics (they used to be thrown away)."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    cfg = dataclasses.replace(cfg, algorithm=load_config(preset="conspo").algorithm)
+    correct = torch.tensor([[True, False, False, True], [False] * 4])  # one contrastive group, 2 positives
+    probe = dataclasses.replace(batch, correct=correct)
+    policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+    metrics = update_policy(policy_engine, probe, cfg, step=0, pad_id=tok.pad_token_id)
+    assert metrics["conspo/contrast_groups"] == 1.0 and metrics["conspo/positives"] == 2.0
+    assert metrics["conspo/margin"] == 0.0  # the curriculum starts at conspo_margin_start
+    assert metrics["loss/policy"] > 0 and metrics["grad/norm"] > 0
+    assert "policy/clip_frac" not in metrics
