@@ -65,7 +65,8 @@ def main() -> None:
     from gcpo.rollout.vllm_pool import VLLMPool
     from gcpo.tasks import load_task, render_prompts
 
-    cfg = load_config(overrides=[f"model.name={args.model}"])
+    cfg = load_config(overrides=[f"model.name={args.model}", f"rollout.num_generators={args.generators}",
+                                 f"rollout.cpus_per_generator={args.cpus_per_generator}"])
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompts = render_prompts(tokenizer, load_task(cfg.task, "train").items[: args.prompts])
@@ -81,8 +82,7 @@ def main() -> None:
 
     init_ray(None, num_cpus=max(4, int(args.generators * args.cpus_per_generator + 0.999)))
     start = time.perf_counter()
-    pool = VLLMPool(model_dir, num_generators=args.generators, cpus_per_generator=args.cpus_per_generator,
-                    seed=cfg.rollout.seed, memory_fraction=cfg.rollout.memory_fraction)
+    pool = VLLMPool(cfg.rollout, model_dir)
     startup_s = time.perf_counter() - start
     try:
         vllm_run, results = timed_generate(pool, prompts, settings)

@@ -1,38 +1,14 @@
 """The `gcpo` command. Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args)`;
-modules are imported only when their subcommand runs, so `gcpo --help` stays fast.
+the table of subcommands and the parser built from it are in `gcpo.commands`.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+import traceback
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("gcpo.commands.train_cmd", "train a policy (default: SmolLM2-135M, gcpo preset, easy arithmetic)"),
-    "config": ("gcpo.commands.config_cmd", "show the resolved config, the valid keys, or the presets"),
-    "eval": ("gcpo.commands.eval_cmd", "measure a model on held-out tasks: pass@1, mean@k, format rate, length"),
-    "sweep": ("gcpo.commands.sweep_cmd", "run a search space (grid, Optuna, ASHA) with Ray Tune, every trial in MLflow"),
-    "compare": ("gcpo.commands.compare_cmd", "compare a sweep's arms from MLflow: table, learning curves, effects, CSV"),
-    "cluster": ("gcpo.commands.cluster_cmd", "start, stop or describe a local Ray cluster on loopback for development"),
-    "submit": ("gcpo.commands.submit_cmd", "submit a gcpo command (train, sweep, ...) to a Ray cluster as a job"),
-    "jobs": ("gcpo.commands.jobs_cmd", "list a cluster's jobs, print or follow a job's logs, stop a job"),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gcpo",
-        description="GCPO-style RL on language models: train, evaluate, sweep and compare (Ray, DeepSpeed, "
-        "vLLM, Tune, MLflow).",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
-    return parser
+from gcpo.commands import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    try:
-        return int(importlib.import_module(args._module).run(args) or 0)
-    except ConfigError as e:
-        print(f"gcpo {args.command}: config error: {e}", file=sys.stderr)
-        return 2
+    from gcpo import console
+
+    with console.configured(getattr(args, "verbose", False)):
+        try:
+            return int(importlib.import_module(args._module).run(args) or 0)
+        except Exception as e:  # one line (the root cause, also from inside a Ray worker); --verbose: the traceback
+            if console.is_verbose():
+                traceback.print_exc()
+            if isinstance(console.root_cause(e), ConfigError):
+                print(f"gcpo {args.command}: config error: {console.error_message(e)}", file=sys.stderr)
+                return 2
+            print(console.error_line(args.command, e), file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

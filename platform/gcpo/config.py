@@ -4,8 +4,9 @@ Contract:
 - `load_config(path=None, overrides=(), preset=None)` builds a `RunConfig` from, in order: the defaults, the
   preset named by `preset` (or by the YAML's top-level `preset:` key), the YAML file, then dotted
   `key=value` overrides (values parsed as YAML scalars, so `true`, `0.01`, `[a, b]` work).
-- An unknown key raises `ConfigError` naming the full dotted key and the nearest valid one; a bad value names
-  the field, the value and the allowed values or type.
+- An unknown key raises `ConfigError` (defined in `gcpo.errors`, re-exported here) naming the full dotted key and
+  the nearest valid one; a bad value names the field, the value and the allowed values or type (a choice field's
+  allowed values are its `Literal`, see `gcpo.algorithms.choices`).
 - A preset is only a partial tree of values (see `gcpo.algorithms.presets`); nothing else is special about it.
 - `to_flat_dict(cfg)` gives every leaf under its dotted name; `to_dict`/`from_dict` round-trip.
 - `loggable(cfg)` is the copy that may be logged (MLflow params, the config.yaml artifact): a password in any
@@ -16,7 +17,6 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -26,9 +26,23 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from gcpo.algorithms.choices import (
+    AdvNorm,
+    Agg,
+    FillPolicy,
+    GaReplace,
+    GuidanceNegative,
+    KLEstimator,
+    Loss,
+    RatioLevel,
+    SftPrompts,
+    TokenCredit,
+)
+from gcpo.algorithms.presets import preset_values
+from gcpo.errors import ConfigError, suggest
 
-class ConfigError(ValueError):
-    """A config key or value is invalid; the message names the dotted key."""
+# How new weights reach the engines (rollout.weight_transport); gcpo.rollout.weight_sync builds each.
+WeightTransport = Literal["file", "collective"]
 
 
 @dataclass
@@ -82,40 +96,41 @@ class RolloutConfig:
     gpus_per_generator: float = 0.0  # > 0 on a GPU cluster (the CUDA vLLM build); each generator's GPU share
     # How new weights reach the engines: "file" (a safetensors file in /dev/shm, one node) or "collective" (a
     # broadcast group of the trainer and the engines: gloo on CPU, NCCL when generators hold GPUs).
-    weight_transport: Literal["file", "collective"] = "file"
+    weight_transport: WeightTransport = "file"
     # Skip vLLM's torch.compile warm-up (minutes on 2 CPU cores); eager kernels generate about as fast here.
     enforce_eager: bool = True
 
 
 @dataclass
 class AlgorithmConfig:
-    """Orthogonal switches of the update (DESIGN.md section 4). Presets are sets of these values."""
+    """Orthogonal switches of the update (docs/algorithms.md). Presets are sets of these values; a choice switch's
+    allowed values are its alias in `gcpo.algorithms.choices`."""
 
     # "sft": no policy gradient, only cross-entropy on golden answers (the ga_sft imitation baseline).
-    loss: Literal["clipped", "conspo", "sft"] = "clipped"
-    adv_norm: Literal["group", "batch", "none"] = "group"
+    loss: Loss = "clipped"
+    adv_norm: AdvNorm = "group"
     golden_answers: bool = False
-    ga_replace: Literal["last", "longest", "random"] = "last"
+    ga_replace: GaReplace = "last"
     ga_on_all_correct: bool = False
     kl_coef: float = 0.0
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    ratio_level: Literal["token", "sequence", "none"] = "token"
+    kl_estimator: KLEstimator = "k3"
+    ratio_level: RatioLevel = "token"
     clip_low: float = 0.2
     clip_high: float = 0.2
     dual_clip: float = 0.0  # 0 = off; else c > 1, the lower bound c*A on the objective for A < 0
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
+    loss_agg: Agg = "seq-mean-token-mean"
     gpg_alpha: bool = False
-    batch_filling: Literal["none", "dapo", "gpg"] = "none"
+    batch_filling: FillPolicy = "none"
     beta_th: float = 0.6
     max_fill_rounds: int = 2
     conspo_tau: float = 1.0
     conspo_margin_start: float = 0.0
     conspo_margin_end: float = 0.5
     conspo_margin_steps: int = 100
-    token_credit: Literal["none", "guidance"] = "none"
-    guidance_negative: Literal["wrong", "empty"] = "wrong"
+    token_credit: TokenCredit = "none"
+    guidance_negative: GuidanceNegative = "wrong"
     guidance_power: float = 2.15
-    sft_prompts: Literal["all", "all_wrong"] = "all"  # loss "sft": every prompt's golden answer, or all-wrong only
+    sft_prompts: SftPrompts = "all"  # loss "sft": every prompt's golden answer, or all-wrong only
     sft_coef: float = 0.0  # > 0: + sft_coef * cross-entropy on the injected golden answers (needs golden_answers)
 
 
@@ -180,13 +195,6 @@ class RunConfig:
 # Building and validating
 
 
-def _suggest(key: str, valid: Sequence[str], prefix: str = "") -> str:
-    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    if near:
-        return f"; did you mean '{prefix}{near[0]}'?"
-    return f"; valid keys: {', '.join(prefix + v for v in sorted(valid))}"
-
-
 def _coerce(value: Any, tp: Any, dotted: str) -> Any:
     """Check `value` against the annotation `tp`, converting ints to floats; raise ConfigError naming `dotted`."""
     origin = typing.get_origin(tp)
@@ -245,7 +253,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(str(key), list(fields), prefix)}")
+            raise ConfigError(f"unknown config key '{prefix}{key}'{suggest(str(key), fields, prefix)}")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:
@@ -354,8 +362,6 @@ def nest(dotted: Mapping[str, Any]) -> dict:
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
     """Validate a (possibly partial) nested dict into a RunConfig, applying its `preset` first if any."""
-    from gcpo.algorithms.presets import preset_values
-
     data = dict(data)
     preset = data.get("preset")
     merged: dict = {}

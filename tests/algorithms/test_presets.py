@@ -1,22 +1,134 @@
+"""Presets: every preset pins every `algorithm.*` switch, and each resolves to exactly the values written out here
+(a change of a config default, of `NEUTRAL` or of a preset's changes fails this test until the table below is
+changed on purpose). Choice switches take their allowed values from one place, `gcpo.algorithms.choices`."""
+
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
+from gcpo.algorithms import choices
 from gcpo.algorithms.presets import NEUTRAL, PRESET_NAMES, preset_table_markdown, preset_values
-from gcpo.config import load_config
+from gcpo.config import AlgorithmConfig, load_config
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "algorithms.md"
+
+# Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged).
+EXPECTED: dict[str, dict] = {
+    "grpo": {
+        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.04, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
+        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "dr_grpo": {
+        "loss": "clipped", "adv_norm": "none", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-sum-norm", "gpg_alpha": False,
+        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "dapo": {
+        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+        "clip_high": 0.28, "dual_clip": 0.0, "loss_agg": "token-mean", "gpg_alpha": False, "batch_filling": "dapo",
+        "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "gspo": {
+        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "sequence",
+        "clip_low": 0.0003, "clip_high": 0.0004, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean",
+        "gpg_alpha": False, "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0,
+        "conspo_margin_start": 0.0, "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none",
+        "guidance_negative": "wrong", "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "gpg": {
+        "loss": "clipped", "adv_norm": "none", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "none", "clip_low": 0.2,
+        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "token-mean", "gpg_alpha": True, "batch_filling": "gpg",
+        "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "gcpo": {
+        "loss": "clipped", "adv_norm": "group", "golden_answers": True, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "sequence",
+        "clip_low": 0.0003, "clip_high": 0.0004, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean",
+        "gpg_alpha": False, "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0,
+        "conspo_margin_start": 0.0, "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none",
+        "guidance_negative": "wrong", "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "conspo": {
+        "loss": "conspo", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
+        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "guidance": {
+        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+        "clip_high": 0.28, "dual_clip": 0.0, "loss_agg": "token-mean", "gpg_alpha": False, "batch_filling": "none",
+        "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "guidance",
+        "guidance_negative": "wrong", "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+    "ga_sft": {
+        "loss": "sft", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
+        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    },
+}
+
+def typed(values: dict) -> dict:
+    """`values` with each value's type, so 0 (int) and 0.0 (float) differ."""
+    return {k: (type(v).__name__, v) for k, v in values.items()}
 
 
 def test_names():
     assert PRESET_NAMES == ("grpo", "dr_grpo", "dapo", "gspo", "gpg", "gcpo", "conspo", "guidance", "ga_sft")
+    assert set(EXPECTED) == set(PRESET_NAMES)
+
+
+def test_neutral_pins_every_algorithm_switch():
+    assert list(NEUTRAL) == [f.name for f in dataclasses.fields(AlgorithmConfig)]
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
-def test_every_preset_sets_every_switch_and_validates(name):
+def test_every_preset_pins_its_full_switch_set(name):
     values = preset_values(name)
-    assert set(values) == {"preset", "algorithm"} and set(NEUTRAL) <= set(values["algorithm"])
-    load_config(preset=name)
+    assert set(values) == {"preset", "algorithm"}
+    assert typed(values["algorithm"]) == typed(EXPECTED[name])
+    assert typed(dataclasses.asdict(load_config(preset=name).algorithm)) == typed(EXPECTED[name])
+
+
+def test_choice_switches_are_declared_once():
+    """Each choice field of AlgorithmConfig is typed by a `gcpo.algorithms.choices` alias (the config reads the
+    allowed values from it), and the algorithm functions take the same aliases."""
+    from gcpo.algorithms import advantages, batch_filling, golden, losses, sft
+
+    hints = typing.get_type_hints(AlgorithmConfig)
+    aliases = {name: value for name, value in vars(choices).items() if typing.get_origin(value) is typing.Literal}
+    literal_fields = {f: tp for f, tp in hints.items() if typing.get_origin(tp) is typing.Literal}
+    assert literal_fields and all(any(tp is a for a in aliases.values()) for tp in literal_fields.values()), \
+        literal_fields
+    assert hints["loss_agg"] is choices.Agg and losses.AGGREGATIONS == choices.values(choices.Agg)
+    assert typing.get_type_hints(losses.policy_loss)["ratio_level"] is choices.RatioLevel
+    assert typing.get_type_hints(losses.kl_penalty)["estimator"] is choices.KLEstimator
+    assert typing.get_type_hints(advantages.group_advantages)["norm"] is choices.AdvNorm
+    assert typing.get_type_hints(batch_filling.fill_decision)["policy"] is choices.FillPolicy
+    assert typing.get_type_hints(golden.golden_replacement_index)["replace"] is choices.GaReplace
+    assert typing.get_type_hints(sft.sft_prompt_mask)["prompts"] is choices.SftPrompts
 
 
 def test_paper_switches():
@@ -32,5 +144,5 @@ def test_paper_switches():
     assert all(a(n).sft_coef == 0 for n in PRESET_NAMES)
 
 
-def test_readme_table_is_current():
-    assert preset_table_markdown() in README.read_text()
+def test_docs_table_is_current():
+    assert preset_table_markdown() in DOCS.read_text(), "regenerate docs/algorithms.md's table: gcpo config --presets"

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from gcpo.cluster.jobs import entrypoint, normalize_address
 from gcpo.cluster.local import ClusterSpec, check_spec
-from gcpo.cluster.runtime import ClusterError, _reachable
+from gcpo.cluster.runtime import ClusterError, reachable
 
 PROJECT = Path(__file__).resolve().parents[2]
 TINY_TRAIN = ["gcpo", "train", "--preset", "gcpo", "model.name=tiny", "rollout.backend=transformers",
@@ -144,7 +144,7 @@ def cluster(tmp_path_factory):
     shutil.rmtree(work)  # module-scoped: pytest would keep it to the session's end
     down = gcpo("cluster", "down", env=env)
     assert down.returncode == 0, down.stderr
-    assert not _reachable(f"127.0.0.1:{gcs}", timeout_s=1) and not _reachable(f"127.0.0.1:{dashboard}", timeout_s=1)
+    assert not reachable(f"127.0.0.1:{gcs}", timeout_s=1) and not reachable(f"127.0.0.1:{dashboard}", timeout_s=1)
     assert not (state / "cluster.json").exists()
     assert all(not Path(d).exists() for d in record["temp_dirs"])
 

@@ -21,11 +21,12 @@ def pool():
     import ray
 
     from gcpo.cluster import init_ray
+    from gcpo.config import RolloutConfig
     from gcpo.rollout.vllm_pool import VLLMPool
 
     init_ray(None, num_cpus=4)
     # 5% of RAM for KV cache each: ample for the tiny model, and leaves room for other engines on the machine.
-    p = VLLMPool(tiny_dir(), num_generators=2, cpus_per_generator=0.5, memory_fraction=0.05)
+    p = VLLMPool(RolloutConfig(num_generators=2, cpus_per_generator=0.5, memory_fraction=0.05), tiny_dir())
     yield p
     p.shutdown()
     ray.shutdown()

@@ -20,11 +20,12 @@ def pool():
     import ray
 
     from gcpo.cluster import init_ray
+    from gcpo.config import RolloutConfig
     from gcpo.rollout.vllm_pool import VLLMPool
 
     init_ray(None, num_cpus=4)
-    p = VLLMPool(tiny_dir(), num_generators=2, cpus_per_generator=0.5, memory_fraction=0.05,
-                 weight_transport="collective")
+    p = VLLMPool(RolloutConfig(num_generators=2, cpus_per_generator=0.5, memory_fraction=0.05,
+                               weight_transport="collective"), tiny_dir())
     yield p
     p.shutdown()
     ray.shutdown()

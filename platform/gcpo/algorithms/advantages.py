@@ -5,11 +5,9 @@ Shapes: `rewards` is (prompts, G), one row per group of G responses to the same 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-AdvNorm = Literal["group", "batch", "none"]
+from gcpo.algorithms.choices import AdvNorm
 
 
 def group_advantages(rewards: torch.Tensor, norm: AdvNorm = "group", eps: float = 1e-6) -> torch.Tensor:

@@ -16,11 +16,9 @@ are not all equal), drops the groups not kept, and samples another round if aske
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 
-FillPolicy = Literal["none", "dapo", "gpg"]
+from gcpo.algorithms.choices import FillPolicy
 
 
 @dataclass(frozen=True)

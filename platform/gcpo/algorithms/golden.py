@@ -17,18 +17,16 @@ Groups without a golden answer are never touched.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-Replace = Literal["last", "longest", "random"]
+from gcpo.algorithms.choices import GaReplace
 
 
 def golden_replacement_index(
     correct: torch.Tensor,
     has_golden: torch.Tensor,
     *,
-    replace: Replace = "last",
+    replace: GaReplace = "last",
     on_all_correct: bool = False,
     lengths: torch.Tensor | None = None,
     generator: torch.Generator | None = None,

@@ -7,14 +7,11 @@ data-parallel workers each divide by the *global* count (see `agg_normalizer`).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-RatioLevel = Literal["token", "sequence", "none"]
-Agg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
-KLEstimator = Literal["k1", "k2", "k3"]
-AGGREGATIONS: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+from gcpo.algorithms.choices import Agg, KLEstimator, RatioLevel, values
+
+AGGREGATIONS: tuple[str, ...] = values(Agg)
 
 
 def agg_normalizer(mask: torch.Tensor, agg: Agg, max_response_len: int | None = None) -> torch.Tensor:

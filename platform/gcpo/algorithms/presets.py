@@ -1,16 +1,20 @@
 """Named presets: each is only a set of `algorithm.*` switch values (a partial config tree).
 
-Every preset spells out every switch it depends on, starting from `NEUTRAL` (plain clipped surrogate, group
-advantages, no KL, no golden answers), so changing a config default never silently changes a preset. Any key can
-still be overridden on top (`preset=gcpo algorithm.kl_coef=0.01`), which is what makes an ablation a grid.
+Every preset pins every switch: it starts from `NEUTRAL` (plain clipped surrogate, group advantages, no KL, no
+golden answers), which holds a value for every field of `AlgorithmConfig` (a test checks it), and changes a few.
+So changing a config default never silently changes a preset. Any key can still be overridden on top
+(`preset=gcpo algorithm.kl_coef=0.01`), which is what makes an ablation a grid.
 
-Choices the papers leave open are stated next to the value.
+Choices the papers leave open are stated next to the value. This module imports nothing of gcpo but the torch-free
+`gcpo.errors`, so the config can import it.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+
+from gcpo.errors import ConfigError
 
 NEUTRAL: dict = {
     "loss": "clipped",
@@ -27,7 +31,21 @@ NEUTRAL: dict = {
     "loss_agg": "seq-mean-token-mean",
     "gpg_alpha": False,
     "batch_filling": "none",
+    # Batch filling (dapo, gpg): GPG's valid-group threshold beta_th (its paper's 0.6) and at most 2 extra rounds of
+    # prompts per step (our cap).
+    "beta_th": 0.6,
+    "max_fill_rounds": 2,
+    # ConSPO (loss conspo): temperature 1 and a margin growing linearly from 0 to 0.5 over the first 100 steps (our
+    # choices; the abstract gives none).
+    "conspo_tau": 1.0,
+    "conspo_margin_start": 0.0,
+    "conspo_margin_end": 0.5,
+    "conspo_margin_steps": 100,
     "token_credit": "none",
+    # Guidance token credit: the negative prompt asks for a wrong answer (`empty`: no question); the rank weights'
+    # power 2.15, as in the paper's public code.
+    "guidance_negative": "wrong",
+    "guidance_power": 2.15,
     "sft_prompts": "all",
     "sft_coef": 0.0,
 }
@@ -44,7 +62,8 @@ _PRESETS: dict[str, tuple[str, dict]] = {
     # GSPO (arXiv 2507.18071): sequence-level ratio exp(mean token log-ratio) with its tight clip range.
     "gspo": ("GSPO, arXiv 2507.18071", {"ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4}),
     # GPG (arXiv 2504.02546, Table 1 row D): plain policy gradient -A*logp, F_norm = 1, alpha = B/(B-M),
-    # beta_th = 0.6 accumulation, no KL. Aggregation: token mean (the paper trains with verl's default).
+    # beta_th = 0.6 accumulation (NEUTRAL's value), no KL. Aggregation: token mean (the paper trains with verl's
+    # default).
     "gpg": (
         "GPG, arXiv 2504.02546",
         {"ratio_level": "none", "adv_norm": "none", "gpg_alpha": True, "batch_filling": "gpg",
@@ -58,7 +77,7 @@ _PRESETS: dict[str, tuple[str, dict]] = {
         {"golden_answers": True, "ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4},
     ),
     # ConSPO (abstract only): InfoNCE over length-normalised sequence log-probs, positives vs same-group
-    # negatives, with a linear curriculum margin (our choice of schedule; see gcpo.algorithms.conspo).
+    # negatives, with a linear curriculum margin (NEUTRAL's conspo_* values; see gcpo.algorithms.conspo).
     "conspo": ("ConSPO (contrastive sequence PO), abstract", {"loss": "conspo"}),
     # Guidance-contrastive token credit (arXiv 2605.29198): GRPO/DAPO-style clipped token objective whose
     # sequence advantage is spread over tokens by the positive/negative-prompt contrast weights.
@@ -78,8 +97,6 @@ PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 
 def preset_values(name: str) -> dict:
     """The partial config tree of preset `name`: `{"preset": name, "algorithm": {...every switch...}}`."""
-    from gcpo.config import ConfigError
-
     if name not in _PRESETS:
         near = difflib.get_close_matches(name, PRESET_NAMES, n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
@@ -94,7 +111,7 @@ def preset_paper(name: str) -> str:
 
 
 def preset_table_markdown() -> str:
-    """A Markdown table of every preset's switches (the README's table is generated from this)."""
+    """A Markdown table of every preset's switches, one column per `NEUTRAL` key (the docs' table is this)."""
     keys = list(NEUTRAL)
     lines = ["| preset | paper | " + " | ".join(f"`{k}`" for k in keys) + " |",
              "|" + "---|" * (len(keys) + 2)]

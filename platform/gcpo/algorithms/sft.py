@@ -15,13 +15,10 @@ alone, with the same rollouts still sampled and scored for the metrics. Choices 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
+from gcpo.algorithms.choices import SftPrompts
 from gcpo.algorithms.losses import aggregate
-
-SftPrompts = Literal["all", "all_wrong"]
 
 
 def sft_loss(

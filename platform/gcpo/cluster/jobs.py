@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from gcpo.cluster.runtime import ClusterError, _reachable, host_port, is_loopback
+from gcpo.cluster.record import load_record
+from gcpo.cluster.runtime import ClusterError, host_port, is_loopback, reachable
 
 WORKING_DIR_EXCLUDES = [".venv", "venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "*.db", "runs/", "checkpoints",
                         "reports/", ".cache", "__pycache__", ".pytest_cache", "*.egg-info", "build/", "*.pyc"]
@@ -39,8 +40,6 @@ ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 
 def resolve_address(address: str | None) -> str:
     """The Jobs API URL to use: `address`, else the environment's, else the local cluster's (see module doc)."""
-    from gcpo.cluster.local import load_record
-
     for candidate in (address, *(os.environ.get(k) for k in ADDRESS_ENV)):
         if candidate:
             return normalize_address(candidate)
@@ -107,7 +106,7 @@ def connect(address: str, *, timeout_s: float = 5.0):
     from ray.job_submission import JobSubmissionClient
 
     url = normalize_address(address)
-    if not _reachable(url, timeout_s):
+    if not reachable(url, timeout_s):
         raise ClusterError(f"the Ray Jobs API at {url} is unreachable (no connection within {timeout_s:.0f} s); "
                            f"check the address and that the cluster is up (`gcpo cluster status`)")
     _probe_http(url, timeout_s)
@@ -120,8 +119,9 @@ def connect(address: str, *, timeout_s: float = 5.0):
 
 
 def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: str | None) -> str:
-    """The job's shell command for `gcpo <command...>`, checked by gcpo's own parser here (a typo fails before
-    anything is sent), with `tracking.uri` / `trainer.output_dir` inserted beside its overrides unless given."""
+    """The job's shell command for `gcpo <command...>`, checked here by the command line's own parser
+    (`gcpo.commands.build_parser`: a typo fails before anything is sent), with `tracking.uri` /
+    `trainer.output_dir` inserted beside its overrides unless given."""
     args = list(command)
     if args[:1] == ["gcpo"]:
         args = args[1:]
@@ -138,7 +138,7 @@ def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: 
 
 
 def _parse_gcpo(args: list[str]):
-    from gcpo.cli import build_parser
+    from gcpo.commands import build_parser
 
     try:
         return build_parser().parse_args(args)

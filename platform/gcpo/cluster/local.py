@@ -10,14 +10,12 @@ Contracts:
   temp folder (`/tmp/gcpo-ray-<port>[-w<i>]`), so the cluster never touches `/tmp/ray`: a plain `ray.init()`
   elsewhere on the machine still starts its own runtime. `down` ends exactly those sessions' processes (and
   their children), never other Ray processes on the machine (no `ray stop`).
-- The record (`cluster.json` in `$GCPO_CLUSTER_DIR`, default `$GCPO_CACHE/cluster`) lets `submit`, `jobs` and
-  `status` find the cluster without an address.
+- The record (`gcpo.cluster.record`: `cluster.json` in `$GCPO_CLUSTER_DIR`, default `$GCPO_CACHE/cluster`) lets
+  `submit`, `jobs` and `status` find the cluster without an address.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -25,66 +23,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from gcpo.cluster.runtime import ClusterError, _reachable, is_loopback
+from gcpo.cluster.record import ClusterRecord, ClusterSpec, load_record, record_path, save_record
+from gcpo.cluster.runtime import ClusterError, is_loopback, reachable
 
 RAY_WORKER_PORTS = range(10002, 20000)  # Ray's default worker port range: a head port inside it is refused
 START_TIMEOUT_S = 240.0
 STOP_GRACE_S = 10.0
-
-
-@dataclass
-class ClusterSpec:
-    host: str = "127.0.0.1"
-    port: int = 26379  # GCS
-    dashboard_port: int = 28265  # dashboard and Jobs API
-    client_port: int = 20001  # Ray Client server
-    num_cpus: int | None = None  # the head's logical CPUs (default max(4, cores))
-    workers: int = 0  # extra local worker nodes
-    worker_cpus: int = 1
-
-
-@dataclass
-class ClusterRecord:
-    spec: ClusterSpec
-    temp_dirs: list[str]  # head first, then each worker node
-    session_ids: list[int]  # the session (process group) of each node's `ray start`
-    started_at: float = field(default_factory=time.time)
-
-    @property
-    def dashboard_url(self) -> str:
-        return f"http://{self.spec.host}:{self.spec.dashboard_port}"
-
-    @property
-    def gcs_address(self) -> str:
-        return f"127.0.0.1:{self.spec.port}"
-
-
-def cluster_dir() -> Path:
-    from gcpo.models import cache_dir
-
-    return Path(os.environ.get("GCPO_CLUSTER_DIR", cache_dir() / "cluster"))
-
-
-def record_path() -> Path:
-    return cluster_dir() / "cluster.json"
-
-
-def load_record() -> ClusterRecord | None:
-    """The recorded local cluster, or None when none was started (or its record is unreadable)."""
-    try:
-        raw = json.loads(record_path().read_text())
-        return ClusterRecord(ClusterSpec(**raw["spec"]), raw["temp_dirs"], raw["session_ids"], raw["started_at"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _save_record(record: ClusterRecord) -> None:
-    record_path().parent.mkdir(parents=True, exist_ok=True)
-    record_path().write_text(json.dumps(dataclasses.asdict(record), indent=2))
 
 
 def check_spec(spec: ClusterSpec, *, allow_remote: bool) -> None:
@@ -101,7 +47,7 @@ def check_spec(spec: ClusterSpec, *, allow_remote: bool) -> None:
             raise ClusterError(f"{name} {port} must lie in 1024-65535")
         if port in RAY_WORKER_PORTS:
             raise ClusterError(f"{name} {port} lies in Ray's worker port range 10002-19999; pick another")
-        if _reachable(f"127.0.0.1:{port}", timeout_s=0.5):
+        if reachable(f"127.0.0.1:{port}", timeout_s=0.5):
             raise ClusterError(f"{name} {port} is already in use on this machine")
     if len(set(ports.values())) < len(ports):
         raise ClusterError(f"port, dashboard_port and client_port must differ: {ports}")
@@ -140,7 +86,7 @@ def _ray_start(args: list[str], temp_dir: str) -> int:
 def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRecord:
     """Start the head (and `spec.workers` local worker nodes); record and return the cluster."""
     existing = load_record()
-    if existing is not None and _reachable(existing.gcs_address, timeout_s=1.0):
+    if existing is not None and reachable(existing.gcs_address, timeout_s=1.0):
         raise ClusterError(f"a local cluster is already up (dashboard {existing.dashboard_url}); "
                            f"run `gcpo cluster down` first")
     if existing is not None:
@@ -152,13 +98,13 @@ def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRe
                        f"--dashboard-host={spec.host}", f"--dashboard-port={spec.dashboard_port}",
                        f"--ray-client-server-port={spec.client_port}", f"--num-cpus={cpus}"], head_dir)
     record = ClusterRecord(spec, [head_dir], [head])
-    _save_record(record)  # before the workers: a failed worker start leaves a record `down` can clean up
+    save_record(record)  # before the workers: a failed worker start leaves a record `down` can clean up
     for i in range(spec.workers):
         worker_dir = f"{head_dir}-w{i}"
         record.session_ids.append(_ray_start([f"--address=127.0.0.1:{spec.port}", f"--node-ip-address={spec.host}",
                                               f"--num-cpus={spec.worker_cpus}"], worker_dir))
         record.temp_dirs.append(worker_dir)
-        _save_record(record)
+        save_record(record)
     return record
 
 
@@ -209,7 +155,7 @@ def describe(record: ClusterRecord, *, timeout_s: float = 5.0) -> dict:
     """The cluster's addresses, and (when its head answers) its nodes and jobs by status."""
     info: dict = {"dashboard": record.dashboard_url, "gcs_address": record.gcs_address,
                   "client_address": f"ray://127.0.0.1:{record.spec.client_port}",
-                  "temp_dirs": record.temp_dirs, "up": _reachable(record.gcs_address, timeout_s=1.0)}
+                  "temp_dirs": record.temp_dirs, "up": reachable(record.gcs_address, timeout_s=1.0)}
     if not info["up"]:
         return info
     from ray.util.state import list_nodes

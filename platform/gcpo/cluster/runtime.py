@@ -9,6 +9,9 @@
 - A head killed without `ray stop` leaves Ray's `ray_current_cluster` file behind, and the next local start
   fails with "When connecting to an existing cluster, num_cpus and num_gpus must not be provided". We detect the
   stale file (its address answers no connection), remove it and start fresh.
+- Output (`gcpo.console`): every worker process gets the run's output mode through the job's runtime_env
+  (`GCPO_VERBOSE`, the quiet environment, a setup hook for its loggers); in quiet mode Ray's own driver logs show
+  errors only and the workers' output is filtered down to our `[gcpo]` lines (`--verbose` shows everything).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def _stale_cluster_file() -> Path | None:
     if not tmp.exists():
         return None
     address = tmp.read_text().strip()
-    return tmp if not _reachable(address) else None
+    return tmp if not reachable(address) else None
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -40,7 +43,7 @@ def host_port(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _reachable(address: str, timeout_s: float = 2.0) -> bool:
+def reachable(address: str, timeout_s: float = 2.0) -> bool:
     """Whether a TCP connection to `address` (any form `host_port` takes) opens within `timeout_s`."""
     try:
         with socket.create_connection(host_port(address), timeout=timeout_s):
@@ -65,7 +68,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
         return
     if address is None and os.environ.get("RAY_ADDRESS"):  # a Ray job's driver (or the user's choice): join it
         address = os.environ["RAY_ADDRESS"]
-    env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    from gcpo import console
+
+    output = console.worker_runtime_env()
+    env = {**output, "env_vars": {"TOKENIZERS_PARALLELISM": "false", **output["env_vars"]}}
+    level = "WARNING" if console.is_verbose() else "ERROR"
     if address is None:
         stale = _stale_cluster_file()
         if stale is not None:
@@ -73,18 +80,20 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
         cpus = num_cpus or max(4, os.cpu_count() or 1)
         try:
             ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
-                     runtime_env=env, log_to_driver=True, logging_level="WARNING")
+                     runtime_env=env, log_to_driver=True, logging_level=level)
         except ValueError as e:
             raise ClusterError(f"could not start a local Ray runtime: {e}. If a Ray head is running here "
                                f"(`ray status`), stop it with `ray stop` or pass cluster.address") from e
+        console.filter_worker_output()
         return
     probe = address.removeprefix("ray://")
-    if probe not in ("auto",) and not _reachable(probe, timeout_s):
+    if probe not in ("auto",) and not reachable(probe, timeout_s):
         raise ClusterError(f"cluster.address {address!r} is unreachable (no answer within {timeout_s:.0f} s); "
                            f"check the address and that the head is running")
     if num_cpus is not None:
         raise ClusterError("cluster.num_cpus applies only to a local runtime; a cluster's CPUs are its own")
     try:
-        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+        ray.init(address=address, runtime_env=env, logging_level=level)
     except Exception as e:  # Ray raises several types here (ConnectionError, RuntimeError, auth errors)
         raise ClusterError(f"could not connect to the Ray cluster at {address!r}: {e}") from e
+    console.filter_worker_output()

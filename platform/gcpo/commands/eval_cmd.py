@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from gcpo.commands.common import add_config_arguments, config_from_args
+from gcpo.console import add_verbose_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "task.name")
     parser.add_argument("--json", metavar="FILE", help="also write the results (rows, metrics, timing) as JSON")
     parser.add_argument("--no-mlflow", action="store_true", help="print only; log nothing to MLflow")
+    add_verbose_argument(parser)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.config import loggable, to_flat_dict
     from gcpo.evaluation import evaluate_config
     from gcpo.models import resolve_model
+    from gcpo.preflight import check_eval_tasks
     from gcpo.rollout import build_engine
     from gcpo.tasks import VerifierPool, held_out_tasks
 
@@ -65,9 +68,14 @@ def run(args: argparse.Namespace) -> int:
     tasks = held_out_tasks(cfg.task, names)
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tasks = check_eval_tasks(cfg, tasks, tokenizer, model_dir)  # sizes and lengths, before any engine starts
     print(f"[gcpo eval] model {cfg.model.name} ({model_dir}), backend {cfg.rollout.backend}, "
           f"tasks {', '.join(t.name for t in tasks)}, eval_size {cfg.task.eval_size}, k {cfg.trainer.eval_k}, "
           f"max_new_tokens {cfg.rollout.max_new_tokens}", flush=True)
+    if cfg.rollout.backend == "vllm":  # its generators are Ray actors: start Ray as `gcpo train` does (quiet)
+        from gcpo.cluster.runtime import init_ray
+
+        init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
     engine = build_engine(cfg.rollout, model_dir, dtype=cfg.model.dtype)
     try:
         with VerifierPool.from_config(cfg.task) as pool:

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gcpo.console import add_verbose_argument
 from gcpo.sweeps.space import KEEP_CHECKPOINTS
 
 
@@ -35,6 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which finished trials keep their checkpoints when the sweep ends (default: the "
                              "space's `keep_checkpoints`, else best: the best trial's by the metric)")
     parser.add_argument("--address", metavar="ADDR", help="a Ray cluster to run on (default: a local Ray)")
+    add_verbose_argument(parser)
+
+
+def check_data(args: argparse.Namespace) -> None:
+    """Before Ray starts: each distinct data setting among the sweep's grid points (arms x grid values; sampled
+    keys at their base value) against its data and model (`gcpo.preflight.check_runs`)."""
+    from gcpo.preflight import check_runs
+    from gcpo.sweeps.runner import select_arms
+    from gcpo.sweeps.space import load_space, trial_config
+
+    space = load_space(args.space, args.overrides)
+    if args.arms:
+        select_arms(space, args.arms)
+    check_runs(trial_config(space, point) for point in space.grid_arms())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.sweeps.compare import format_table, load_comparison, write_report
     from gcpo.sweeps.runner import SweepInterrupted, run_sweep
 
+    if not args.resume:  # a resumed sweep runs the data it started with
+        check_data(args)
     init_ray(args.address)
     try:
         outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,

@@ -1,8 +1,10 @@
 """`gcpo train [--config YAML] [--preset NAME] [KEY=VALUE ...] [--resume RUN]`.
 
 With no arguments: the embedded default (SmolLM2-135M-Instruct, gcpo preset, easy arithmetic, one training
-worker, one generator, a local Ray runtime and a local MLflow store). Prints a progress line per step, a
-before/after table of held-out metrics, and the `mlflow ui` command to look at the run.
+worker, one generator, a local Ray runtime and a local MLflow store). Checks the config against the data and the
+model before Ray starts (`gcpo.preflight`). Prints a progress line per step, a before/after table of held-out
+metrics, and the `mlflow ui` command to look at the run; Ray's, vLLM's and DeepSpeed's logs only with `--verbose`
+(`gcpo.console`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from gcpo.commands.common import add_config_arguments, config_from_args
+from gcpo.console import add_verbose_argument
 
 DEFAULT_PRESET = "gcpo"
 
@@ -20,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN",
                         help="continue a run from its last checkpoint: a run directory or a run name under runs/")
     parser.add_argument("--name", help="the run's name (default: <preset>-<timestamp>)")
+    add_verbose_argument(parser)
 
 
 def before_after_table(uri: str, run_id: str) -> str:
@@ -37,7 +41,8 @@ def before_after_table(uri: str, run_id: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
-    from trainables.gcpo_train import fit, load_run_config
+    from gcpo.preflight import check_run
+    from gcpo.training.fit import fit, load_run_config
 
     base = Path.cwd()
     if args.resume:
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if args.preset is None and not any(o.startswith("preset=") for o in args.overrides) and args.config is None:
             args.preset = DEFAULT_PRESET
         cfg, name = config_from_args(args), args.name
+    check_run(cfg, base=base)  # config against data and model, before Ray starts (gcpo.preflight)
     init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
     outcome = fit(cfg, run_name=name, base=base)
     print()

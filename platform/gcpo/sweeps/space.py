@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 import yaml
 
-from gcpo.config import ConfigError, _suggest, load_config, parse_override, valid_keys
+from gcpo.config import ConfigError, load_config, parse_override, valid_keys
+from gcpo.errors import suggest
 
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 TOP_KEYS = ("name", "description", "base", "arms", "space", "seeds", "metric", "mode", "search", "trials", "scheduler",
@@ -133,7 +134,7 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
         raise fail((), "must be a mapping of keys (name, base, space, seeds, metric, ...)")
     for key in raw:
         if key not in TOP_KEYS:
-            raise fail((key,), f"unknown key{_suggest(str(key), TOP_KEYS)}; valid keys: {', '.join(TOP_KEYS)}")
+            raise fail((key,), f"unknown key{suggest(str(key), TOP_KEYS)}; valid keys: {', '.join(TOP_KEYS)}")
     known = set(valid_keys()) | {"preset"}
     arms = _arms(raw.get("arms"), known, fail)
     raw_space = raw.get("space", {} if arms else None)
@@ -205,7 +206,7 @@ def _arms(value: Any, known: set[str], fail) -> dict[str, dict[str, Any]]:
         flat = _flatten(values)
         for key in flat:
             if key not in known:
-                raise fail(("arms", str(name), key), f"unknown config key{_suggest(key, sorted(known))}")
+                raise fail(("arms", str(name), key), f"unknown config key{suggest(key, sorted(known))}")
         arms[str(name)] = flat
     return arms
 
@@ -213,12 +214,12 @@ def _arms(value: Any, known: set[str], fail) -> dict[str, dict[str, Any]]:
 def _spec(key: str, value: Any, known: set[str], fail) -> Spec:
     where = ("space", key)
     if key not in known:
-        raise fail(where, f"unknown config key{_suggest(key, sorted(known))}")
+        raise fail(where, f"unknown config key{suggest(key, sorted(known))}")
     if not isinstance(value, dict) or len(value) != 1:
         raise fail(where, f"must be one of {{{', '.join(f'{k}: ...' for k in SPEC_KINDS)}}}, got {value!r}")
     (kind, args), = value.items()
     if kind not in SPEC_KINDS:
-        raise fail(where + (str(kind),), f"unknown spec{_suggest(str(kind), SPEC_KINDS)}; valid: {', '.join(SPEC_KINDS)}")
+        raise fail(where + (str(kind),), f"unknown spec{suggest(str(kind), SPEC_KINDS)}; valid: {', '.join(SPEC_KINDS)}")
     if not isinstance(args, list) or not args:
         raise fail(where + (kind,), f"must be a non-empty list, got {args!r}")
     if kind in ("uniform", "loguniform", "randint"):
@@ -241,7 +242,7 @@ def _scheduler(value: Any, fail) -> dict[str, Any] | None:
                                    f"got {value!r}")
     for key in value:
         if key not in SCHEDULER_KEYS:
-            raise fail(("scheduler", key), f"unknown key{_suggest(str(key), SCHEDULER_KEYS)}")
+            raise fail(("scheduler", key), f"unknown key{suggest(str(key), SCHEDULER_KEYS)}")
     return {"type": "asha", "grace_period": int(value.get("grace_period", 1)),
             "reduction_factor": int(value.get("reduction_factor", 2)), "max_t": value.get("max_t")}
 

@@ -7,7 +7,7 @@
     <answer>-22</answer>
 
 For two terms this is exactly `<expression> = <value>.\n<answer><value></answer>`, the golden-answer form seen to
-teach the model fast (DESIGN.md section 5). Choices:
+teach the model fast (docs/tasks.md, "Golden answers"). Choices:
 - `/` is exact division. reasoning-gym evaluates `/` as floor division (`//`); an expression with a division that
   leaves a remainder (or divides by zero) raises `UnusableExpression`, and the task drops that item, so every
   reference answer is the true value of its question.

@@ -53,8 +53,9 @@ def _jsonl_splits(cfg: TaskConfig) -> tuple[Task, Task]:
         log.info("%s: using the first %d of %d training rows (task.train_size)", cfg.path, cfg.train_size,
                  len(train_items))
         train_items = train_items[: cfg.train_size]
-    train = Task(name, "train", train_items, DEFAULT_VERIFIER, skipped_rows=len(rows.skipped))
-    held_out = Task(name, "held_out", held_items, DEFAULT_VERIFIER, skipped_rows=held_skipped)
+    train = Task(name, "train", train_items, DEFAULT_VERIFIER, skipped_rows=len(rows.skipped), source=str(cfg.path))
+    held_out = Task(name, "held_out", held_items, DEFAULT_VERIFIER, skipped_rows=held_skipped,
+                    source=str(cfg.eval_path or cfg.path))
     return train, held_out
 
 
@@ -81,7 +82,7 @@ def held_out_tasks(cfg: TaskConfig, names: list[str] | None = None) -> list[Task
     for name in names or [cfg.name]:
         if name.endswith(".jsonl"):
             rows = read_jsonl(name, skip_bad_rows=cfg.skip_bad_rows)
-            tasks.append(Task(Path(name).stem, "held_out", rows.items, DEFAULT_VERIFIER, len(rows.skipped)))
+            tasks.append(Task(Path(name).stem, "held_out", rows.items, DEFAULT_VERIFIER, len(rows.skipped), name))
         else:
             tasks.append(load_task(dataclasses.replace(cfg, name=name), "held_out"))
     return tasks

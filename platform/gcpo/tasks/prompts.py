@@ -40,7 +40,7 @@ NEGATIVE_INSTRUCTION = "Answer this question incorrectly: give a wrong final val
 
 
 def negative_item(item: TaskItem, mode: Literal["wrong", "empty"]) -> TaskItem:
-    """The item behind the guidance-contrastive *negative* prompt (DESIGN.md section 4): `wrong` appends
+    """The item behind the guidance-contrastive *negative* prompt (docs/algorithms.md): `wrong` appends
     `NEGATIVE_INSTRUCTION` to the question; `empty` removes the question (the user turn is empty)."""
     if mode == "wrong":
         return replace(item, question=f"{item.question}\n{NEGATIVE_INSTRUCTION}")

@@ -31,17 +31,20 @@ class TaskItem:
 
 @dataclass
 class Task:
-    """One split of one task: its items, the verifier its items use by default, and the rows skipped on load."""
+    """One split of one task: its items, the verifier its items use by default, the rows skipped on load, and
+    `source`, the JSONL file its items were read from (None for a built-in task), so a row can be named
+    `FILE:LINE` (`gcpo.tasks.lengths.item_location`)."""
 
     name: str
     split: Split
     items: list[TaskItem]
     verifier: str
     skipped_rows: int = 0
+    source: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def head(self, n: int) -> "Task":
         """The same task restricted to its first `n` items (the held-out prefix used by evaluation)."""
-        return Task(self.name, self.split, self.items[:n], self.verifier, self.skipped_rows)
+        return Task(self.name, self.split, self.items[:n], self.verifier, self.skipped_rows, self.source)

@@ -120,9 +120,9 @@ class TrainingRunLogger:
         return len(self._pending_metrics) + len(self._pending_texts)
 
     def _server_down(self) -> bool:
-        from gcpo.cluster.runtime import _reachable
+        from gcpo.cluster.runtime import reachable
 
-        return self.uri.startswith(("http://", "https://")) and not _reachable(self.uri, timeout_s=1.0)
+        return self.uri.startswith(("http://", "https://")) and not reachable(self.uri, timeout_s=1.0)
 
     def flush(self) -> bool:
         """Send what is buffered, oldest first; True when nothing is left. A failure keeps the rest buffered."""
