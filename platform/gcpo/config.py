@@ -43,6 +43,7 @@ from gcpo.errors import ConfigError, suggest
 
 # How new weights reach the engines (rollout.weight_transport); gcpo.rollout.weight_sync builds each.
 WeightTransport = Literal["file", "collective"]
+RolloutBackend = Literal["vllm", "transformers"]
 
 
 @dataclass
@@ -76,7 +77,7 @@ class TaskConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: Literal["vllm", "transformers"] = "vllm"
+    backend: RolloutBackend = "vllm"
     num_generators: int = 1
     prompts_per_step: int = 8
     group_size: int = 4

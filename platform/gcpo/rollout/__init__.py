@@ -12,9 +12,10 @@ Ray and vLLM are imported only when the vLLM backend is built.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
-from gcpo.config import RolloutConfig
+from gcpo.config import RolloutBackend, RolloutConfig
 from gcpo.rollout.agreement import Agreement, logprob_agreement
 from gcpo.rollout.hf_engine import ContextLengthError, TransformersEngine
 from gcpo.rollout.types import Completion, PromptResult, RolloutEngine, SamplingSettings
@@ -38,5 +39,6 @@ def build_engine(cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "flo
     if cfg.backend == "vllm":
         from gcpo.rollout.vllm_pool import VLLMPool
 
-        return VLLMPool.from_config(cfg, model_dir, dtype=dtype)
-    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r}; allowed: 'vllm', 'transformers'")
+        return VLLMPool(cfg, model_dir, dtype=dtype)
+    allowed = ", ".join(repr(b) for b in typing.get_args(RolloutBackend))
+    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r}; allowed: {allowed}")

@@ -248,11 +248,6 @@ class VLLMPool:
         self._transport = build_transport(cfg.weight_transport, lambda: self._actors,
                                           backend="nccl" if cfg.gpus_per_generator else "gloo")
 
-    @classmethod
-    def from_config(cls, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> "VLLMPool":
-        """The same as `VLLMPool(cfg, model_dir, dtype=dtype)`."""
-        return cls(cfg, model_dir, dtype=dtype)
-
     def _start(self, rank: int):
         import ray
 
