@@ -18,8 +18,10 @@ from mlflow.tracking import MlflowClient
 from gcpo.cluster.jobs import entrypoint, normalize_address
 from gcpo.cluster.local import ClusterSpec, check_spec
 from gcpo.cluster.runtime import ClusterError, reachable
+from gcpo.commands import build_parser
 
 PROJECT = Path(__file__).resolve().parents[2]
+PARSER = build_parser()  # the command line's own parser checks a submitted command
 TINY_TRAIN = ["gcpo", "train", "--preset", "gcpo", "model.name=tiny", "rollout.backend=transformers",
               "rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=6", "task.train_size=12",
               "task.eval_size=2", "trainer.eval_every=0", "trainer.checkpoint_every=1", "tracking.log_rollouts_every=0"]
@@ -76,25 +78,26 @@ def test_non_loopback_bind_is_refused_without_allow_remote():
 
 
 def test_entrypoint_appends_tracking_and_output_unless_given():
-    cmd = entrypoint(["gcpo", "train", "trainer.steps=2"], tracking_uri="http://m:5000", output_dir="/shared/ck")
+    cmd = entrypoint(["gcpo", "train", "trainer.steps=2"], PARSER, tracking_uri="http://m:5000",
+                     output_dir="/shared/ck")
     assert cmd == "python -m gcpo.cli train trainer.steps=2 tracking.uri=http://m:5000 trainer.output_dir=/shared/ck"
-    mine = entrypoint(["gcpo", "sweep", "s.yaml", "tracking.uri=sqlite:///x.db"], tracking_uri="http://m:5000",
+    mine = entrypoint(["gcpo", "sweep", "s.yaml", "tracking.uri=sqlite:///x.db"], PARSER, tracking_uri="http://m:5000",
                       output_dir=None)
     assert mine == "python -m gcpo.cli sweep s.yaml tracking.uri=sqlite:///x.db"
-    assert entrypoint(["gcpo", "compare", "--experiment", "e"], tracking_uri="u", output_dir="o") == \
+    assert entrypoint(["gcpo", "compare", "--experiment", "e"], PARSER, tracking_uri="u", output_dir="o") == \
         "python -m gcpo.cli compare --experiment e"
     # beside the command's own positionals, wherever its options stand (argparse takes positionals in one run)
-    assert entrypoint(["gcpo", "train", "a.b=1", "--name", "n"], tracking_uri="u", output_dir=None) == \
+    assert entrypoint(["gcpo", "train", "a.b=1", "--name", "n"], PARSER, tracking_uri="u", output_dir=None) == \
         "python -m gcpo.cli train a.b=1 tracking.uri=u --name n"
-    assert entrypoint(["gcpo", "train", "--name", "n"], tracking_uri="u", output_dir=None) == \
+    assert entrypoint(["gcpo", "train", "--name", "n"], PARSER, tracking_uri="u", output_dir=None) == \
         "python -m gcpo.cli train tracking.uri=u --name n"
-    assert entrypoint(["gcpo", "sweep", "s.yaml", "--resume"], tracking_uri="u", output_dir=None) == \
+    assert entrypoint(["gcpo", "sweep", "s.yaml", "--resume"], PARSER, tracking_uri="u", output_dir=None) == \
         "python -m gcpo.cli sweep s.yaml tracking.uri=u --resume"
     for bad in (["python", "x.py"], ["gcpo", "cluster", "up"], []):
         with pytest.raises(ClusterError, match="submit runs a gcpo command"):
-            entrypoint(bad, tracking_uri=None, output_dir=None)
+            entrypoint(bad, PARSER, tracking_uri=None, output_dir=None)
     with pytest.raises(ClusterError, match="not a valid gcpo command"):
-        entrypoint(["gcpo", "train", "--nmae", "n"], tracking_uri=None, output_dir=None)
+        entrypoint(["gcpo", "train", "--nmae", "n"], PARSER, tracking_uri=None, output_dir=None)
 
 
 def test_addresses_are_normalised_and_client_addresses_refused():

@@ -15,6 +15,7 @@ Contracts:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import http.client
 import os
@@ -118,10 +119,11 @@ def connect(address: str, *, timeout_s: float = 5.0):
         raise ClusterError(f"could not use the Ray Jobs API at {url}: {e}") from e
 
 
-def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: str | None) -> str:
-    """The job's shell command for `gcpo <command...>`, checked here by the command line's own parser
-    (`gcpo.commands.build_parser`: a typo fails before anything is sent), with `tracking.uri` /
-    `trainer.output_dir` inserted beside its overrides unless given."""
+def entrypoint(command: Sequence[str], parser: argparse.ArgumentParser, *, tracking_uri: str | None,
+               output_dir: str | None) -> str:
+    """The job's shell command for `gcpo <command...>`, checked by `parser` (the command line's own,
+    `gcpo.commands.build_parser()`, passed in by the caller: a typo fails before anything is sent), with
+    `tracking.uri` / `trainer.output_dir` inserted beside its overrides unless given."""
     args = list(command)
     if args[:1] == ["gcpo"]:
         args = args[1:]
@@ -129,7 +131,7 @@ def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: 
         raise ClusterError(f"submit runs a gcpo command ({', '.join(sorted(SUBMITTABLE))}), e.g. "
                            f"`gcpo submit -- gcpo train trainer.steps=4`; got {shlex.join(command) or 'nothing'}")
     if args[0] in CONFIG_COMMANDS:
-        parsed = _parse_gcpo(args)
+        parsed = _parse_gcpo(parser, args)
         given = {o.split("=", 1)[0] for o in parsed.overrides}
         extra = {"tracking.uri": tracking_uri, "trainer.output_dir": output_dir}
         at = _overrides_end(args, parsed)
@@ -137,11 +139,9 @@ def entrypoint(command: Sequence[str], *, tracking_uri: str | None, output_dir: 
     return shlex.join(["python", "-m", "gcpo.cli", *args])
 
 
-def _parse_gcpo(args: list[str]):
-    from gcpo.commands import build_parser
-
+def _parse_gcpo(parser: argparse.ArgumentParser, args: list[str]):
     try:
-        return build_parser().parse_args(args)
+        return parser.parse_args(args)
     except SystemExit:  # argparse has printed the usage and the error
         raise ClusterError(f"not a valid gcpo command: gcpo {shlex.join(args)}") from None
 
@@ -182,10 +182,9 @@ def default_locations(url: str, project: Path, tracking_uri: str | None,
     return uri, output_dir
 
 
-def submit(client, command: Sequence[str], *, project: Path, tracking_uri: str | None,
-           output_dir: str | None) -> str:
-    """Submit `gcpo <command...>` as a job; returns its submission id."""
-    entry = entrypoint(command, tracking_uri=tracking_uri, output_dir=output_dir)
+def submit(client, entry: str, *, command: Sequence[str], project: Path, tracking_uri: str | None) -> str:
+    """Submit the job whose shell command is `entry` (from `entrypoint`, for `gcpo <command...>`); returns its
+    submission id."""
     try:
         return client.submit_job(entrypoint=entry, runtime_env=runtime_env(project, tracking_uri),
                                  metadata={"gcpo_command": shlex.join(command)[:512]})

@@ -39,15 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gcpo.cluster import jobs
     from gcpo.cluster.runtime import ClusterError
+    from gcpo.commands import build_parser
 
+    parser = build_parser()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
         url = jobs.resolve_address(args.address)
-        jobs.entrypoint(command, tracking_uri=None, output_dir=None)  # refuse a bad command before connecting
+        jobs.entrypoint(command, parser, tracking_uri=None, output_dir=None)  # refuse a bad command before connecting
         client = jobs.connect(url, timeout_s=args.timeout)
         project = args.project.resolve()
         uri, output_dir = jobs.default_locations(url, project, args.tracking_uri, args.output_dir)
-        job_id = jobs.submit(client, command, project=project, tracking_uri=uri, output_dir=output_dir)
+        entry = jobs.entrypoint(command, parser, tracking_uri=uri, output_dir=output_dir)
+        job_id = jobs.submit(client, entry, command=command, project=project, tracking_uri=uri)
         print(f"submitted job {job_id} to {url}: {shlex.join(command)}")
         print(f"  MLflow: {uri}" + (f"   checkpoints: {output_dir}" if output_dir else ""))
         print(f"follow it:  gcpo jobs logs {job_id} --follow --address {url}")
