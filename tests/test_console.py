@@ -94,6 +94,22 @@ def test_our_warnings_are_prefixed(capfd):
     assert capfd.readouterr().err == "[gcpo] warning: dropped 2 rows\n"
 
 
+def test_data_warnings_are_said_once(monkeypatch, caplog):
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    monkeypatch.delenv(console.DATA_CHECKED_ENV, raising=False)
+    log = logging.getLogger("gcpo.tasks.lengths")
+    with caplog.at_level(logging.WARNING, logger="gcpo.tasks"), console.reported_on_driver():
+        log.warning("skipped 1 row")  # not checked on the driver: said here
+    console.mark_data_checked()
+    assert console.worker_env()[console.DATA_CHECKED_ENV] == "1"
+    with caplog.at_level(logging.WARNING, logger="gcpo.tasks"):
+        with console.reported_on_driver():
+            log.warning("skipped 2 rows")  # the driver said it already
+            log.error("an error is always said")
+        assert logging.getLogger("gcpo.tasks").level == logging.WARNING  # restored
+    assert [r.getMessage() for r in caplog.records] == ["skipped 1 row", "an error is always said"]
+
+
 FILTER_SCRIPT = textwrap.dedent("""
     import time, ray
     from gcpo.cluster.runtime import init_ray
@@ -128,6 +144,5 @@ def test_worker_output_reaching_the_driver(tmp_path, verbose):
     if verbose:
         assert "(work pid=" in text and "vLLM engine noise" in text and "Traceback" in text
     else:
-        lines = [line for line in text.splitlines() if line.strip()]
-        assert lines == ["[gcpo] step 1/1 kept", "[gcpo] warning: a warning that matters"] or sorted(lines) == sorted(
-            ["[gcpo] step 1/1 kept", "[gcpo] warning: a warning that matters"]), text
+        lines = sorted(line for line in text.splitlines() if line.strip())  # stdout and stderr: order unknown
+        assert lines == ["[gcpo] step 1/1 kept", "[gcpo] warning: a warning that matters"], text

@@ -8,7 +8,7 @@ from gcpo.config import ConfigError, load_config
 from gcpo.preflight import VLLM_MAX_MODEL_LEN, check_run, check_runs, model_context
 from gcpo.tasks import TaskDataError
 
-LONG_QUESTION = "What is " + " + ".join(["1"] * 1200) + "?"  # ~2,400 tokens: over the 2,048 of the tiny model
+LONG_QUESTION = "What is " + " + ".join(["1"] * 1200) + "?"  # over the tiny model's 2,048 tokens
 
 
 def write_rows(path, rows):
@@ -46,6 +46,7 @@ def test_skip_bad_rows_skips_and_counts_over_long_rows(tmp_path):
     assert len(found.train) == 10 and found.train.skipped_rows == 2
     assert all(item.question != LONG_QUESTION for item in found.train.items)
     assert found.skipped == {"data train": 2}
+    assert found.summary().endswith("rows of data fit the model's context (2,048 tokens); 2 row(s) skipped")
 
 
 def test_eval_size_larger_than_the_file_fails_before_ray(tmp_path):
@@ -76,6 +77,8 @@ def test_sizes_are_checked():
 def test_a_builtin_task_passes_with_its_sizes():
     found = check_run(config("task.train_size=16", "task.eval_size=4"))
     assert (len(found.train), [len(t) for t in found.held_out], found.max_model_len) == (16, [4], 2048)
+    assert found.summary() == ("data checked: 16 training and 4 held-out rows of basic_arithmetic fit the model's "
+                               "context (2,048 tokens)")
 
 
 def test_max_new_tokens_over_the_context_fails_naming_the_first_row():

@@ -18,6 +18,8 @@ How:
 - `filter_worker_output()`: after `ray.init`, on the driver, quiet mode passes on only the workers' `[gcpo]` lines
   (without Ray's prefix) and Ray's own autoscaler / raylet notices; everything else stays in the workers' log
   files. It wraps Ray's log dispatcher (a private API): if that changes, output is simply not filtered.
+- `mark_data_checked()` / `reported_on_driver()`: the driver checked the data before Ray started and said what it
+  skipped (`gcpo.preflight`); a worker loading the same data again need not say it twice.
 - `root_cause(exc)` and `error_line(command, exc)`: an error raised in a Ray worker reaches the driver wrapped
   (`ray.train.WorkerGroupError`, `RayTaskError`, ...); the CLI prints the worker's own message once.
 """
@@ -25,7 +27,6 @@ How:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -33,6 +34,7 @@ import warnings
 from typing import Any, Iterator
 
 VERBOSE_ENV = "GCPO_VERBOSE"
+DATA_CHECKED_ENV = "GCPO_DATA_CHECKED"  # "1": the driver checked the data (gcpo.preflight) and said what it found
 PREFIX = "[gcpo]"
 
 # The environment of a quiet run (driver and workers): no progress bars, third-party logs at errors only.
@@ -127,7 +129,7 @@ def configure(verbose: bool) -> None:
 def configured(verbose: bool) -> Iterator[None]:
     """`configure(verbose)` for the duration of a block, then the environment, the loggers and the warning filters
     as they were (the `gcpo` command's `main` runs inside one, so calling it in-process leaves no trace)."""
-    keys = (VERBOSE_ENV, *QUIET_ENV)
+    keys = (VERBOSE_ENV, DATA_CHECKED_ENV, *QUIET_ENV)
     saved_env = {key: os.environ.get(key) for key in keys}
     names = ("gcpo", *NOISY_LOGGERS)
     saved_loggers = {name: (lg.level, list(lg.handlers), list(lg.filters), lg.propagate)
@@ -151,10 +153,34 @@ def configured(verbose: bool) -> Iterator[None]:
 
 
 def worker_env() -> dict[str, str]:
-    """Environment variables every Ray worker of this run gets (the output mode, and the quiet settings)."""
+    """Environment variables every Ray worker of this run gets (the output mode, the quiet settings, and whether
+    the driver checked the data)."""
+    checked = {DATA_CHECKED_ENV: "1"} if os.environ.get(DATA_CHECKED_ENV) == "1" else {}
     if is_verbose():
-        return {VERBOSE_ENV: "1"}
-    return {VERBOSE_ENV: "0", **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()}}
+        return {VERBOSE_ENV: "1", **checked}
+    return {VERBOSE_ENV: "0", **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()}, **checked}
+
+
+def mark_data_checked() -> None:
+    """The driver checked the data and reported what it found (`gcpo.preflight`); call before `init_ray`, so
+    the workers know (`reported_on_driver`)."""
+    os.environ[DATA_CHECKED_ENV] = "1"
+
+
+@contextlib.contextmanager
+def reported_on_driver(logger_name: str = "gcpo.tasks") -> Iterator[None]:
+    """In a worker whose driver already checked and reported the data (`mark_data_checked`), quiet mode: the
+    warnings of `logger_name` (skipped rows, ...) are not said a second time inside this block; errors still are."""
+    logger = logging.getLogger(logger_name)
+    if os.environ.get(DATA_CHECKED_ENV) != "1" or is_verbose():
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def worker_runtime_env() -> dict:
@@ -182,22 +208,22 @@ def filter_worker_output() -> bool:
     if is_verbose():
         return False
     try:
-        from ray._private import worker as ray_worker
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:  # pragma: no cover - a Ray without this private API: output is not filtered
         return False
-    original = next((h for name, h in dispatcher.handlers if name == "ray_print_logs"), None)
+    original = next((h for name, h in getattr(dispatcher, "handlers", ()) if name == "ray_print_logs"), None)
     if original is None or getattr(original, "_gcpo_filter", False):
         return original is not None
-    print_plain = functools.partial(ray_worker.print_to_stdstream, ignore_prefix=True)
 
     def handler(data: dict) -> None:
         if data.get("pid") in RAY_SYSTEM_SOURCES:
             original(data)
             return
         lines = [line for line in data.get("lines", ()) if keep_worker_line(line)]
-        if lines:
-            print_plain(dict(data, lines=lines))
+        if lines:  # as they come: Ray's de-duplication would hold back one trial's line that looks like another's
+            sink = sys.stderr if data.get("is_err") else sys.stdout
+            sink.write("".join(line.rstrip("\n") + "\n" for line in lines))
+            sink.flush()
 
     handler._gcpo_filter = True  # type: ignore[attr-defined]
     dispatcher.remove_handler("ray_print_logs")

@@ -25,11 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from gcpo.config import ConfigError, ModelConfig, RunConfig
+from gcpo.rollout.types import VLLM_MAX_MODEL_LEN
 from gcpo.tasks.types import Task
-
-# The vLLM pool's cap on its context (`gcpo.rollout.vllm_pool.VLLMPool`: min(model context, 2048)), which bounds
-# the KV cache each request may need.
-VLLM_MAX_MODEL_LEN = 2048
 
 
 def model_context(model_dir: str | Path, backend: str) -> int:
@@ -63,6 +60,15 @@ class DataCheck:
     held_out: list[Task]
     seconds: float = 0.0
     skipped: dict[str, int] = field(default_factory=dict)  # "<task> <split>" -> rows skipped (load + length)
+
+    def summary(self) -> str:
+        """One line: the rows the run will use, all checked against the model's context."""
+        parts = [f"{len(self.train)} training"] if self.train is not None else []
+        parts += [f"{len(t)} held-out" for t in self.held_out]
+        names = sorted({t.name for t in ([self.train] if self.train is not None else []) + self.held_out})
+        skipped = sum(self.skipped.values())
+        return (f"data checked: {' and '.join(parts)} rows of {', '.join(names)} fit the model's context "
+                f"({self.max_model_len:,} tokens)" + (f"; {skipped} row(s) skipped" if skipped else ""))
 
 
 def _check_sizes(cfg: RunConfig) -> None:

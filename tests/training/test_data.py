@@ -1,5 +1,5 @@
-"""`task.golden_model`: items without a golden answer get one from another local model through the rollout
-engine, verified and cached; rejections are counted and cached too."""
+"""Rank 0's training data: `task.golden_model` fills missing golden answers (through another local model's rollout
+engine, verified and cached; rejections counted and cached too), and no row that cannot fit the context is kept."""
 
 import json
 
@@ -31,3 +31,25 @@ def test_golden_model_fills_missing_answers_through_the_engine(tmp_path, monkeyp
     assert len(caches) == 1 and len(json.loads(caches[0].read_text())["entries"]) == 4
     build_training_data(cfg, AutoTokenizer.from_pretrained(tiny_dir()))
     assert "(4 from the cache" in capsys.readouterr().out  # the rerun asks the model nothing
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["fails", "skips"])
+def test_training_data_never_holds_a_row_that_cannot_fit_the_context(tmp_path, skip):
+    """The worker applies the same context check as the start-up check: a row that cannot fit is never drawn."""
+    from gcpo.tasks import TaskDataError
+
+    long_question = "What is " + " + ".join(["1"] * 1200) + "?"  # over 2,048 tokens
+    rows = [{"question": long_question if i == 3 else f"What is {i} + {i}?", "answer": str(2 * i)}
+            for i in range(1, 9)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(overrides=["model.name=tiny", "task.name=jsonl", f"task.path={path}", "task.eval_size=2",
+                                 f"task.skip_bad_rows={str(skip).lower()}", "rollout.max_new_tokens=8"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir())
+    if not skip:
+        with pytest.raises(TaskDataError, match=f"{path}:3: the prompt has"):
+            build_training_data(cfg, tokenizer, max_model_len=2048)
+        return
+    data = build_training_data(cfg, tokenizer, max_model_len=2048)
+    assert len(data.questions) == 5 and long_question not in data.questions  # 8 rows - 2 held out - 1 too long
+    assert max(len(p) for p in data.prompt_ids) + 8 <= 2048

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gcpo.console import add_verbose_argument
+from gcpo.console import add_verbose_argument, mark_data_checked
 from gcpo.sweeps.space import KEEP_CHECKPOINTS
 
 
@@ -50,6 +50,7 @@ def check_data(args: argparse.Namespace) -> None:
     if args.arms:
         select_arms(space, args.arms)
     check_runs(trial_config(space, point) for point in space.grid_arms())
+    mark_data_checked()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from gcpo.commands.common import add_config_arguments, config_from_args
-from gcpo.console import add_verbose_argument
+from gcpo.console import add_verbose_argument, mark_data_checked
 
 DEFAULT_PRESET = "gcpo"
 
@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         if args.preset is None and not any(o.startswith("preset=") for o in args.overrides) and args.config is None:
             args.preset = DEFAULT_PRESET
         cfg, name = config_from_args(args), args.name
-    check_run(cfg, base=base)  # config against data and model, before Ray starts (gcpo.preflight)
+    checked = check_run(cfg)  # config against data and model, before Ray starts (gcpo.preflight)
+    print(f"[gcpo] {checked.summary()}; starting Ray and the model", flush=True)
+    mark_data_checked()
     init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
     outcome = fit(cfg, run_name=name, base=base)
     print()

@@ -11,6 +11,9 @@ from typing import Mapping, Protocol, Sequence
 
 import torch
 
+# The vLLM pool's cap on its context (min(the model's context, this)), which bounds the KV cache a request may need.
+VLLM_MAX_MODEL_LEN = 2048
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -43,6 +46,7 @@ class RolloutEngine(Protocol):
     """Results come back in prompt order, each with exactly `settings.n` completions."""
 
     weight_version: int
+    max_model_len: int  # the longest request (prompt + new tokens) it accepts
 
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]: ...
 

@@ -18,7 +18,8 @@ Choices, stated:
   the sampled token's log-prob under the raw distribution (temperature 1, no top-p): the same quantity the
   trainer recomputes and `TransformersEngine` returns.
 - Requests go in as token ids (`{"prompt_token_ids": ...}`); one longer than `max_model_len` (the model's
-  context, capped at 2048 to bound the KV cache) is rejected with `ContextLengthError` before it is sent.
+  context, capped at `VLLM_MAX_MODEL_LEN` = 2048 to bound the KV cache) is rejected with `ContextLengthError`
+  before it is sent.
 - Seeds: each engine is seeded (`rollout.seed + rank`). When `settings.seed` is set, every sample is its own
   n=1 request with seed `settings.seed + 10007 * prompt position + sample index`, so a sample depends on the
   seed alone, not on which actor served it or on the engine's history (exact resume). Per-request seeds with
@@ -50,7 +51,7 @@ import torch
 
 from gcpo.config import RolloutConfig
 from gcpo.rollout.hf_engine import check_context
-from gcpo.rollout.types import Completion, PromptResult, SamplingSettings
+from gcpo.rollout.types import VLLM_MAX_MODEL_LEN, Completion, PromptResult, SamplingSettings
 from gcpo.rollout.weight_sync import build_transport, check_transport
 
 READY_TIMEOUT_S = 600  # engine start-up (model load, KV-cache allocation) or waiting for free CPUs
@@ -233,7 +234,7 @@ class VLLMPool:
         self.cfg, self.dtype, self.model_dir = cfg, dtype, str(model_dir)
         config = AutoConfig.from_pretrained(self.model_dir)
         self.tied = bool(getattr(config, "tie_word_embeddings", False))
-        self.max_model_len = min(int(config.max_position_embeddings), max_model_len or 2048)
+        self.max_model_len = min(int(config.max_position_embeddings), max_model_len or VLLM_MAX_MODEL_LEN)
         self.resources = generator_resources(cfg.gpus_per_generator, cfg.placement_resource)
         self.max_restarts = max_restarts
         self.weight_version = 0

@@ -11,15 +11,29 @@ from gcpo.config import ModelConfig, RunConfig
 from gcpo.training.types import TrainingData
 
 
-def build_training_data(cfg: RunConfig, tokenizer, verifier_pool=None) -> TrainingData:
-    """The training split of `cfg.task`, rendered with `tokenizer`; verified by `verifier_pool` (a new pool from
+def fit_rows(cfg: RunConfig, task, tokenizer, max_model_len: int | None):
+    """`task` without the rows that cannot fit the generators' context (`task.skip_bad_rows`), or an error naming
+    the first such row. The driver checked and reported the same rows before Ray started (`gcpo.preflight`), so
+    skips are not said again here."""
+    from gcpo.console import reported_on_driver
+    from gcpo.tasks import fit_to_context
+
+    if max_model_len is None:
+        return task
+    with reported_on_driver():
+        return fit_to_context(task, tokenizer, max_model_len=max_model_len, max_new_tokens=cfg.rollout.max_new_tokens,
+                              skip_bad_rows=cfg.task.skip_bad_rows)
+
+
+def build_training_data(cfg: RunConfig, tokenizer, verifier_pool=None,
+                        max_model_len: int | None = None) -> TrainingData:
+    """The training split of `cfg.task`, rendered with `tokenizer`, without the rows that cannot fit a context of
+    `max_model_len` tokens (the rollout engine's; None = no check); verified by `verifier_pool` (a new pool from
     `cfg.task` when None). Items lacking a golden answer get one from `task.golden_model` when it is set."""
     from gcpo.tasks import load_task, render_negative_prompts, render_prompts, render_response
     from gcpo.tasks.pool import VerifierPool
 
-    task = load_task(cfg.task, "train")
-    if task.skipped_rows:
-        print(f"[gcpo] task {task.name}: skipped {task.skipped_rows} bad rows (task.skip_bad_rows=true)", flush=True)
+    task = fit_rows(cfg, load_task(cfg.task, "train"), tokenizer, max_model_len)
     verifier_pool = verifier_pool or VerifierPool.from_config(cfg.task)
     if cfg.task.golden_model and any(it.golden is None for it in task.items):
         task = _fill_golden_answers(task, cfg, verifier_pool)
@@ -60,8 +74,11 @@ def _fill_golden_answers(task, cfg: RunConfig, verifier_pool):
     return task
 
 
-def held_out_tasks(cfg: RunConfig) -> list:
-    """The held-out tasks a run evaluates on (built once; none when `trainer.eval_every` is 0)."""
+def held_out_tasks(cfg: RunConfig, tokenizer, max_model_len: int | None) -> list:
+    """The held-out tasks a run evaluates on (built once; none when `trainer.eval_every` is 0), without the rows
+    that cannot fit the context (see `fit_rows`)."""
     from gcpo.tasks.loading import held_out_tasks as load_held_out
 
-    return load_held_out(cfg.task) if cfg.trainer.eval_every > 0 else []
+    if cfg.trainer.eval_every <= 0:
+        return []
+    return [fit_rows(cfg, task, tokenizer, max_model_len) for task in load_held_out(cfg.task)]

@@ -112,7 +112,8 @@ def step_with_grad_norm(policy_engine) -> float:
     """
     if policy_engine.zero_optimization_stage() == 0:
         grads = [p.grad.detach().float() for p in policy_engine.module.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() if grads else 0.0
+        norms = [torch.linalg.vector_norm(g) for g in grads]
+        norm = torch.linalg.vector_norm(torch.stack(norms)).item() if grads else 0.0
         policy_engine.step()
         return norm
     policy_engine.step()

@@ -70,8 +70,9 @@ class Rank0Driver(FollowerDriver):
         self.verifier_pool = None
         try:
             self.verifier_pool = VerifierPool.from_config(cfg.task)
-            self.data = build_training_data(cfg, tokenizer, self.verifier_pool)
-            self.held_out = held_out_tasks(cfg)
+            context = self.rollout_engine.max_model_len
+            self.data = build_training_data(cfg, tokenizer, self.verifier_pool, max_model_len=context)
+            self.held_out = held_out_tasks(cfg, tokenizer, context)
             self.logger = self._logger(run, restored)
         except BaseException:
             self.close()

@@ -184,7 +184,8 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
     a, world_size = cfg.algorithm, world()[1]
     rows = [r for g in mini for r in train.groups[g]]
     on_rollouts = objective.trains_on == "rollouts"
-    correct = batch.correct[mini].bool() if (mini and on_rollouts) else torch.zeros(0, batch.group_size, dtype=torch.bool)
+    correct = (batch.correct[mini].bool() if (mini and on_rollouts)
+               else torch.zeros(0, batch.group_size, dtype=torch.bool))
     mini_rows = MiniRows([train.responses[r] for r in rows], correct, cfg.rollout.max_new_tokens)
     normalizer = all_reduce(objective.normalizer(mini_rows, a).reshape(1))[0]
     sft_normalizer = None
