@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import RunConfig, loggable, redact, to_flat_dict
+from gcpo.console import is_verbose
 from gcpo.sweeps.space import KEEP_CHECKPOINTS, SearchSpace, Spec, load_space, trial_config
 
 TRIAL_DRIVER_CPUS = 0.5  # the Tune trial actor only drives its Train run
@@ -273,7 +274,7 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
             tune_config=_tune_config(space, _reports_per_run(cfg), concurrent),
             run_config=tune.RunConfig(name="tune", storage_path=str(root),
                                       failure_config=tune.FailureConfig(max_failures=space.max_failures),
-                                      verbose=1),
+                                      verbose=1 if is_verbose() else 0),  # Tune's status tables
         )
     grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors  # Tune returns normally when interrupted
