@@ -9,8 +9,9 @@ the template call and does not depend on that call's return type, which changed 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
+from gcpo.algorithms.choices import GuidanceNegative
 from gcpo.tasks.types import TaskItem
 
 SYSTEM_PROMPT = (
@@ -39,7 +40,7 @@ def render_prompts(tokenizer: Any, items: Sequence[TaskItem], system_prompt: str
 NEGATIVE_INSTRUCTION = "Answer this question incorrectly: give a wrong final value on purpose."
 
 
-def negative_item(item: TaskItem, mode: Literal["wrong", "empty"]) -> TaskItem:
+def negative_item(item: TaskItem, mode: GuidanceNegative) -> TaskItem:
     """The item behind the guidance-contrastive *negative* prompt (docs/algorithms.md): `wrong` appends
     `NEGATIVE_INSTRUCTION` to the question; `empty` removes the question (the user turn is empty)."""
     if mode == "wrong":
@@ -49,7 +50,7 @@ def negative_item(item: TaskItem, mode: Literal["wrong", "empty"]) -> TaskItem:
     raise ValueError(f"algorithm.guidance_negative must be 'wrong' or 'empty', got {mode!r}")
 
 
-def render_negative_prompts(tokenizer: Any, items: Sequence[TaskItem], mode: Literal["wrong", "empty"],
+def render_negative_prompts(tokenizer: Any, items: Sequence[TaskItem], mode: GuidanceNegative,
                             system_prompt: str = SYSTEM_PROMPT) -> list[list[int]]:
     """Negative-prompt token ids for each item, rendered exactly like `render_prompts` (same system prompt)."""
     return render_prompts(tokenizer, [negative_item(item, mode) for item in items], system_prompt)
