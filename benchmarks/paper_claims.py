@@ -1,4 +1,4 @@
-"""The evidence study: the papers' claims at laptop scale (README "Results").
+"""The evidence study: the papers' claims at laptop scale (docs/results.md).
 
 Two sweeps at one budget (the `base` of `search_spaces/paper_claims.yaml`: steps, evaluation interval, held-out
 size), on the default model and task unless overridden:

@@ -1,6 +1,7 @@
 """`gcpo.packing.shared_prefix_logprobs` is the padded `gcpo.logprobs.response_logprobs` computed with one copy of
-each prompt: same per-token log-probs (5e-5 max, 1e-6 mean), same entropy (5e-5 max, 5e-6 mean), same gradients (relative norm of the
-difference 1e-4, overall and per parameter tensor), on the tiny random Llama with sdpa and eager attention."""
+each prompt: same per-token log-probs (5e-5 max, 1e-6 mean), same entropy (5e-5 max, 5e-6 mean), same gradients
+(relative norm of the difference 1e-4, overall and per parameter tensor), on the tiny random Llama with sdpa and
+eager attention."""
 
 from __future__ import annotations
 

@@ -20,10 +20,14 @@ Choices, stated once:
 - **Layout of several groups in one forward: one group per row (default).** Rows are padded to the longest;
   the alternative, `padding_free=True`, concatenates all the forward's groups into ONE row with a
   block-diagonal mask (position ids restart per group). Without a variable-length attention kernel the 4-D mask
-  is dense, so padding-free pays attention over (sum of lengths)^2 instead of rows x (row length)^2; measured on
-  SmolLM2-135M fp32 on CPU (8 groups x G=4, ~70-token prompts, 20-64-token responses: rows of ~150-330 tokens)
-  the row layout was faster (see benchmarks/shared_prefix.py), and it keeps the memory of the mask at
-  B x L^2 instead of S^2. Padding-free is kept as an option for short groups, where one row wastes little.
+  is dense, so padding-free pays attention over S^2 (S = sum of lengths) instead of B x L^2 (B rows of padded
+  length L), and its mask takes S^2 memory (a float eager mask of 20k tokens is 1.6 GB). Measured on
+  SmolLM2-135M fp32, 2 shared CPU cores, 8 groups x G=4, 66-74-token prompts, 20-64-token responses (2192 token
+  slots as rows vs 1931 padding-free): forward only, best of 4, 2.6-2.7 s as rows vs 3.4-8.1 s padding-free;
+  forward + backward (benchmarks/shared_prefix.py, one noisy run) best 7.1 s vs 9.7 s, medians 12.0 vs 11.2 s,
+  against 27.6 s best / 40.0 s median for the padded forward. By FLOPs rows is ~20% cheaper here (attention
+  ~41 vs ~258 GFLOP forward, linear layers ~465 vs ~410). Padding-free is kept as an option: it wins when
+  groups are short and of very different lengths (little attention, much padding).
 - **Rows are aligned on the prompt's last token**: the prompt is right-aligned to a common column K (left
   padding) and the responses follow it (right padding). Every position that predicts a response token then lies
   at column >= K in every row, so `logits_to_keep = L - K` (an int slice, as `response_logprobs` uses) keeps no
@@ -232,7 +236,7 @@ def shared_prefix_logprobs(
     does for the flattened rows (N = total responses in group order, T = longest response, at least 1): a
     drop-in replacement (`group_consecutive` turns its flat rows into groups). Gradients flow through `logp` when
     grad is enabled; entropy is computed without grad. `max_tokens`: see `plan_forwards`; `padding_free`: all
-    of a forward's groups in one row (module docstring: the default, one group per row, was faster).
+    of a forward's groups in one row (module docstring: the default, one group per row, measured faster).
     """
     device = next(model.parameters()).device
     responses = [r for _, rs in groups for r in rs]

@@ -1,6 +1,6 @@
 """Optuna + ASHA on the tiny model, in a Ray runtime of its own with room to spare: trials ASHA stops were seen
-to leave CPUs reserved (a later trial waited for them; README, known limitation), so this runtime has 16 logical
-CPUs while trials still run one at a time."""
+to leave CPUs reserved (a later trial waited for them; docs/sweeps.md, "How a sweep runs"), so this runtime has
+16 logical CPUs while trials still run one at a time."""
 
 import pytest
 

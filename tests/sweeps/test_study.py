@@ -1,5 +1,5 @@
 """The evidence study (`benchmarks/paper_claims.py`) in its smoke form on the tiny model, so the study that
-produces the README's Results cannot rot: every method arm trains, reaches MLflow on a real server, and the
+produces docs/results.md cannot rot: every method arm trains, reaches MLflow on a real server, and the
 report (tables, CSVs, plots, study.json) is written."""
 
 import importlib.util

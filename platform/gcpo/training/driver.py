@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from gcpo.config import RunConfig, dump_yaml, to_flat_dict
+from gcpo.config import RunConfig, dump_yaml, loggable, to_flat_dict
 from gcpo.training.checkpoint import Restored
 from gcpo.training.data import build_training_data, held_out_tasks
 from gcpo.training.sampler import PromptSampler
@@ -88,12 +88,13 @@ class Rank0Driver(FollowerDriver):
 
         cfg = self.cfg
         logger = TrainingRunLogger(
-            cfg.tracking.uri, cfg.tracking.experiment, run_name=run["run_name"], params=to_flat_dict(cfg),
+            cfg.tracking.uri, cfg.tracking.experiment, run_name=run["run_name"],
+            params=to_flat_dict(loggable(cfg)),  # a password in a URI shows as ***
             run_id=restored.mlflow_run_id or run.get("mlflow_run_id"), parent_run_id=run.get("parent_run_id"),
             tags={"gcpo.preset": str(cfg.preset), "gcpo.run_name": run["run_name"]},
         )
         if restored.step == 0:
-            logger.log_text(dump_yaml(cfg), "config.yaml")
+            logger.log_text(dump_yaml(loggable(cfg)), "config.yaml")
         return logger
 
     @property
