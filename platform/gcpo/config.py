@@ -148,6 +148,11 @@ class TrainerConfig:
     epochs: int = 1
     mini_batches: int = 1
     micro_batch_size: int = 8
+    # The G responses of a group attend to one copy of their prompt in the update's forward and backward passes
+    # (`gcpo.packing`: the prompt runs once per group, not G times). Proven equal to the padded forward (log-probs,
+    # gradients) for every loss at ZeRO 0/2/3 by tests/training/test_shared_prefix.py; off by default until the
+    # remaining checks of issue #19 (2 data-parallel workers, the step benchmark) are done.
+    shared_prefix: bool = False
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     # A custom Ray resource that pins training workers to their node group (e.g. "trainer_gpu"); each worker asks

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from gcpo.logprobs import response_logprobs
+from gcpo.packing import group_consecutive, shared_prefix_logprobs
 
 DUMMY_PROMPT, DUMMY_RESPONSE = [0], [0]
 
@@ -40,13 +41,18 @@ def micro_batches(group_rows: Sequence[Sequence[int]], prompts, responses, group
     return out
 
 
-def forward_logprobs(module, micro: Micro, pad_id: int, micro_batch_size: int, with_entropy: bool = False):
-    """(logp, mask, entropy) of a micro-batch's responses; an empty one runs a 1-token dummy pass (mask 0) for the
-    collectives."""
+def forward_logprobs(module, micro: Micro, pad_id: int, micro_batch_size: int, with_entropy: bool = False,
+                     shared_prefix: bool = False):
+    """(logp, mask, entropy) of a micro-batch's responses, in one forward pass; an empty micro-batch runs a 1-token
+    dummy pass (mask 0) for the collectives. `shared_prefix` (`trainer.shared_prefix`): consecutive rows with the
+    same prompt (a group) share one copy of it (`gcpo.packing.shared_prefix_logprobs`, the same numbers)."""
     if not micro.index:
         logp, mask, ent = response_logprobs(module, [DUMMY_PROMPT], [DUMMY_RESPONSE], pad_token_id=pad_id,
                                             micro_batch_size=1, with_entropy=with_entropy)
         return logp, mask * 0, ent
+    if shared_prefix:
+        groups = group_consecutive(micro.prompts, micro.responses)
+        return shared_prefix_logprobs(module, groups, pad_token_id=pad_id, with_entropy=with_entropy)
     return response_logprobs(module, micro.prompts, micro.responses, pad_token_id=pad_id,
                              micro_batch_size=max(micro_batch_size, len(micro.index)), with_entropy=with_entropy)
 

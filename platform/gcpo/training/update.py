@@ -21,6 +21,7 @@ Metrics are named totals (`Tally`), summed over micro-batches and updates, and r
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -160,6 +161,8 @@ def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tall
     """One no-grad pass over this rank's rollouts: old log-probs (unless fused into the update), entropy and the
     sync check; the reference model's log-probs (KL on); the log-probs under the negative prompts (guidance)."""
     t = cfg.trainer
+    forward = functools.partial(forward_logprobs, pad_id=pad_id, micro_batch_size=t.micro_batch_size,
+                                shared_prefix=t.shared_prefix)
     rows = rollout_rows(batch, t.micro_batch_size)
     count = equal_chunks(len(rows.groups), rows.groups_per_micro)
     scores = RowLogprobs()
@@ -167,14 +170,13 @@ def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tall
         for micro in micro_batches(list(rows.groups.values()), rows.prompts, rows.responses, rows.groups_per_micro,
                                    count):
             if not fused:
-                logp, mask, ent = forward_logprobs(policy_engine, micro, pad_id, t.micro_batch_size, with_entropy=True)
+                logp, mask, ent = forward(policy_engine, micro, with_entropy=True)
                 _observe(tally, batch, micro, logp, mask, ent, scores.old)
             if ref_model is not None:
-                scores.ref.update(_rows_of(forward_logprobs(ref_model, micro, pad_id, t.micro_batch_size)[0], micro))
+                scores.ref.update(_rows_of(forward(ref_model, micro)[0], micro))
             if batch.negative_prompts is not None:
                 negative = micro.with_prompts(batch.negative_prompts)
-                scores.negative.update(
-                    _rows_of(forward_logprobs(policy_engine, negative, pad_id, t.micro_batch_size)[0], micro))
+                scores.negative.update(_rows_of(forward(policy_engine, negative)[0], micro))
     return scores
 
 
@@ -199,7 +201,7 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
     for k, micro in enumerate(micros):
         policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
         logp, mask, ent = forward_logprobs(policy_engine, micro, pad_id, cfg.trainer.micro_batch_size,
-                                           with_entropy=fused)
+                                           with_entropy=fused, shared_prefix=cfg.trainer.shared_prefix)
         if fused:
             _observe(tally, batch, micro, logp, mask, ent, scores.old)
         if not micro.index:

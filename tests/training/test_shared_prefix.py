@@ -1,0 +1,151 @@
+"""`trainer.shared_prefix`: the update with a group's prompt run once equals the padded update, loss by loss and at
+ZeRO stages 0, 2 and 3 (tiny model, real DeepSpeed engines). The full gradient is read at the moment the optimiser
+would step (`deepspeed.utils.safe_get_full_grad`, ZeRO-partitioned or not) and compared tensor by tensor."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from gcpo.config import load_config
+from gcpo.models import tiny_dir
+from gcpo.rollout import build_engine, sampling_settings
+from gcpo.training.data import build_training_data
+from gcpo.training.deepspeed_policy import build_policy
+from gcpo.training.rollouts import collect_step_batch
+from gcpo.training.sampler import PromptSampler
+from gcpo.training.update import update_policy
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("single_process_group")]
+
+TINY = ["model.name=tiny", "rollout.backend=transformers", "rollout.prompts_per_step=3", "rollout.group_size=4",
+        "rollout.max_new_tokens=8", "task.train_size=8", "task.eval_size=2", "trainer.lr=1e-3",
+        "trainer.micro_batch_size=8"]
+# preset -> extra overrides: every loss kind and every input the loss reads (KL's reference model, the sequence
+# ratio, plain PG with alpha, the contrast, golden rows, the negative prompts); two epochs so ratios leave 1
+CASES = {
+    "grpo": ["trainer.epochs=2"],
+    "gspo": ["trainer.epochs=2", "trainer.mini_batches=2"],
+    "gpg": [],
+    "conspo": [],
+    "ga_sft": [],
+    "guidance": [],
+    "gcpo": ["algorithm.sft_coef=0.5"],
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir())
+
+
+def step_batch(preset, tokenizer, extra=()):
+    cfg = load_config(preset=preset, overrides=TINY + CASES[preset] + list(extra))
+    data = build_training_data(cfg, tokenizer)
+    batch, _, _ = collect_step_batch(build_engine(cfg.rollout, tiny_dir()), data, PromptSampler(8, seed=0), cfg,
+                                     sampling_settings(cfg.rollout), step=0)
+    g_size = cfg.rollout.group_size
+    # a random tiny model is never right: make every input the losses read non-trivial
+    correct = torch.zeros(batch.num_groups, g_size, dtype=torch.bool)
+    correct[0, :2] = True
+    golden = [data.golden_ids[i] for i in range(batch.num_groups)]
+    return cfg, dataclasses.replace(
+        batch, advantages=torch.linspace(-1, 1, len(batch.responses)), correct=correct,
+        is_golden=torch.eye(batch.num_groups, g_size, dtype=torch.bool),
+        golden_prompts=[batch.prompts[g * g_size] for g in range(batch.num_groups)], golden_responses=golden)
+
+
+def gradients_and_metrics(cfg, batch, tokenizer, *, shared_prefix, zero_stage, pad_id=None):
+    from deepspeed.utils import safe_get_full_grad
+    from transformers import AutoModelForCausalLM
+
+    trainer = dataclasses.replace(cfg.trainer, shared_prefix=shared_prefix, zero_stage=zero_stage)
+    cfg = dataclasses.replace(cfg, trainer=trainer)
+    torch.manual_seed(0)
+    policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), trainer, "float32")
+    ref_model = None
+    if cfg.algorithm.kl_coef > 0:
+        ref_model = AutoModelForCausalLM.from_pretrained(tiny_dir()).eval().requires_grad_(False)
+    grads, step = [], policy_engine.step
+
+    def capture_then_step():
+        grads.append({n: safe_get_full_grad(p).detach().clone() for n, p in policy_engine.module.named_parameters()})
+        step()
+
+    policy_engine.step = capture_then_step
+    pad_id = tokenizer.pad_token_id if pad_id is None else pad_id
+    metrics = update_policy(policy_engine, batch, cfg, step=3, pad_id=pad_id, ref_model=ref_model)
+    return grads, metrics
+
+
+def rel(a, b):
+    return (a - b).norm().item() / max(b.norm().item(), 1e-12)
+
+
+@pytest.mark.parametrize("preset, zero_stage", [(p, 0) for p in CASES] + [("grpo", 2), ("conspo", 2), ("grpo", 3),
+                                                                          ("ga_sft", 3)])
+def test_shared_prefix_update_equals_the_padded_update(tokenizer, preset, zero_stage):
+    cfg, batch = step_batch(preset, tokenizer)
+    padded, m_padded = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=zero_stage)
+    shared, m_shared = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=True, zero_stage=zero_stage)
+    assert len(padded) == len(shared) == cfg.trainer.epochs * cfg.trainer.mini_batches
+    for g_padded, g_shared in zip(padded, shared):  # every optimiser update, the later ones on moved weights
+        flat_p = torch.cat([g.flatten() for g in g_padded.values()])
+        flat_s = torch.cat([g_shared[n].flatten() for n in g_padded])
+        assert flat_p.norm() > 0
+        assert rel(flat_s, flat_p) < 1e-4
+        worst = max((rel(g_shared[n], g) for n, g in g_padded.items() if g.norm() > 1e-8 * flat_p.norm()))
+        assert worst < 1e-4, worst
+    for key in ("loss/policy", "grad/norm", "policy/entropy", "sync/logprob_abs_diff"):
+        assert m_shared[key] == pytest.approx(m_padded[key], rel=1e-4, abs=1e-6), key
+
+
+def _dp_worker(rank, port, cfg, batch, pad_id, out):
+    """One of two gloo ranks: the shared-prefix update on its shard at ZeRO-2; rank 0 reports the full gradients."""
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo")
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    grads, metrics = gradients_and_metrics(cfg, batch, None, shared_prefix=True, zero_stage=2, pad_id=pad_id)
+    if rank == 0:  # as numpy arrays: pickled by value (a torch tensor would travel as a handle to this process)
+        out.put(([{n: g.numpy() for n, g in update.items()} for update in grads], metrics))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_two_shared_prefix_workers_match_one_padded_process(tokenizer, free_port):
+    """Two data-parallel ranks (ZeRO-2, each its shard of whole groups, shared prefix) give the gradient of one
+    padded process (ZeRO-0) at every update, KL's reference model and a second epoch included."""
+    import queue
+
+    import torch.multiprocessing as mp
+
+    cfg, batch = step_batch("grpo", tokenizer, extra=["rollout.prompts_per_step=4"])
+    single, m_single = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=0)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_dp_worker, args=(r, free_port, cfg, batch, tokenizer.pad_token_id, out))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        parallel, m_parallel = out.get(timeout=300)
+    except queue.Empty:
+        for p in procs:
+            p.kill()
+        pytest.fail(f"no result from the gloo workers; exit codes {[p.exitcode for p in procs]} (see stderr)")
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(single) == len(parallel) == 2
+    for g_single, g_parallel in zip(single, parallel):
+        flat_1 = torch.cat([g.flatten() for g in g_single.values()])
+        flat_2 = torch.cat([torch.from_numpy(g_parallel[n]).flatten() for n in g_single])
+        assert flat_1.norm() > 0 and rel(flat_2, flat_1) < 1e-4
+    for key in ("loss/policy", "grad/norm", "policy/entropy", "kl/mean"):
+        assert m_parallel[key] == pytest.approx(m_single[key], rel=1e-4, abs=1e-6), key
