@@ -153,6 +153,9 @@ class TrainerConfig:
     # gradients) for every loss at ZeRO 0/2/3 by tests/training/test_shared_prefix.py; off by default until the
     # remaining checks of issue #19 (2 data-parallel workers, the step benchmark) are done.
     shared_prefix: bool = False
+    # > 0: micro-batches of as many whole groups as fit this many token slots (padding included; a larger group
+    # goes alone) instead of `micro_batch_size` rows, so memory is bounded by tokens. 0 = `micro_batch_size` rows.
+    max_tokens_per_micro: int = 0
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     # A custom Ray resource that pins training workers to their node group (e.g. "trainer_gpu"); each worker asks
@@ -307,6 +310,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.keep_checkpoints >= 1, "trainer.keep_checkpoints", f"must be >= 1 (the latest is needed to resume), "
                                                               f"got {t.keep_checkpoints}")
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
+    need(t.max_tokens_per_micro >= 0, "trainer.max_tokens_per_micro",
+         f"must be >= 0 (0 = micro-batches of trainer.micro_batch_size rows), got {t.max_tokens_per_micro}")
     need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
     need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")
 

@@ -1,5 +1,6 @@
 """`trainer.shared_prefix`: the update with a group's prompt run once equals the padded update, loss by loss and at
-ZeRO stages 0, 2 and 3 (tiny model, real DeepSpeed engines). The full gradient is read at the moment the optimiser
+ZeRO stages 0, 2 and 3 (tiny model, real DeepSpeed engines); so do micro-batches cut by a token budget
+(`trainer.max_tokens_per_micro`). The full gradient is read at the moment the optimiser
 would step (`deepspeed.utils.safe_get_full_grad`, ZeRO-partitioned or not) and compared tensor by tensor."""
 
 import dataclasses
@@ -57,11 +58,12 @@ def step_batch(preset, tokenizer, extra=()):
         golden_prompts=[batch.prompts[g * g_size] for g in range(batch.num_groups)], golden_responses=golden)
 
 
-def gradients_and_metrics(cfg, batch, tokenizer, *, shared_prefix, zero_stage, pad_id=None):
+def gradients_and_metrics(cfg, batch, tokenizer, *, shared_prefix, zero_stage, pad_id=None, max_tokens=0):
     from deepspeed.utils import safe_get_full_grad
     from transformers import AutoModelForCausalLM
 
-    trainer = dataclasses.replace(cfg.trainer, shared_prefix=shared_prefix, zero_stage=zero_stage)
+    trainer = dataclasses.replace(cfg.trainer, shared_prefix=shared_prefix, zero_stage=zero_stage,
+                                  max_tokens_per_micro=max_tokens)
     cfg = dataclasses.replace(cfg, trainer=trainer)
     torch.manual_seed(0)
     policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), trainer, "float32")
@@ -84,22 +86,39 @@ def rel(a, b):
     return (a - b).norm().item() / max(b.norm().item(), 1e-12)
 
 
+def compare(first, second):
+    """Every optimiser update's full gradient, overall and per parameter tensor, within 1e-4 relative norm."""
+    assert len(first) == len(second)
+    for g_first, g_second in zip(first, second):
+        flat_1 = torch.cat([g.flatten() for g in g_first.values()])
+        flat_2 = torch.cat([torch.as_tensor(g_second[n]).flatten() for n in g_first])
+        assert flat_1.norm() > 0 and rel(flat_2, flat_1) < 1e-4
+        worst = max(rel(torch.as_tensor(g_second[n]), g) for n, g in g_first.items() if g.norm() > 1e-8 * flat_1.norm())
+        assert worst < 1e-4, worst
+
+
 @pytest.mark.parametrize("preset, zero_stage", [(p, 0) for p in CASES] + [("grpo", 2), ("conspo", 2), ("grpo", 3),
                                                                           ("ga_sft", 3)])
 def test_shared_prefix_update_equals_the_padded_update(tokenizer, preset, zero_stage):
     cfg, batch = step_batch(preset, tokenizer)
     padded, m_padded = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=zero_stage)
     shared, m_shared = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=True, zero_stage=zero_stage)
-    assert len(padded) == len(shared) == cfg.trainer.epochs * cfg.trainer.mini_batches
-    for g_padded, g_shared in zip(padded, shared):  # every optimiser update, the later ones on moved weights
-        flat_p = torch.cat([g.flatten() for g in g_padded.values()])
-        flat_s = torch.cat([g_shared[n].flatten() for n in g_padded])
-        assert flat_p.norm() > 0
-        assert rel(flat_s, flat_p) < 1e-4
-        worst = max((rel(g_shared[n], g) for n, g in g_padded.items() if g.norm() > 1e-8 * flat_p.norm()))
-        assert worst < 1e-4, worst
+    assert len(padded) == cfg.trainer.epochs * cfg.trainer.mini_batches
+    compare(padded, shared)  # every optimiser update, the later ones on moved weights
     for key in ("loss/policy", "grad/norm", "policy/entropy", "sync/logprob_abs_diff"):
         assert m_shared[key] == pytest.approx(m_padded[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("shared_prefix, zero_stage", [(False, 0), (True, 3)], ids=["padded-zero0", "shared-zero3"])
+def test_a_token_budget_changes_the_passes_not_the_update(tokenizer, shared_prefix, zero_stage):
+    """Micro-batches of at most 120 token slots (more passes, less padding) give the update of fixed micro-batches."""
+    cfg, batch = step_batch("grpo", tokenizer)
+    fixed, m_fixed = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=0)
+    budget, m_budget = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=shared_prefix,
+                                             zero_stage=zero_stage, max_tokens=120)
+    compare(fixed, budget)
+    assert 0 <= m_budget["batch/pad_frac"] < m_fixed["batch/pad_frac"] < 1
+    assert m_budget["loss/policy"] == pytest.approx(m_fixed["loss/policy"], rel=1e-4, abs=1e-6)
 
 
 def _dp_worker(rank, port, cfg, batch, pad_id, out):
@@ -142,10 +161,7 @@ def test_two_shared_prefix_workers_match_one_padded_process(tokenizer, free_port
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    assert len(single) == len(parallel) == 2
-    for g_single, g_parallel in zip(single, parallel):
-        flat_1 = torch.cat([g.flatten() for g in g_single.values()])
-        flat_2 = torch.cat([torch.from_numpy(g_parallel[n]).flatten() for n in g_single])
-        assert flat_1.norm() > 0 and rel(flat_2, flat_1) < 1e-4
+    assert len(single) == 2
+    compare(single, parallel)
     for key in ("loss/policy", "grad/norm", "policy/entropy", "kl/mean"):
         assert m_parallel[key] == pytest.approx(m_single[key], rel=1e-4, abs=1e-6), key

@@ -5,8 +5,6 @@ Data-parallel contract: every rank calls the same collectives in the same order 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 
@@ -30,10 +28,9 @@ def all_reduce(value: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     return value
 
 
-def equal_chunks(count: int, size: int) -> int:
-    """The number of micro-batches every rank runs: the max over ranks of ceil(count / size)."""
-    local = torch.tensor(float(math.ceil(count / size)))
-    return int(all_reduce(local, dist.ReduceOp.MAX).item())
+def max_over_ranks(count: int) -> int:
+    """The largest of every rank's `count` (e.g. the number of micro-batches every rank runs)."""
+    return int(all_reduce(torch.tensor(float(count)), dist.ReduceOp.MAX).item())
 
 
 def broadcast_object(obj, src: int = 0):

@@ -1,6 +1,6 @@
 """Micro-batches of whole groups, and their forward pass through the policy (or the reference model).
 
-Every rank runs the same number of micro-batches (`gcpo.training.distributed.equal_chunks`); a rank short of
+Every rank runs the same number of micro-batches (`gcpo.training.distributed.max_over_ranks`); a rank short of
 groups runs empty ones, whose forward is a 1-token dummy pass with weight 0, so ZeRO-3's parameter gathers and
 ZeRO-2's gradient reductions stay matched across ranks.
 """
@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from gcpo.logprobs import response_logprobs
-from gcpo.packing import group_consecutive, shared_prefix_logprobs
+from gcpo.packing import forward_tokens, group_consecutive, shared_prefix_logprobs
 
 DUMMY_PROMPT, DUMMY_RESPONSE = [0], [0]
 
@@ -31,12 +31,49 @@ class Micro:
         return Micro([list(prompts[r]) for r in self.index], self.responses, self.index)
 
 
-def micro_batches(group_rows: Sequence[Sequence[int]], prompts, responses, groups_per_micro: int,
-                  count: int) -> list[Micro]:
-    """Split the shard's groups into exactly `count` micro-batches (trailing ones empty when short)."""
+def forward_slots(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], shared_prefix: bool) -> int:
+    """Token slots (padding included) of one forward over these rows: rows x the longest prompt + response, or,
+    with `shared_prefix`, the packed groups' (`gcpo.packing.forward_tokens`). What `trainer.max_tokens_per_micro`
+    bounds."""
+    if not responses:
+        return 0
+    if shared_prefix:
+        return forward_tokens(group_consecutive(prompts, responses))
+    return len(responses) * max(len(p) + len(r) for p, r in zip(prompts, responses))
+
+
+def real_tokens(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], shared_prefix: bool) -> int:
+    """The tokens one forward over these rows computes that are not padding (a shared prompt counts once)."""
+    if shared_prefix:
+        return sum(len(p) + sum(len(r) for r in rs) for p, rs in group_consecutive(prompts, responses))
+    return sum(len(p) + len(r) for p, r in zip(prompts, responses))
+
+
+def split_groups(group_rows: Sequence[Sequence[int]], prompts, responses, *, groups_per_micro: int,
+                 max_tokens: int = 0, shared_prefix: bool = False) -> list[list[Sequence[int]]]:
+    """This rank's groups (each a list of row indices) cut into micro-batches, in order: `groups_per_micro` groups
+    each (`max_tokens` 0), or as many consecutive groups as fit `max_tokens` token slots (`forward_slots`; a group
+    larger than the budget goes alone)."""
+    if max_tokens <= 0:
+        return [list(group_rows[k : k + groups_per_micro]) for k in range(0, len(group_rows), groups_per_micro)]
+    chunks: list[list[Sequence[int]]] = []
+    for rows in group_rows:
+        candidate = (chunks[-1] if chunks else []) + [rows]
+        flat = [r for g in candidate for r in g]
+        if chunks and forward_slots([prompts[r] for r in flat], [responses[r] for r in flat],
+                                    shared_prefix) <= max_tokens:
+            chunks[-1] = candidate
+        else:
+            chunks.append([rows])
+    return chunks
+
+
+def micro_batches(chunks: Sequence[Sequence[Sequence[int]]], prompts, responses, count: int) -> list[Micro]:
+    """The micro-batches of `split_groups`' chunks, exactly `count` of them (trailing ones empty when short: every
+    rank runs the same number of passes)."""
     out = []
     for k in range(count):
-        rows = [r for g in group_rows[k * groups_per_micro : (k + 1) * groups_per_micro] for r in g]
+        rows = [r for g in (chunks[k] if k < len(chunks) else []) for r in g]
         out.append(Micro([prompts[r] for r in rows], [responses[r] for r in rows], rows))
     return out
 

@@ -31,13 +31,22 @@ import torch
 from gcpo.algorithms import sft_loss
 from gcpo.config import RunConfig
 from gcpo.training.deepspeed_policy import current_lr, step_with_grad_norm
-from gcpo.training.distributed import all_reduce, equal_chunks, shard_groups, world
-from gcpo.training.microbatch import Micro, forward_logprobs, micro_batches, pad_like
+from gcpo.training.distributed import all_reduce, max_over_ranks, shard_groups, world
+from gcpo.training.microbatch import (
+    Micro,
+    forward_logprobs,
+    forward_slots,
+    micro_batches,
+    pad_like,
+    real_tokens,
+    split_groups,
+)
 from gcpo.training.objectives import MicroInputs, MiniRows, Objective, objective_for
 from gcpo.training.types import StepBatch
 
 # The update's own totals; each objective adds its own (`Objective.totals`).
-_COMMON_TOTALS = ("loss", "sft_term", "micro_batches", "entropy_sum", "entropy_tokens", "gen_diff_sum", "gen_tokens")
+_COMMON_TOTALS = ("loss", "sft_term", "micro_batches", "entropy_sum", "entropy_tokens", "gen_diff_sum", "gen_tokens",
+                  "token_slots", "real_tokens")
 
 
 class Tally:
@@ -100,7 +109,8 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     """Recompute old (and reference, negative-prompt) log-probs, then epochs x mini-batches of updates.
 
     Returns metrics already reduced over ranks: loss/policy, policy/entropy, grad/norm, lr,
-    sync/logprob_abs_diff(_max), time/old_logprobs_s, loss/sft (loss sft or sft_coef > 0), and the objective's
+    sync/logprob_abs_diff(_max), time/old_logprobs_s, batch/pad_frac (the padding share of the training passes'
+    token slots), loss/sft (loss sft or sft_coef > 0), and the objective's
     own (clipped: policy/clip_frac, policy/ratio_mean, kl/mean when KL is on; conspo: conspo/*).
     """
     a, t = cfg.algorithm, cfg.trainer
@@ -126,6 +136,7 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
         "loss/policy": totals["loss"] / updates,
         "grad/norm": sum(grad_norms) / updates,
         "lr": current_lr(policy_engine, t.lr),
+        "batch/pad_frac": 1.0 - totals["real_tokens"] / max(totals["token_slots"], 1.0),
     })
     if a.sft_coef > 0:
         metrics["loss/sft"] = totals["sft_term"] / updates
@@ -164,11 +175,10 @@ def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tall
     forward = functools.partial(forward_logprobs, pad_id=pad_id, micro_batch_size=t.micro_batch_size,
                                 shared_prefix=t.shared_prefix)
     rows = rollout_rows(batch, t.micro_batch_size)
-    count = equal_chunks(len(rows.groups), rows.groups_per_micro)
+    chunks = _chunks(list(rows.groups.values()), rows, t)
     scores = RowLogprobs()
     with torch.no_grad():
-        for micro in micro_batches(list(rows.groups.values()), rows.prompts, rows.responses, rows.groups_per_micro,
-                                   count):
+        for micro in micro_batches(chunks, rows.prompts, rows.responses, max_over_ranks(len(chunks))):
             if not fused:
                 logp, mask, ent = forward(policy_engine, micro, with_entropy=True)
                 _observe(tally, batch, micro, logp, mask, ent, scores.old)
@@ -178,6 +188,13 @@ def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tall
                 negative = micro.with_prompts(batch.negative_prompts)
                 scores.negative.update(_rows_of(forward(policy_engine, negative)[0], micro))
     return scores
+
+
+def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
+    """This rank's groups cut into micro-batches (`trainer.micro_batch_size` rows, or `trainer.max_tokens_per_micro`
+    token slots)."""
+    return split_groups(group_rows, rows.prompts, rows.responses, groups_per_micro=rows.groups_per_micro,
+                        max_tokens=t.max_tokens_per_micro, shared_prefix=t.shared_prefix)
 
 
 def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepBatch, scores: RowLogprobs,
@@ -194,10 +211,9 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
     if a.sft_coef > 0:  # tokens of the mini-batch's injected golden answers, over all ranks
         golden = batch.is_golden.flatten()
         sft_normalizer = all_reduce(torch.tensor([float(sum(len(train.responses[r]) for r in rows if golden[r]))]))[0]
+    chunks = _chunks([train.groups[g] for g in mini], train, cfg.trainer)
     # at least one (dummy) pass: DeepSpeed cannot step without a backward (e.g. ga_sft with nothing to imitate)
-    count = max(1, equal_chunks(len(mini), train.groups_per_micro))
-    micros = micro_batches([train.groups[g] for g in mini], train.prompts, train.responses, train.groups_per_micro,
-                           count)
+    micros = micro_batches(chunks, train.prompts, train.responses, max(1, max_over_ranks(len(chunks))))
     for k, micro in enumerate(micros):
         policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
         logp, mask, ent = forward_logprobs(policy_engine, micro, pad_id, cfg.trainer.micro_batch_size,
@@ -207,6 +223,8 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
         if not micro.index:
             loss = (logp * mask).sum()  # zero, but touches every parameter for the collectives
         else:
+            tally.add("token_slots", forward_slots(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
+            tally.add("real_tokens", real_tokens(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
             inputs = _micro_inputs(logp, mask, micro, batch, scores, on_rollouts, normalizer, step,
                                    cfg.rollout.max_new_tokens)
             loss = _micro_loss(inputs, micro, batch, objective, cfg, tally, sft_normalizer)
