@@ -12,6 +12,10 @@ project environment on first use (`trl==1.16.0`); nothing else needs it.
 
     .venv/bin/python benchmarks/step.py [--prompts 4] [--group 4] [--max-new-tokens 64] [--steps 3]
                                         [--backend vllm] [--model smollm2-135m-instruct] [--skip-trl]
+                                        [--arms today,shared_prefix,token_budget,all]
+
+Our side runs once per arm, in one invocation, in this order: `today` (the padded forward, fixed micro-batches:
+`trainer.shared_prefix=false`, no token budget), each new feature alone, and all together (see `ARMS`).
 
 Writes benchmarks/results/step.json and step.md.
 """
@@ -29,6 +33,13 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# arm -> our extra overrides (issue #19: today's path, each feature alone, all together)
+ARMS: dict[str, list[str]] = {
+    "today": ["trainer.shared_prefix=false", "trainer.max_tokens_per_micro=0"],
+    "shared_prefix": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=0"],
+    "token_budget": ["trainer.shared_prefix=false", "trainer.max_tokens_per_micro=2048"],
+    "all": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048"],
+}
 BREAKDOWN = ["time/generate_s", "time/verify_s", "time/old_logprobs_s", "time/update_s", "time/sync_s", "time/step_s"]
 
 
@@ -40,7 +51,7 @@ def ensure_trl() -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "trl==1.16.0"], check=True)
 
 
-def run_ours(args, work: Path) -> dict:
+def run_ours(args, work: Path, arm: str) -> dict:
     from mlflow.tracking import MlflowClient
 
     from gcpo.cluster.runtime import init_ray
@@ -53,15 +64,15 @@ def run_ours(args, work: Path) -> dict:
         f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.stop=[]", f"trainer.steps={args.steps}",
         f"trainer.lr={args.lr}", f"trainer.micro_batch_size={args.group * args.prompts}", "trainer.eval_every=0",
         f"trainer.checkpoint_every={args.steps}", "tracking.log_rollouts_every=0",
-        f"tracking.uri=sqlite:///{work}/mlflow.db", "tracking.experiment=bench-step",
+        f"tracking.uri=sqlite:///{work}/mlflow.db", "tracking.experiment=bench-step", *ARMS[arm],
     ])
     init_ray(None, num_cpus=4)
     t0 = time.time()
-    outcome = fit(cfg, run_name="bench-step", base=work)
+    outcome = fit(cfg, run_name=f"bench-step-{arm}", base=work)
     wall = time.time() - t0
     client = MlflowClient(tracking_uri=outcome.tracking_uri)
     per_key = {k: [m.value for m in sorted(client.get_metric_history(outcome.mlflow_run_id, k), key=lambda m: m.step)]
-               for k in BREAKDOWN + ["rollout/tokens"]}
+               for k in BREAKDOWN + ["rollout/tokens", "batch/pad_frac"]}
     return {"per_step": per_key, "mean": {k: statistics.mean(v) for k, v in per_key.items() if v}, "wall_s": wall}
 
 
@@ -128,31 +139,50 @@ def main() -> None:
     parser.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"our arms, in order (first = the ratios' base): "
+                                                                f"{', '.join(ARMS)}")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gcpo-bench-step-"))
-    ours = run_ours(args, work)
     import ray
 
-    ray.shutdown()
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    ours = {}
+    for arm in args.arms.split(","):
+        print(f"[bench] ours, arm {arm}", flush=True)
+        ours[arm] = run_ours(args, work, arm)
+        ray.shutdown()
     trl = None if args.skip_trl else run_trl(args, work)
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
         "no GPU", "settings": vars(args), "ours": ours, "trl": trl,
+        "load_before": load_before, "load_after": Path("/proc/loadavg").read_text().split()[:3],
     }
-    lines = ["| phase | ours (s/step) |", "|---|---|"]
-    lines += [f"| {k.split('/')[1].removesuffix('_s')} | {ours['mean'].get(k, float('nan')):.2f} |" for k in BREAKDOWN]
-    if trl:
-        ratio = trl["mean_step_s"] / ours["mean"]["time/step_s"]
-        result["trl_over_ours"] = ratio
-        lines.append(f"| **TRL GRPOTrainer step** | {trl['mean_step_s']:.2f} |")
-        lines.append(f"| **speed-up (TRL time / our time)** | **{ratio:.2f}x** |")
-    md = (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
-          f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']}; {result['date']}.\n\n"
-          + "\n".join(lines) + "\n")
+    md = _table(args, result, ours, trl)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "step.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "step.md").write_text(md)
     print(md)
+
+
+def _table(args, result: dict, ours: dict, trl: dict | None) -> str:
+    """Per-phase seconds per step for every arm, and the ratios against the first arm (today's path) and TRL."""
+    arms = list(ours)
+    lines = ["| phase | " + " | ".join(f"{a} (s/step)" for a in arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for k in BREAKDOWN + ["batch/pad_frac"]:
+        name = k.split("/")[1].removesuffix("_s")
+        lines.append(f"| {name} | " + " | ".join(f"{ours[a]['mean'].get(k, float('nan')):.2f}" for a in arms) + " |")
+    base = ours[arms[0]]["mean"]["time/step_s"]
+    lines.append(f"| **step / {arms[0]}'s** | " + " | ".join(
+        f"**{ours[a]['mean']['time/step_s'] / base:.2f}x**" for a in arms) + " |")
+    if trl:
+        result["trl_over_ours"] = {a: trl["mean_step_s"] / ours[a]["mean"]["time/step_s"] for a in arms}
+        lines.append(f"| **TRL GRPOTrainer step** | {trl['mean_step_s']:.2f} |" + " |" * (len(arms) - 1))
+        lines.append("| **TRL time / our time** | " + " | ".join(
+            f"**{result['trl_over_ours'][a]:.2f}x**" for a in arms) + " |")
+    return (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
+            f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']}; {result['date']}; "
+            f"load average before {' '.join(result['load_before'])}, after {' '.join(result['load_after'])}.\n\n"
+            + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
