@@ -132,3 +132,31 @@ def kill_train_worker():
     yield start
     for thread in threads:
         thread.join(timeout=60)
+
+
+@pytest.fixture
+def two_gloo_ranks(free_port):
+    """`run(target, *args)`: start `target(rank, port, *args, out)` in two spawned processes (a gloo group of two
+    is theirs to make on `port`), return what rank 0 puts on `out`, and check both exit cleanly."""
+    import queue
+
+    import torch.multiprocessing as mp
+
+    def run(target, *args):
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=target, args=(rank, free_port, *args, out)) for rank in range(2)]
+        for p in procs:
+            p.start()
+        try:
+            result = out.get(timeout=300)
+        except queue.Empty:
+            for p in procs:
+                p.kill()
+            pytest.fail(f"no result from the gloo workers; exit codes {[p.exitcode for p in procs]} (see stderr)")
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
+        return result
+
+    return run

@@ -2,12 +2,10 @@
 ConSPO, the supervised term)."""
 
 import os
-import queue
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from gcpo.algorithms import agg_normalizer, conspo_loss, policy_loss, sft_loss
 
@@ -72,21 +70,8 @@ def _worker(rank, port, out):
 
 
 @pytest.mark.integration
-def test_two_gloo_workers_match_one_process(free_port):
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, free_port, out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        results = out.get(timeout=300)
-    except queue.Empty:
-        for p in procs:
-            p.kill()
-        pytest.fail(f"no result from the gloo workers; exit codes {[p.exitcode for p in procs]} (see stderr)")
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+def test_two_gloo_workers_match_one_process(two_gloo_ranks):
+    results = two_gloo_ranks(_worker)
     theta, old, adv, mask = _batch()
     for agg in AGGS:
         param = theta.clone().requires_grad_(True)

@@ -137,30 +137,12 @@ def _dp_worker(rank, port, cfg, batch, pad_id, out):
     dist.destroy_process_group()
 
 
-def test_two_shared_prefix_workers_match_one_padded_process(tokenizer, free_port):
+def test_two_shared_prefix_workers_match_one_padded_process(tokenizer, two_gloo_ranks):
     """Two data-parallel ranks (ZeRO-2, each its shard of whole groups, shared prefix) give the gradient of one
     padded process (ZeRO-0) at every update, KL's reference model and a second epoch included."""
-    import queue
-
-    import torch.multiprocessing as mp
-
     cfg, batch = step_batch("grpo", tokenizer, extra=["rollout.prompts_per_step=4"])
     single, m_single = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=0)
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_dp_worker, args=(r, free_port, cfg, batch, tokenizer.pad_token_id, out))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        parallel, m_parallel = out.get(timeout=300)
-    except queue.Empty:
-        for p in procs:
-            p.kill()
-        pytest.fail(f"no result from the gloo workers; exit codes {[p.exitcode for p in procs]} (see stderr)")
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    parallel, m_parallel = two_gloo_ranks(_dp_worker, cfg, batch, tokenizer.pad_token_id)
     assert len(single) == 2
     compare(single, parallel)
     for key in ("loss/policy", "grad/norm", "policy/entropy", "kl/mean"):
