@@ -66,6 +66,8 @@ def test_an_error_raised_in_a_worker_reaches_the_user_as_one_line(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1, out.stdout + out.stderr
-    assert lines[0].startswith("gcpo train: error: ") and "taken" in lines[0]
-    assert lines[0].endswith("(--verbose shows the traceback)")
+    # the start-up check's line, then the worker's error once, on one line: no Ray traceback wall
+    assert len(lines) == 2, out.stdout + out.stderr
+    assert lines[0].startswith("[gcpo] data checked: ")
+    assert lines[1].startswith("gcpo train: error: ") and "taken" in lines[1]
+    assert lines[1].endswith("(--verbose shows the traceback)")
