@@ -149,10 +149,10 @@ class TrainerConfig:
     mini_batches: int = 1
     micro_batch_size: int = 8
     # The G responses of a group attend to one copy of their prompt in the update's forward and backward passes
-    # (`gcpo.packing`: the prompt runs once per group, not G times). Proven equal to the padded forward (log-probs,
-    # gradients) for every loss at ZeRO 0/2/3 by tests/training/test_shared_prefix.py; off by default until the
-    # remaining checks of issue #19 (2 data-parallel workers, the step benchmark) are done.
-    shared_prefix: bool = False
+    # (`gcpo.packing`: the prompt runs once per group, not G times). The same log-probs and gradients as the padded
+    # forward for every loss at ZeRO 0/2/3 and with 2 data-parallel workers (tests/training/test_shared_prefix.py);
+    # the update 1.76x faster on the default workload (docs/benchmarks.md). false = the padded forward.
+    shared_prefix: bool = True
     # > 0: micro-batches of as many whole groups as fit this many token slots (padding included; a larger group
     # goes alone) instead of `micro_batch_size` rows, so memory is bounded by tokens. 0 = `micro_batch_size` rows.
     max_tokens_per_micro: int = 0
