@@ -93,7 +93,7 @@ def test_training_survives_an_mlflow_outage(tmp_path, mlflow_restartable, ray_lo
     from gcpo.training.fit import fit
 
     server = mlflow_restartable
-    steps = 8
+    steps = 16  # enough steps after the first checkpoint that some run while the server is down (~0.5 s each)
     cfg = load_config(preset="gcpo", overrides=[
         "model.name=tiny", "rollout.backend=transformers", "rollout.prompts_per_step=2", "rollout.group_size=2",
         "rollout.max_new_tokens=6", "task.train_size=12", "task.eval_size=2", "trainer.eval_every=0",
