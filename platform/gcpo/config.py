@@ -312,6 +312,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
     need(t.max_tokens_per_micro >= 0, "trainer.max_tokens_per_micro",
          f"must be >= 0 (0 = micro-batches of trainer.micro_batch_size rows), got {t.max_tokens_per_micro}")
+    need(cfg.task.train_size >= 1, "task.train_size", f"must be >= 1, got {cfg.task.train_size}")
+    need(cfg.task.eval_size >= 0, "task.eval_size", f"must be >= 0, got {cfg.task.eval_size}")
     need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
     need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")
 

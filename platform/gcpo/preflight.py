@@ -4,9 +4,9 @@ Bad input is cheapest to find before Ray, the model and the generators are up, a
 key or the `FILE:LINE` at fault. `check_run(cfg)` (`gcpo train`, each distinct data set of a `gcpo sweep`) and
 `check_eval_tasks(cfg, tasks, ...)` (`gcpo eval`) raise `ConfigError` or `TaskDataError` for:
 
-- sizes: `task.train_size` < 1 or `task.eval_size` < 0; `task.eval_size` more than the held-out rows there are
-  (a JSONL file split in two, an `eval_path` file, or a `.jsonl` passed to `gcpo eval --tasks`); an empty
-  training split;
+- sizes: `task.eval_size` more than the held-out rows there are (a JSONL file split in two, an `eval_path` file,
+  or a `.jsonl` passed to `gcpo eval --tasks`); an empty training split (`task.train_size` < 1 and
+  `task.eval_size` < 0 are refused when the config is built, `gcpo.config`);
 - the data: a missing file, a malformed row (`FILE:LINE`, see `gcpo.tasks.jsonl`), an unknown verifier name, an
   unknown built-in task; a `task.golden_model` that does not resolve when some row lacks a golden answer;
 - the context: every prompt (+ `rollout.max_new_tokens`) and every training row's golden answer must fit the
@@ -71,14 +71,6 @@ class DataCheck:
                 f"({self.max_model_len:,} tokens)" + (f"; {skipped} row(s) skipped" if skipped else ""))
 
 
-def _check_sizes(cfg: RunConfig) -> None:
-    t = cfg.task
-    if t.train_size < 1:
-        raise ConfigError(f"task.train_size: must be >= 1, got {t.train_size}")
-    if t.eval_size < 0:
-        raise ConfigError(f"task.eval_size: must be >= 0, got {t.eval_size}")
-
-
 def _where(task: Task) -> str:
     return task.source if task.source else f"task {task.name}"
 
@@ -110,12 +102,11 @@ def check_run(cfg: RunConfig, *, base: Path | None = None) -> DataCheck:
     """Check a training run's config against its data and model (see the module docstring). Relative task paths
     are read from `base` (default: the current folder)."""
     from gcpo.models import resolve_model
-    from gcpo.tasks.loading import load_splits
+    from gcpo.tasks.loading import absolute_paths, load_splits
 
     started = time.monotonic()
-    _check_sizes(cfg)
     if base is not None:
-        cfg = _absolute_paths(cfg, base)
+        cfg = dataclasses.replace(cfg, task=absolute_paths(cfg.task, base))
     train, held_out = load_splits(cfg.task)
     _check_golden_model(cfg, train)
     model_dir = resolve_model(cfg.model)
@@ -134,18 +125,10 @@ def check_run(cfg: RunConfig, *, base: Path | None = None) -> DataCheck:
 def check_eval_tasks(cfg: RunConfig, tasks: Sequence[Task], tokenizer: Any, model_dir: str | Path) -> list[Task]:
     """`gcpo eval`'s check: each held-out task has `task.eval_size` rows and they fit the context; returns the
     tasks as evaluation should see them (over-long rows dropped with `task.skip_bad_rows=true`)."""
-    _check_sizes(cfg)
     context = model_context(model_dir, cfg.rollout.backend)
     for task in tasks:
         _check_eval_size(cfg, task)
     return [fit_task(cfg, task, tokenizer, context) for task in tasks]
-
-
-def _absolute_paths(cfg: RunConfig, base: Path) -> RunConfig:
-    task = cfg.task
-    path = str((base / task.path).resolve()) if task.path else None
-    eval_path = str((base / task.eval_path).resolve()) if task.eval_path else None
-    return dataclasses.replace(cfg, task=dataclasses.replace(task, path=path, eval_path=eval_path))
 
 
 def _data_key(cfg: RunConfig) -> tuple:

@@ -59,6 +59,14 @@ def _jsonl_splits(cfg: TaskConfig) -> tuple[Task, Task]:
     return train, held_out
 
 
+def absolute_paths(cfg: TaskConfig, base: Path) -> TaskConfig:
+    """`cfg` with `path` and `eval_path` resolved against `base` (Ray workers' working folder is not the
+    driver's, and the start-up check must read the files the run will)."""
+    path = str((base / cfg.path).resolve()) if cfg.path else None
+    eval_path = str((base / cfg.eval_path).resolve()) if cfg.eval_path else None
+    return dataclasses.replace(cfg, path=path, eval_path=eval_path)
+
+
 def load_splits(cfg: TaskConfig) -> tuple[Task, Task]:
     """(train, held_out) for `cfg` (see the module docstring); their questions never overlap."""
     if cfg.name == "jsonl":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gcpo.config import RunConfig, TrainerConfig, dump_yaml, from_dict, load_config, to_dict
+from gcpo.tasks.loading import absolute_paths
 from gcpo.tracking.training_run import absolute_tracking_uri
 
 
@@ -29,10 +30,7 @@ def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
     """Resolve paths that Ray workers (whose cwd differs) must see the same way as the driver."""
     tracking = dataclasses.replace(cfg.tracking, uri=absolute_tracking_uri(cfg.tracking.uri, base))
     trainer = dataclasses.replace(cfg.trainer, output_dir=str((base / cfg.trainer.output_dir).resolve()))
-    task = cfg.task
-    if task.path:
-        task = dataclasses.replace(task, path=str((base / task.path).resolve()))
-    return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, task=task)
+    return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, task=absolute_paths(cfg.task, base))
 
 
 def worker_resources(t: TrainerConfig) -> dict[str, float]:
