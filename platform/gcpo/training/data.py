@@ -16,13 +16,12 @@ def fit_rows(cfg: RunConfig, task, tokenizer, max_model_len: int | None):
     the first such row. The driver checked and reported the same rows before Ray started (`gcpo.preflight`), so
     skips are not said again here."""
     from gcpo.console import reported_on_driver
-    from gcpo.tasks import fit_to_context
+    from gcpo.preflight import fit_task
 
     if max_model_len is None:
         return task
     with reported_on_driver():
-        return fit_to_context(task, tokenizer, max_model_len=max_model_len, max_new_tokens=cfg.rollout.max_new_tokens,
-                              skip_bad_rows=cfg.task.skip_bad_rows)
+        return fit_task(cfg, task, tokenizer, max_model_len)
 
 
 def build_training_data(cfg: RunConfig, tokenizer, verifier_pool=None,
