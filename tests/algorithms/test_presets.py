@@ -14,80 +14,28 @@ from gcpo.config import AlgorithmConfig, load_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "algorithms.md"
 
-# Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged).
+# Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged):
+# all 25 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's values that differ.
+ALL_SWITCHES: dict = {
+    "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
+    "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
+    "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
+    "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
+    "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+    "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+}
 EXPECTED: dict[str, dict] = {
-    "grpo": {
-        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.04, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
-        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
-        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "dr_grpo": {
-        "loss": "clipped", "adv_norm": "none", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
-        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-sum-norm", "gpg_alpha": False,
-        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "dapo": {
-        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
-        "clip_high": 0.28, "dual_clip": 0.0, "loss_agg": "token-mean", "gpg_alpha": False, "batch_filling": "dapo",
-        "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "gspo": {
-        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "sequence",
-        "clip_low": 0.0003, "clip_high": 0.0004, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean",
-        "gpg_alpha": False, "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0,
-        "conspo_margin_start": 0.0, "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none",
-        "guidance_negative": "wrong", "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "gpg": {
-        "loss": "clipped", "adv_norm": "none", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "none", "clip_low": 0.2,
-        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "token-mean", "gpg_alpha": True, "batch_filling": "gpg",
-        "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "gcpo": {
-        "loss": "clipped", "adv_norm": "group", "golden_answers": True, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "sequence",
-        "clip_low": 0.0003, "clip_high": 0.0004, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean",
-        "gpg_alpha": False, "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0,
-        "conspo_margin_start": 0.0, "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none",
-        "guidance_negative": "wrong", "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "conspo": {
-        "loss": "conspo", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
-        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
-        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "guidance": {
-        "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
-        "clip_high": 0.28, "dual_clip": 0.0, "loss_agg": "token-mean", "gpg_alpha": False, "batch_filling": "none",
-        "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "guidance",
-        "guidance_negative": "wrong", "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
-    "ga_sft": {
-        "loss": "sft", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
-        "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
-        "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
-        "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-        "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-        "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
-    },
+    "grpo": {**ALL_SWITCHES, "kl_coef": 0.04},
+    "dr_grpo": {**ALL_SWITCHES, "adv_norm": "none", "loss_agg": "seq-mean-token-sum-norm"},
+    "dapo": {**ALL_SWITCHES, "clip_high": 0.28, "loss_agg": "token-mean", "batch_filling": "dapo"},
+    "gspo": {**ALL_SWITCHES, "ratio_level": "sequence", "clip_low": 0.0003, "clip_high": 0.0004},
+    "gpg": {**ALL_SWITCHES, "adv_norm": "none", "ratio_level": "none", "loss_agg": "token-mean", "gpg_alpha": True,
+            "batch_filling": "gpg"},
+    "gcpo": {**ALL_SWITCHES, "golden_answers": True, "ratio_level": "sequence", "clip_low": 0.0003,
+             "clip_high": 0.0004},
+    "conspo": {**ALL_SWITCHES, "loss": "conspo"},
+    "guidance": {**ALL_SWITCHES, "clip_high": 0.28, "loss_agg": "token-mean", "token_credit": "guidance"},
+    "ga_sft": {**ALL_SWITCHES, "loss": "sft"},
 }
 
 def typed(values: dict) -> dict:

@@ -58,7 +58,7 @@ def step_batch(preset, tokenizer, extra=()):
         golden_prompts=[batch.prompts[g * g_size] for g in range(batch.num_groups)], golden_responses=golden)
 
 
-def gradients_and_metrics(cfg, batch, tokenizer, *, shared_prefix, zero_stage, pad_id=None, max_tokens=0):
+def gradients_and_metrics(cfg, batch, pad_id, *, shared_prefix, zero_stage, max_tokens=0):
     from deepspeed.utils import safe_get_full_grad
     from transformers import AutoModelForCausalLM
 
@@ -77,7 +77,6 @@ def gradients_and_metrics(cfg, batch, tokenizer, *, shared_prefix, zero_stage, p
         step()
 
     policy_engine.step = capture_then_step
-    pad_id = tokenizer.pad_token_id if pad_id is None else pad_id
     metrics = update_policy(policy_engine, batch, cfg, step=3, pad_id=pad_id, ref_model=ref_model)
     return grads, metrics
 
@@ -101,8 +100,9 @@ def compare(first, second):
                                                                           ("ga_sft", 3)])
 def test_shared_prefix_update_equals_the_padded_update(tokenizer, preset, zero_stage):
     cfg, batch = step_batch(preset, tokenizer)
-    padded, m_padded = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=zero_stage)
-    shared, m_shared = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=True, zero_stage=zero_stage)
+    pad_id = tokenizer.pad_token_id
+    padded, m_padded = gradients_and_metrics(cfg, batch, pad_id, shared_prefix=False, zero_stage=zero_stage)
+    shared, m_shared = gradients_and_metrics(cfg, batch, pad_id, shared_prefix=True, zero_stage=zero_stage)
     assert len(padded) == cfg.trainer.epochs * cfg.trainer.mini_batches
     compare(padded, shared)  # every optimiser update, the later ones on moved weights
     for key in ("loss/policy", "grad/norm", "policy/entropy", "sync/logprob_abs_diff"):
@@ -113,8 +113,8 @@ def test_shared_prefix_update_equals_the_padded_update(tokenizer, preset, zero_s
 def test_a_token_budget_changes_the_passes_not_the_update(tokenizer, shared_prefix, zero_stage):
     """Micro-batches of at most 120 token slots (more passes, less padding) give the update of fixed micro-batches."""
     cfg, batch = step_batch("grpo", tokenizer)
-    fixed, m_fixed = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=0)
-    budget, m_budget = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=shared_prefix,
+    fixed, m_fixed = gradients_and_metrics(cfg, batch, tokenizer.pad_token_id, shared_prefix=False, zero_stage=0)
+    budget, m_budget = gradients_and_metrics(cfg, batch, tokenizer.pad_token_id, shared_prefix=shared_prefix,
                                              zero_stage=zero_stage, max_tokens=120)
     compare(fixed, budget)
     assert 0 <= m_budget["batch/pad_frac"] < m_fixed["batch/pad_frac"] < 1
@@ -130,7 +130,7 @@ def _dp_worker(rank, port, cfg, batch, pad_id, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo")
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    grads, metrics = gradients_and_metrics(cfg, batch, None, shared_prefix=True, zero_stage=2, pad_id=pad_id)
+    grads, metrics = gradients_and_metrics(cfg, batch, pad_id, shared_prefix=True, zero_stage=2)
     if rank == 0:  # as numpy arrays: pickled by value (a torch tensor would travel as a handle to this process)
         out.put(([{n: g.numpy() for n, g in update.items()} for update in grads], metrics))
     dist.barrier()
@@ -141,7 +141,7 @@ def test_two_shared_prefix_workers_match_one_padded_process(tokenizer, two_gloo_
     """Two data-parallel ranks (ZeRO-2, each its shard of whole groups, shared prefix) give the gradient of one
     padded process (ZeRO-0) at every update, KL's reference model and a second epoch included."""
     cfg, batch = step_batch("grpo", tokenizer, extra=["rollout.prompts_per_step=4"])
-    single, m_single = gradients_and_metrics(cfg, batch, tokenizer, shared_prefix=False, zero_stage=0)
+    single, m_single = gradients_and_metrics(cfg, batch, tokenizer.pad_token_id, shared_prefix=False, zero_stage=0)
     parallel, m_parallel = two_gloo_ranks(_dp_worker, cfg, batch, tokenizer.pad_token_id)
     assert len(single) == 2
     compare(single, parallel)
