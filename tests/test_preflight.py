@@ -99,3 +99,10 @@ def test_check_runs_checks_each_data_setting_once(tmp_path):
     assert len(found) == 1
     with pytest.raises(TaskDataError, match=r"data.jsonl:5"):
         check_runs([good, config("task.name=jsonl", f"task.path={path}", "task.eval_size=2")])
+
+
+def test_a_lora_target_the_model_lacks_is_refused_before_ray_starts():
+    cfg = load_config(preset="gcpo", overrides=["model.name=tiny", "task.train_size=4", "task.eval_size=2",
+                                                "model.lora.rank=4", "model.lora.target_modules=[q_proj, c_attn]"])
+    with pytest.raises(ConfigError, match=r"model.lora.target_modules: \['c_attn'\]"):
+        check_run(cfg)

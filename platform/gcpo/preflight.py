@@ -10,7 +10,8 @@ key or the `FILE:LINE` at fault. `check_run(cfg)` (`gcpo train`, each distinct d
 - the data: a missing file, a malformed row (`FILE:LINE`, see `gcpo.tasks.jsonl`), an unknown verifier name, an
   unknown built-in task; a `task.golden_model` that does not resolve when some row lacks a golden answer;
 - the context: every prompt (+ `rollout.max_new_tokens`) and every training row's golden answer must fit the
-  generator's context (`model_context`): `gcpo.tasks.fit_to_context`, which names `FILE:LINE` and the lengths.
+  generator's context (`model_context`): `gcpo.tasks.fit_to_context`, which names `FILE:LINE` and the lengths;
+- LoRA: every `model.lora.target_modules` name must be a linear layer of the model (checked on a weightless copy).
 
 With `task.skip_bad_rows=true` malformed and over-long rows are skipped instead, counted and logged once.
 The training worker applies the same `fit_task` to its data (the same rows are dropped there).
@@ -92,6 +93,19 @@ def _check_golden_model(cfg: RunConfig, train: Task) -> None:
             raise ConfigError(str(e).replace("model.name:", "task.golden_model:", 1)) from None
 
 
+def _check_lora_targets(cfg: RunConfig, model_dir: Path) -> None:
+    """`model.lora.target_modules` against the model's linear layers, on a weightless (meta-device) copy."""
+    if cfg.model.lora.rank == 0:
+        return
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gcpo.training.lora import check_target_modules
+
+    with torch.device("meta"):
+        check_target_modules(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)), cfg.model.lora)
+
+
 def _tokenizer(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
@@ -110,6 +124,7 @@ def check_run(cfg: RunConfig, *, base: Path | None = None) -> DataCheck:
     train, held_out = load_splits(cfg.task)
     _check_golden_model(cfg, train)
     model_dir = resolve_model(cfg.model)
+    _check_lora_targets(cfg, model_dir)
     tokenizer = _tokenizer(model_dir)
     context = model_context(model_dir, cfg.rollout.backend)
     _check_eval_size(cfg, held_out)  # the config against the file; rows too long to use are reported apart
@@ -131,15 +146,16 @@ def check_eval_tasks(cfg: RunConfig, tasks: Sequence[Task], tokenizer: Any, mode
     return [fit_task(cfg, task, tokenizer, context) for task in tasks]
 
 
-def _data_key(cfg: RunConfig) -> tuple:
-    """The settings `check_run` depends on: two configs with the same key need one check."""
-    return (dataclasses.astuple(cfg.task), dataclasses.astuple(cfg.model), cfg.rollout.backend,
-            cfg.rollout.max_new_tokens)
+def _data_key(cfg: RunConfig) -> str:
+    """The settings `check_run` depends on: two configs with the same key need one check (a repr: the model's
+    LoRA settings hold a list)."""
+    return repr((dataclasses.astuple(cfg.task), dataclasses.astuple(cfg.model), cfg.rollout.backend,
+                 cfg.rollout.max_new_tokens))
 
 
 def check_runs(configs: Iterable[RunConfig], *, base: Path | None = None) -> list[DataCheck]:
     """`check_run` for each distinct data setting among `configs` (a sweep's arms)."""
-    seen: dict[tuple, DataCheck] = {}
+    seen: dict[str, DataCheck] = {}
     for cfg in configs:
         key = _data_key(cfg)
         if key not in seen:

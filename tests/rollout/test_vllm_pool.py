@@ -1,6 +1,7 @@
 """The vLLM generator pool on the tiny model: order, G, versions, seeds, stop strings, greedy, log-prob
 agreement before and after real gradient steps + syncs, the negative control (a skipped sync is detected),
-restart of a killed actor, a generator killed in the middle of a 1,000-prompt rollout. One pool (2 generators x 0.5 CPU) serves the whole module: vLLM starts in ~1 min."""
+restart of a killed actor, a generator killed in the middle of a 1,000-prompt rollout, a LoRA run's partial
+update (the adapted layers merged). One pool (2 generators x 0.5 CPU) serves the whole module: vLLM starts in ~1 min."""
 
 from pathlib import Path
 
@@ -133,3 +134,34 @@ def test_generator_killed_mid_rollout_of_1000_prompts(pool):
 def test_context_overflow_is_rejected(pool):
     with pytest.raises(ContextLengthError):
         pool.generate([[1] * (pool.max_model_len - 2)], SAMPLE)
+
+
+def test_lora_sends_only_the_adapted_layers_merged_and_agreement_holds(pool):
+    """Under LoRA the pool gets a partial update (the adapted layers' merged weights, nothing else); the engines
+    reload just those in place and their log-probs then match the peft trainer's."""
+    from transformers import AutoModelForCausalLM
+
+    from gcpo.config import load_config
+    from gcpo.logprobs import response_logprobs
+    from gcpo.training.lora import apply_lora, merged_weights, scaling, sync_names
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir())
+    pool.update_weights(base.state_dict(), 10)  # from the base, as a LoRA run's generators start
+    lora = load_config(overrides=["model.name=tiny", "model.lora.rank=4", "model.lora.alpha=8"]).model.lora
+    student = apply_lora(base, lora)
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=2e-2)
+    results = pool.generate(PROMPTS, SAMPLE)
+    prompts = [r.prompt_token_ids for r in results for _ in r.completions]
+    responses = [c.token_ids for r in results for c in r.completions]
+    for _ in range(3):
+        logp, mask, _ = response_logprobs(student, prompts, responses, pad_token_id=0)
+        optimizer.zero_grad()
+        (-(logp * mask).sum() / mask.sum()).backward()
+        optimizer.step()
+    stale = logprob_agreement(student, pool.generate(PROMPTS, SAMPLE), pad_token_id=0)
+    assert stale.mean_abs_diff > 1e-2, stale  # negative control: the adapters moved the policy
+    sent = merged_weights({k: v.detach() for k, v in student.state_dict().items() if sync_names(k)}, scaling(lora))
+    assert sent and all(k.rsplit(".", 2)[-2] in lora.target_modules for k in sent)  # no embeddings, norms, head
+    pool.update_weights(sent, 11)
+    agreement = logprob_agreement(student, pool.generate(PROMPTS, SAMPLE), pad_token_id=0)
+    assert agreement.mean_abs_diff < 1e-3, agreement

@@ -51,7 +51,9 @@ class RolloutEngine(Protocol):
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]: ...
 
     def update_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> float:
-        """Load new weights into every engine without restarting; returns seconds taken."""
+        """Load new weights into every engine without restarting; returns seconds taken. A subset is allowed
+        (LoRA sends only the adapted layers): the other weights stay the engine's start-up weights, which is
+        also what an engine restarted after a failure gets them from."""
         ...
 
     def shutdown(self) -> None: ...

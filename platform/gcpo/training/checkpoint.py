@@ -16,8 +16,10 @@ from pathlib import Path
 
 import torch
 
+from gcpo.config import ModelConfig
 from gcpo.training.deepspeed_policy import full_parameter_bytes
 from gcpo.training.distributed import all_gather_object, broadcast_object, world
+from gcpo.training.lora import adapters_only, check_lora_file, is_lora, write_lora_file
 
 CKPT_TAG = "policy"
 
@@ -29,6 +31,7 @@ class Restored:
     step: int = 0
     sampler_position: int = 0
     mlflow_run_id: str | None = None
+    removed_uncommitted: tuple[str, ...] = ()  # checkpoint folders a killed attempt left half-written
 
 
 def rng_state() -> dict:
@@ -40,8 +43,9 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-def restore_checkpoint(policy_engine) -> Restored:
-    """Load the latest committed checkpoint if Ray Train has one (weights, optimizer, schedule, this rank's RNG)."""
+def restore_checkpoint(policy_engine, model: ModelConfig) -> Restored:
+    """Load the latest committed checkpoint if Ray Train has one (weights, optimizer, schedule, this rank's RNG).
+    Under LoRA the checkpoint holds the adapters only: the base weights are the model's as loaded."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -49,9 +53,26 @@ def restore_checkpoint(policy_engine) -> Restored:
         return Restored()
     rank, _ = world()
     with checkpoint.as_directory() as ckpt_dir:
-        _, client = policy_engine.load_checkpoint(ckpt_dir, tag=CKPT_TAG)
+        check_lora_file(ckpt_dir, model.name, model.lora)
+        _, client = policy_engine.load_checkpoint(ckpt_dir, tag=CKPT_TAG, load_module_strict=model.lora.rank == 0)
     set_rng_state(client["rng"][rank] if rank < len(client["rng"]) else client["rng"][0])
-    return Restored(client["step"], client["sampler_position"], client["mlflow_run_id"])
+    removed = remove_uncommitted(Path(checkpoint.path)) if rank == 0 else ()
+    return Restored(client["step"], client["sampler_position"], client["mlflow_run_id"], removed)
+
+
+def remove_uncommitted(restored: Path) -> tuple[str, ...]:
+    """Delete the checkpoint folders beside `restored` that are newer than it, and return their names.
+
+    Ray Train resumes from its latest committed checkpoint, so a newer folder is one a killed attempt was still
+    writing (or had written but not every rank had reported): Ray never registered it, so `keep_checkpoints`
+    would never delete it and it would hold its disk for good. Folder names are `checkpoint_<timestamp>`, so
+    newer sorts later. Only a local run folder is tidied (remote storage is left alone)."""
+    if not restored.is_dir():
+        return ()
+    newer = sorted(d for d in restored.parent.glob("checkpoint_*") if d.is_dir() and d.name > restored.name)
+    for folder in newer:
+        shutil.rmtree(folder, ignore_errors=True)
+    return tuple(d.name for d in newer)
 
 
 def disk_full_error(error: Exception, folder: str, step: int, needed: int, free: int) -> OSError | None:
@@ -66,14 +87,16 @@ def disk_full_error(error: Exception, folder: str, step: int, needed: int, free:
 
 
 def checkpoint_bytes(policy_engine) -> int:
-    """About what a checkpoint needs: the full weights and Adam's two moments (full, not this rank's partition)."""
-    return 3 * full_parameter_bytes(policy_engine)
+    """About what a checkpoint needs: the trained weights (all of them, or LoRA's adapters) and Adam's two
+    moments (full, not this rank's partition)."""
+    return 3 * full_parameter_bytes(policy_engine, trainable_only=True)
 
 
 def report_with_checkpoint(policy_engine, step: int, sampler_position: int, run_id: str | None,
-                           metrics: dict) -> None:
+                           metrics: dict, model: ModelConfig) -> None:
     """Every rank saves its DeepSpeed shard into a temp dir and reports it; Ray Train commits the checkpoint
-    only once every rank has reported, so a crash mid-save never leaves a checkpoint that resume would use."""
+    only once every rank has reported, so a crash mid-save never leaves a checkpoint that resume would use.
+    Under LoRA only the adapters (and their Adam state) are saved, with `lora.json` naming the base."""
     import ray.train
     from ray.train import Checkpoint
 
@@ -82,10 +105,14 @@ def report_with_checkpoint(policy_engine, step: int, sampler_position: int, run_
     client = {"step": step, "sampler_position": sampler_position, "mlflow_run_id": run_id, "rng": rng}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            policy_engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state=client)
+            lora = is_lora(policy_engine.module)
+            with adapters_only(policy_engine.module):  # and no frozen fragments (ZeRO 2/3)
+                policy_engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state=client, exclude_frozen_parameters=lora)
         except (RuntimeError, OSError) as e:  # torch's message on a full disk does not say so
             full = disk_full_error(e, tmp, step, checkpoint_bytes(policy_engine), shutil.disk_usage(tmp).free)
             raise (full or e) from e
         Path(tmp, "gcpo_step.txt").write_text(str(step))
+        if model.lora.rank > 0:
+            write_lora_file(tmp, model.name, model.lora)
         ray.train.report({**metrics, "step": step, "mlflow_run_id": run_id or ""},
                          checkpoint=Checkpoint.from_directory(tmp))

@@ -14,6 +14,7 @@ import torch
 
 from gcpo.config import TrainerConfig
 from gcpo.training.distributed import world
+from gcpo.training.lora import ADAPTER, is_lora, merged_weights, sync_names
 
 
 def deepspeed_config(t: TrainerConfig, dtype: str) -> dict:
@@ -61,7 +62,8 @@ def build_policy(model: torch.nn.Module, t: TrainerConfig, dtype: str):
     import deepspeed
 
     skip_inference_shm_op()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+    optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
     updates_per_step = t.epochs * t.mini_batches
     base = lr_lambda(t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: base(k // updates_per_step))
@@ -77,8 +79,9 @@ def current_lr(policy_engine, default: float) -> float:
     return policy_engine.lr_scheduler.get_last_lr()[0] if policy_engine.lr_scheduler else default
 
 
-def gather_state_dict(policy_engine) -> dict[str, torch.Tensor] | None:
-    """Full fp32 weights on rank 0 (None elsewhere); under ZeRO-3 every rank must call this."""
+def gather_state_dict(policy_engine, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor] | None:
+    """Full fp32 weights on rank 0 (None elsewhere), only the names `keep` accepts when given; under ZeRO-3
+    every rank must call this."""
     import deepspeed
 
     rank, _ = world()
@@ -86,21 +89,34 @@ def gather_state_dict(policy_engine) -> dict[str, torch.Tensor] | None:
     if policy_engine.zero_optimization_stage() == 3:
         state = {}
         for name, param in module.named_parameters():
+            if keep is not None and not keep(name):
+                continue
             with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
                 if rank == 0:
                     state[name] = param.data.detach().float().cpu().clone()
         return state if rank == 0 else None
     if rank != 0:
         return None
-    return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+    return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items() if keep is None or keep(k)}
 
 
-def full_parameter_bytes(policy_engine) -> int:
-    """The bytes of the full (unpartitioned) parameters: under ZeRO-3 a rank holds only a partition, whose
-    `numel()` is near zero, so the full shape comes from DeepSpeed's `ds_numel`."""
+def generator_weights(policy_engine) -> dict[str, torch.Tensor] | None:
+    """What the generators need after an update (rank 0; None elsewhere; collective under ZeRO-3): the full
+    weights, or under LoRA only the adapted layers' merged weights (`gcpo.training.lora`)."""
+    if not is_lora(policy_engine.module):
+        return gather_state_dict(policy_engine)
+    peft_config = policy_engine.module.peft_config[ADAPTER]
+    state = gather_state_dict(policy_engine, keep=sync_names)
+    return None if state is None else merged_weights(state, peft_config.lora_alpha / peft_config.r)
+
+
+def full_parameter_bytes(policy_engine, trainable_only: bool = False) -> int:
+    """The bytes of the full (unpartitioned) parameters (only those that train, with `trainable_only`): under
+    ZeRO-3 a rank holds only a partition, whose `numel()` is near zero, so the full shape comes from `ds_numel`."""
     total = 0
     for p in policy_engine.module.parameters():
-        total += getattr(p, "ds_numel", p.numel()) * p.element_size()
+        if p.requires_grad or not trainable_only:
+            total += getattr(p, "ds_numel", p.numel()) * p.element_size()
     return total
 
 

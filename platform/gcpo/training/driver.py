@@ -42,7 +42,7 @@ class FollowerDriver:
     run_id: str | None = None
     sampler_position = 0
 
-    def resume(self, state, step: int) -> None: ...
+    def resume(self, state, restored: Restored) -> None: ...
 
     def collect(self, step: int) -> tuple[StepBatch | None, dict, list]:
         return None, {}, []
@@ -101,10 +101,14 @@ class Rank0Driver(FollowerDriver):
     def sampler_position(self) -> int:
         return self.sampler.position
 
-    def resume(self, state, step: int) -> None:
+    def resume(self, state, restored: Restored) -> None:
         """The generators start from the base weights: give them the checkpoint's."""
+        step = restored.step
         self.logger.mark_resumed(step)
         say(f"[gcpo] resumed from the checkpoint of step {step}")
+        if restored.removed_uncommitted:
+            say(f"[gcpo] removed {len(restored.removed_uncommitted)} uncommitted checkpoint folder(s) the "
+                f"interrupted attempt left: {', '.join(restored.removed_uncommitted)}")
         self.rollout_engine.update_weights(state, version=step)
 
     def collect(self, step: int) -> tuple[StepBatch, dict, list]:

@@ -18,9 +18,10 @@ import torch
 
 from gcpo.config import RunConfig, from_dict
 from gcpo.training.checkpoint import Restored, report_with_checkpoint, restore_checkpoint
-from gcpo.training.deepspeed_policy import build_policy, gather_state_dict
+from gcpo.training.deepspeed_policy import build_policy, generator_weights
 from gcpo.training.distributed import broadcast_object, world
 from gcpo.training.driver import FollowerDriver, Rank0Driver
+from gcpo.training.lora import apply_lora
 from gcpo.training.update import update_policy
 
 
@@ -51,10 +52,11 @@ def train_loop_per_worker(config: dict) -> None:
     ref_model = None
     if cfg.algorithm.kl_coef > 0:
         ref_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval().requires_grad_(False)
-    policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), t, cfg.model.dtype)
+    policy_model = apply_lora(AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), cfg.model.lora)
+    policy_engine = build_policy(policy_model, t, cfg.model.dtype)
     if ref_model is not None:
         ref_model.to(policy_engine.device)
-    restored = restore_checkpoint(policy_engine)
+    restored = restore_checkpoint(policy_engine, cfg.model)
     driver = FollowerDriver()
     try:
         if rank == 0:
@@ -68,9 +70,9 @@ def train(cfg: RunConfig, policy_engine, driver: FollowerDriver, restored: Resto
           ref_model=None) -> None:
     """The step loop, the same on every rank: collect (rank 0) and broadcast, update, gather and sync, checkpoint."""
     t = cfg.trainer
-    state = gather_state_dict(policy_engine) if restored.step > 0 else None  # collective under ZeRO-3
+    state = generator_weights(policy_engine) if restored.step > 0 else None  # collective under ZeRO-3
     if restored.step > 0:
-        driver.resume(state, restored.step)
+        driver.resume(state, restored)
     before = driver.evaluate_before() if restored.step == 0 else {}
     latest_eval, final = dict(before), {}  # every report carries the latest held-out metrics (a sweep's objective)
     for step in range(restored.step, t.steps):
@@ -84,14 +86,14 @@ def train(cfg: RunConfig, policy_engine, driver: FollowerDriver, restored: Resto
         else:
             metrics["update/skipped"] = 1.0
         metrics["time/update_s"] = time.time() - t1
-        held_out = driver.finish_step(step, gather_state_dict(policy_engine), metrics, samples, t0)
+        held_out = driver.finish_step(step, generator_weights(policy_engine), metrics, samples, t0)
         latest_eval = held_out if held_out is not None else latest_eval
         final = metrics
         if (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
             report_with_checkpoint(policy_engine, step + 1, driver.sampler_position, driver.run_id,
-                                   _floats({**latest_eval, **metrics}))
+                                   _floats({**latest_eval, **metrics}), cfg.model)
     after = driver.finish()
     summary = {f"before/{k}": v for k, v in before.items()} | {f"after/{k}": v for k, v in after.items()}
     # The last report carries the final checkpoint and the run's summary (Ray's Result.metrics shows it).
     report_with_checkpoint(policy_engine, t.steps, driver.sampler_position, driver.run_id,
-                           _floats({**final, **after, **summary}))
+                           _floats({**final, **after, **summary}), cfg.model)
