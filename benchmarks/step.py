@@ -12,10 +12,18 @@ project environment on first use (`trl==1.16.0`); nothing else needs it.
 
     .venv/bin/python benchmarks/step.py [--prompts 4] [--group 4] [--max-new-tokens 64] [--steps 3]
                                         [--backend vllm] [--model smollm2-135m-instruct] [--skip-trl]
-                                        [--arms today,shared_prefix,token_budget,all]
+                                        [--arms today,shared_prefix,token_budget,lora,all_full_ft,all]
 
 Our side runs once per arm, in one invocation, in this order: `today` (the padded forward, fixed micro-batches:
-`trainer.shared_prefix=false`, no token budget), each new feature alone, and all together (see `ARMS`).
+`trainer.shared_prefix=false`, no token budget, full fine-tuning), each new feature alone (LoRA: rank 16, alpha
+32, every projection), the two update features with full fine-tuning, and all together (see `ARMS`).
+
+The update's achieved FLOP rate: 6 N FLOPs per computed token position for full fine-tuning (forward 2N,
+backward 4N) and 4 N with LoRA (the frozen weights need no weight gradient; the adapters' own FLOPs are under 3%
+at rank 16), N the model's parameters (a tied LM head counted once: its matmul runs once per token), token
+positions from `batch/token_slots` (padding included: it is computed too); attention's quadratic term is left
+out (under 1% at these lengths). Against the machine's fp32 GEMM rate measured here (torch.mm of 2048 x 2048
+matrices on every core), the practical peak of dense fp32 work on this CPU.
 
 Writes benchmarks/results/step.json and step.md.
 """
@@ -34,11 +42,14 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # arm -> our extra overrides (issue #19: today's path, each feature alone, all together)
+LORA = ["model.lora.rank=16", "model.lora.alpha=32"]
 ARMS: dict[str, list[str]] = {
     "today": ["trainer.shared_prefix=false", "trainer.max_tokens_per_micro=0"],
     "shared_prefix": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=0"],
     "token_budget": ["trainer.shared_prefix=false", "trainer.max_tokens_per_micro=2048"],
-    "all": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048"],
+    "lora": ["trainer.shared_prefix=false", "trainer.max_tokens_per_micro=0", *LORA],
+    "all_full_ft": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048"],
+    "all": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", *LORA],
 }
 BREAKDOWN = ["time/generate_s", "time/verify_s", "time/old_logprobs_s", "time/update_s", "time/sync_s", "time/step_s"]
 
@@ -72,8 +83,40 @@ def run_ours(args, work: Path, arm: str) -> dict:
     wall = time.time() - t0
     client = MlflowClient(tracking_uri=outcome.tracking_uri)
     per_key = {k: [m.value for m in sorted(client.get_metric_history(outcome.mlflow_run_id, k), key=lambda m: m.step)]
-               for k in BREAKDOWN + ["rollout/tokens", "batch/pad_frac"]}
-    return {"per_step": per_key, "mean": {k: statistics.mean(v) for k, v in per_key.items() if v}, "wall_s": wall}
+               for k in BREAKDOWN + ["rollout/tokens", "batch/pad_frac", "batch/token_slots"]}
+    mean = {k: statistics.mean(v) for k, v in per_key.items() if v}
+    flops = (4 if cfg.model.lora.rank else 6) * model_parameters(cfg) * mean["batch/token_slots"]
+    mean["update_gflops_per_s"] = flops / mean["time/update_s"] / 1e9
+    return {"per_step": per_key, "mean": mean, "wall_s": wall}
+
+
+def model_parameters(cfg) -> int:
+    """N of the FLOP count: the model's parameters, a tied LM head once (built on the meta device: no weights)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gcpo.models import resolve_model
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(cfg.model)))
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+
+
+def gemm_gflops_per_s(size: int = 2048, repeats: int = 10) -> float:
+    """The machine's dense fp32 rate as torch reaches it: size x size matmuls on every core, best of `repeats`."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
 
 
 def run_trl(args, work: Path) -> dict:
@@ -152,10 +195,12 @@ def main() -> None:
         ours[arm] = run_ours(args, work, arm)
         ray.shutdown()
     trl = None if args.skip_trl else run_trl(args, work)
+    peak = gemm_gflops_per_s()
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
         "no GPU", "settings": vars(args), "ours": ours, "trl": trl,
         "load_before": load_before, "load_after": Path("/proc/loadavg").read_text().split()[:3],
+        "gemm_gflops_per_s": peak,
     }
     md = _table(args, result, ours, trl)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -171,6 +216,10 @@ def _table(args, result: dict, ours: dict, trl: dict | None) -> str:
     for k in BREAKDOWN + ["batch/pad_frac"]:
         name = k.split("/")[1].removesuffix("_s")
         lines.append(f"| {name} | " + " | ".join(f"{ours[a]['mean'].get(k, float('nan')):.2f}" for a in arms) + " |")
+    peak = result["gemm_gflops_per_s"]
+    lines.append("| update GFLOP/s (share of the fp32 GEMM rate) | " + " | ".join(
+        f"{ours[a]['mean']['update_gflops_per_s']:.1f} ({ours[a]['mean']['update_gflops_per_s'] / peak:.0%})"
+        for a in arms) + " |")
     base = ours[arms[0]]["mean"]["time/step_s"]
     lines.append(f"| **step / {arms[0]}'s** | " + " | ".join(
         f"**{ours[a]['mean']['time/step_s'] / base:.2f}x**" for a in arms) + " |")
@@ -181,7 +230,8 @@ def _table(args, result: dict, ours: dict, trl: dict | None) -> str:
             f"**{result['trl_over_ours'][a]:.2f}x**" for a in arms) + " |")
     return (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
             f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']}; {result['date']}; "
-            f"load average before {' '.join(result['load_before'])}, after {' '.join(result['load_after'])}.\n\n"
+            f"load average before {' '.join(result['load_before'])}, after {' '.join(result['load_after'])}; "
+            f"fp32 GEMM rate measured here {peak:.0f} GFLOP/s.\n\n"
             + "\n".join(lines) + "\n")
 
 

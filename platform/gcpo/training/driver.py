@@ -26,14 +26,24 @@ def say(line: str) -> None:
     sys.__stdout__.flush()
 
 
-def progress_line(step: int, steps: int, m: dict, elapsed: float, first_step: int) -> str:
+def progress_line(step: int, steps: int, m: dict, elapsed: float, first_step: int, pending_s: float = 0.0) -> str:
+    """`elapsed`: seconds of training steps so far (held-out evaluations excluded); `pending_s`: the expected
+    seconds of the evaluations still to come (added to the ETA)."""
     done, width = step + 1, 20
     filled = int(width * done / steps)
-    eta = elapsed / max(done - first_step, 1) * (steps - done)
+    eta = elapsed / max(done - first_step, 1) * (steps - done) + pending_s
     return (f"[gcpo] step {done}/{steps} |{'#' * filled}{'.' * (width - filled)}| "
             f"reward {m.get('reward/mean', 0):.3f} acc {m.get('reward/accuracy', 0):.3f} "
             f"ga {m.get('ga/injected_frac', 0):.2f} step {m.get('time/step_s', 0):.1f}s "
             f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+
+
+def evaluations_after(step: int, steps: int, every: int) -> int:
+    """How many held-out evaluations a run still makes once (0-based) `step` has finished: one after every
+    `every` steps before the last, and one after training (none when `every` is 0)."""
+    if every <= 0:
+        return 0
+    return sum(1 for k in range(step + 2, steps) if k % every == 0) + 1
 
 
 class FollowerDriver:
@@ -82,6 +92,7 @@ class Rank0Driver(FollowerDriver):
                                      position=restored.sampler_position)
         self.settings = sampling_settings(cfg.rollout)
         self.first_step, self.started = restored.step, time.time()
+        self.eval_s = 0.0  # the last held-out evaluation's seconds (the ETA's estimate of the next)
 
     def _logger(self, run: dict, restored: Restored):
         from gcpo.tracking.training_run import TrainingRunLogger
@@ -116,18 +127,30 @@ class Rank0Driver(FollowerDriver):
 
         return collect_step_batch(self.rollout_engine, self.data, self.sampler, self.cfg, self.settings, step=step)
 
-    def evaluate(self) -> dict:
-        """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool)."""
+    def evaluate(self, when: str) -> dict:
+        """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool), with
+        a line when it starts and one with its result when it ends (`when`: "before training", "at step 4")."""
         from gcpo.evaluation import evaluate_config
 
-        return evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
-                               pool=self.verifier_pool).metrics()
+        items = sum(min(len(task.items), self.cfg.task.eval_size) for task in self.held_out)
+        say(f"[gcpo] held-out evaluation {when}: {items} items, greedy then {self.cfg.trainer.eval_k} samples each")
+        started = time.time()
+        metrics = evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
+                                  pool=self.verifier_pool).metrics()
+        self.eval_s = time.time() - started
+        shown = [f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items() if k.endswith(("pass_at_1", "format_rate"))]
+        say(f"[gcpo] held-out evaluation {when}: {', '.join(shown)} ({self.eval_s:.0f}s)")
+        return metrics
+
+    def pending_eval_s(self, step: int) -> float:
+        """The expected seconds of the held-out evaluations after `step` (each as long as the last one)."""
+        return self.eval_s * evaluations_after(step, self.cfg.trainer.steps, self.cfg.trainer.eval_every)
 
     def evaluate_before(self) -> dict:
         """The held-out metrics before training (logged at step 0), when evaluation is on."""
         before = {}
         if self.cfg.trainer.eval_every > 0:
-            before = self.evaluate()
+            before = self.evaluate("before training")
             self.logger.log_metrics(before, 0)
         self.started = time.time()  # the progress line's ETA counts training steps only
         return before
@@ -141,7 +164,8 @@ class Rank0Driver(FollowerDriver):
         metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
         held_out = None
         if t.eval_every > 0 and (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
-            held_out = self.evaluate()
+            held_out = self.evaluate(f"at step {step + 1}")
+            self.started += self.eval_s  # not a training step's time
             metrics.update(held_out)
         self.logger.log_metrics(metrics, step + 1)
         every = self.cfg.tracking.log_rollouts_every
@@ -149,14 +173,15 @@ class Rank0Driver(FollowerDriver):
             rows = [{**s, "prompt": self.data.questions[s["item"]]} for s in samples]
             self.logger.client.log_table(self.run_id, data=_columns(rows),
                                          artifact_file=f"rollouts/step_{step + 1:05d}.json")
-        say(progress_line(step, t.steps, metrics, time.time() - self.started, self.first_step))
+        say(progress_line(step, t.steps, metrics, time.time() - self.started, self.first_step,
+                          self.pending_eval_s(step)))
         return held_out
 
     def finish(self) -> dict:
         """The held-out metrics after training (logged at the last step), and the MLflow run closed."""
         after = {}
         if self.cfg.trainer.eval_every > 0:
-            after = self.evaluate()
+            after = self.evaluate("after training")
             self.logger.log_metrics(after, self.cfg.trainer.steps)
         self.logger.finish()
         return after

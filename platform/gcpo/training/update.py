@@ -110,7 +110,8 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
 
     Returns metrics already reduced over ranks: loss/policy, policy/entropy, grad/norm, lr,
     sync/logprob_abs_diff(_max), time/old_logprobs_s, batch/pad_frac (the padding share of the training passes'
-    token slots), loss/sft (loss sft or sft_coef > 0), and the objective's
+    token slots), batch/token_slots and batch/real_tokens (the training passes' token positions computed, with
+    and without padding, over every rank: a shared prompt counts once), loss/sft (loss sft or sft_coef > 0), and the objective's
     own (clipped: policy/clip_frac, policy/ratio_mean, kl/mean when KL is on; conspo: conspo/*).
     """
     a, t = cfg.algorithm, cfg.trainer
@@ -137,6 +138,8 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
         "grad/norm": sum(grad_norms) / updates,
         "lr": current_lr(policy_engine, t.lr),
         "batch/pad_frac": 1.0 - totals["real_tokens"] / max(totals["token_slots"], 1.0),
+        "batch/token_slots": totals["token_slots"],
+        "batch/real_tokens": totals["real_tokens"],
     })
     if a.sft_coef > 0:
         metrics["loss/sft"] = totals["sft_term"] / updates

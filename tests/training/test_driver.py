@@ -1,0 +1,17 @@
+"""The rank-0 driver's progress arithmetic: evaluations still to come and the ETA that counts them."""
+
+from gcpo.training.driver import evaluations_after, progress_line
+
+
+def test_evaluations_after_a_step_count_the_mid_run_ones_and_the_final_one():
+    # 8 steps, evaluation every 4: before training, after step 4 (index 3), after training
+    assert [evaluations_after(s, 8, 4) for s in range(8)] == [2, 2, 2, 1, 1, 1, 1, 1]
+    assert evaluations_after(0, 8, 0) == 0  # evaluation off
+    assert evaluations_after(7, 8, 8) == 1  # only the final one (step 8 is the last: no mid-run one)
+
+
+def test_the_eta_adds_the_pending_evaluations_to_the_remaining_steps():
+    line = progress_line(1, 8, {"reward/mean": 0.5, "time/step_s": 10.0}, elapsed=20.0, first_step=0, pending_s=60.0)
+    assert "step 2/8" in line and "reward 0.500" in line
+    assert "ETA 2m00s" in line  # 6 steps x 10 s (20 s over 2 steps) + 60 s of evaluation
+    assert "ETA 1m00s" in progress_line(1, 8, {}, elapsed=20.0, first_step=0)  # without evaluations
