@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from gcpo.config import RunConfig
-from gcpo.rollout.types import RolloutEngine, SamplingSettings
+from gcpo.rollout.types import RolloutEngine, SamplingSettings, generate_many
 from gcpo.tasks.pool import VerifierPool
 from gcpo.tasks.prompts import SYSTEM_PROMPT, render_prompts
 from gcpo.tasks.types import Task
@@ -108,10 +108,11 @@ def evaluate_task(engine: RolloutEngine, tokenizer: Any, task: Task, pool: Verif
     start = time.monotonic()
     items = task.items
     prompts = render_prompts(tokenizer, items, system_prompt)
-    greedy = engine.generate(prompts, SamplingSettings(n=1, temperature=0.0, top_p=1.0,
-                                                       max_new_tokens=max_new_tokens, stop=tuple(stop)))
-    sampled = engine.generate(prompts, SamplingSettings(n=k, temperature=1.0, top_p=1.0,
-                                                        max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed))
+    greedy, sampled = generate_many(engine, [  # one call where the engine can: the two passes share decode steps
+        (prompts, SamplingSettings(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=tuple(stop))),
+        (prompts, SamplingSettings(n=k, temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=tuple(stop),
+                                   seed=seed)),
+    ])
     greedy_texts = [r.completions[0].text for r in greedy]
     sampled_texts = [c.text for r in sampled for c in r.completions]
     batch = pool.verify(greedy_texts + sampled_texts, list(items) + [item for item in items for _ in range(k)])

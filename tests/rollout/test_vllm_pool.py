@@ -50,6 +50,21 @@ def test_order_group_size_and_version(pool):
     assert [[c.token_ids for c in r.completions] for r in again] == [[c.token_ids for c in r.completions] for r in results]
 
 
+def test_several_batches_in_one_call_equal_the_calls_one_by_one(pool):
+    """generate_many: every actor serves its chunk of each batch in one vLLM call; the results are those of
+    separate calls (greedy and per-sample seeds do not depend on what else is in the batch)."""
+    from gcpo.rollout import generate_many
+
+    greedy = SamplingSettings(n=1, temperature=0.0, max_new_tokens=6)
+    jobs = [(PROMPTS, greedy), (PROMPTS[:3], SAMPLE), ([], SAMPLE)]
+    together = generate_many(pool, jobs)
+    apart = [pool.generate(prompts, settings) for prompts, settings in jobs]
+    tokens = lambda results: [[c.token_ids for c in r.completions] for r in results]  # noqa: E731
+    assert [len(r) for r in together] == [5, 3, 0]
+    assert [tokens(r) for r in together] == [tokens(r) for r in apart]
+    assert [[r.prompt_token_ids for r in res] for res in together] == [list(p) for p, _ in jobs]
+
+
 def test_stop_string_is_kept_and_greedy_is_deterministic(pool):
     long = SamplingSettings(n=1, temperature=1.0, max_new_tokens=12, seed=5)
     text = pool.generate(PROMPTS[:1], long)[0].completions[0].text

@@ -4,7 +4,7 @@ Entry points for the training loop:
 - `build_engine(cfg.rollout, model_dir)` -> a `RolloutEngine` (`VLLMPool` or `TransformersEngine`);
 - `sampling_settings(cfg.rollout)` -> the `SamplingSettings` of a training step;
 - `engine.generate(prompt_token_ids, settings)`, `engine.update_weights(state_dict, version)`,
-  `engine.shutdown()`;
+  `engine.shutdown()`; `generate_many(engine, jobs)` for several batches with different settings at once;
 - `logprob_agreement(model, results, pad_token_id=...)` -> generator vs trainer log-prob differences.
 
 Ray and vLLM are imported only when the vLLM backend is built.
@@ -18,11 +18,11 @@ from pathlib import Path
 from gcpo.config import RolloutBackend, RolloutConfig
 from gcpo.rollout.agreement import Agreement, logprob_agreement
 from gcpo.rollout.hf_engine import ContextLengthError, TransformersEngine
-from gcpo.rollout.types import Completion, PromptResult, RolloutEngine, SamplingSettings
+from gcpo.rollout.types import Completion, PromptResult, RolloutEngine, SamplingSettings, generate_many
 
 __all__ = [
     "Agreement", "Completion", "ContextLengthError", "PromptResult", "RolloutEngine", "SamplingSettings",
-    "TransformersEngine", "build_engine", "logprob_agreement", "sampling_settings",
+    "TransformersEngine", "build_engine", "generate_many", "logprob_agreement", "sampling_settings",
 ]
 
 

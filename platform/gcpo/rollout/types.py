@@ -57,3 +57,11 @@ class RolloutEngine(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+
+def generate_many(engine: RolloutEngine, jobs: Sequence[tuple[Sequence[Sequence[int]], SamplingSettings]]
+                  ) -> list[list[PromptResult]]:
+    """Several `(prompts, settings)` batches: in one call where the engine offers `generate_many` (the vLLM pool:
+    the batches share decode steps), else one `generate` after another. One result list per job."""
+    many = getattr(engine, "generate_many", None)
+    return many(jobs) if many is not None else [engine.generate(prompts, settings) for prompts, settings in jobs]

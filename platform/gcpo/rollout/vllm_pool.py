@@ -13,7 +13,9 @@ Choices, stated:
   generators on one node share its cores: on CPU clusters prefer one generator per node, or set
   `VLLM_CPU_OMP_THREADS_BIND` per node.
 - Balancing: prompts are split into contiguous chunks, one per actor, sizes differing by at most one; results
-  are reassembled in prompt order.
+  are reassembled in prompt order. `generate_many` sends each actor its chunk of several batches (different
+  sampling settings) as one vLLM call, so they share decode steps: held-out evaluation's greedy and sampled
+  passes take one call instead of two.
 - Log-probs: `logprobs_mode="raw_logprobs"` (set explicitly; vLLM 0.32's default) with `logprobs=0` returns
   the sampled token's log-prob under the raw distribution (temperature 1, no top-p): the same quantity the
   trainer recomputes and `TransformersEngine` returns.
@@ -131,6 +133,11 @@ def _requests(prompts: Sequence[Sequence[int]], settings: SamplingSettings, offs
     return inputs, params
 
 
+def _completion(c, version: int) -> Completion:
+    logprobs = [float(step[tok].logprob) for tok, step in zip(c.token_ids, c.logprobs or [])]
+    return Completion(list(c.token_ids), c.text, logprobs, "length" if c.finish_reason == "length" else "stop", version)
+
+
 class _Generator:
     """The Ray actor body: one vLLM engine."""
 
@@ -149,17 +156,23 @@ class _Generator:
                        logprobs_mode="raw_logprobs", distributed_executor_backend="uni",
                        worker_extension_cls="gcpo.rollout.vllm_pool.WorkerExtension")
 
-    def generate(self, prompts: list[list[int]], settings: SamplingSettings, offset: int, version: int):
-        inputs, params = _requests(prompts, settings, offset)
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
-        flat = []
-        for out in outputs:
-            for c in out.outputs:
-                logprobs = [float(step[tok].logprob) for tok, step in zip(c.token_ids, c.logprobs or [])]
-                reason = "length" if c.finish_reason == "length" else "stop"
-                flat.append(Completion(list(c.token_ids), c.text, logprobs, reason, version))
-        n = settings.n  # n completions of one request, or n one-sample requests in a row: prompt i owns flat[i*n:]
-        return [PromptResult(list(p), flat[i * n : (i + 1) * n]) for i, p in enumerate(prompts)]
+    def generate(self, parts: list[tuple[list[list[int]], SamplingSettings, int]], version: int):
+        """Every part `(prompts, settings, offset)` in one vLLM call (the parts share decode steps); returns one
+        list of `PromptResult` per part, in prompt order."""
+        inputs, params, sizes = [], [], []
+        for prompts, settings, offset in parts:
+            part_inputs, part_params = _requests(prompts, settings, offset)
+            inputs += part_inputs
+            params += part_params if isinstance(part_params, list) else [part_params] * len(part_inputs)
+            sizes.append(len(part_inputs))
+        outputs = self.llm.generate(inputs, params, use_tqdm=False) if inputs else []
+        results, start = [], 0
+        for (prompts, settings, _), size in zip(parts, sizes):
+            flat = [_completion(c, version) for out in outputs[start : start + size] for c in out.outputs]
+            start += size
+            n = settings.n  # n completions of one request, or n one-sample requests in a row: prompt i owns flat[i*n:]
+            results.append([PromptResult(list(p), flat[i * n : (i + 1) * n]) for i, p in enumerate(prompts)])
+        return results
 
     def reload(self, path: str) -> int:
         count = self.llm.collective_rpc("gcpo_reload_weights", args=(path,))[0]
@@ -273,21 +286,32 @@ class VLLMPool:
         self._transport.restore(rank)
 
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]:
+        return self.generate_many([(prompts, settings)])[0]
+
+    def generate_many(self, jobs: Sequence[tuple[Sequence[Sequence[int]], SamplingSettings]]) -> list[list[PromptResult]]:
+        """Several `(prompts, settings)` batches at once: each actor gets its chunk of every batch in one vLLM
+        call, so the batches share decode steps (held-out evaluation: the greedy and the sampled pass). Returns
+        one result list per job, each as `generate` would return it (seeds depend on the prompt's position in
+        its own job)."""
         import ray
         from ray.exceptions import RayActorError
 
-        check_context(prompts, settings.max_new_tokens, self.max_model_len)
+        for prompts, settings in jobs:
+            check_context(prompts, settings.max_new_tokens, self.max_model_len)
         n = len(self._actors)
-        bounds = [len(prompts) * r // n for r in range(n + 1)]
-        chunks = {r: (bounds[r], [list(p) for p in prompts[bounds[r] : bounds[r + 1]]]) for r in range(n)}
-        results: dict[int, list[PromptResult]] = {}
+        parts = {r: [] for r in range(n)}  # actor -> [(its chunk of a job, settings, offset)], one per job
+        for prompts, settings in jobs:
+            bounds = [len(prompts) * r // n for r in range(n + 1)]
+            for r in range(n):
+                parts[r].append(([list(p) for p in prompts[bounds[r] : bounds[r + 1]]], settings, bounds[r]))
+        results: dict[int, list[list[PromptResult]]] = {}
         restarts = 0
         while len(results) < n:
-            pending = {r: self._actors[r].generate.remote(chunk, settings, start, self.weight_version)
-                       for r, (start, chunk) in chunks.items() if r not in results and chunk}
-            for r, (_, chunk) in chunks.items():
-                if not chunk:
-                    results[r] = []
+            pending = {r: self._actors[r].generate.remote(parts[r], self.weight_version)
+                       for r in range(n) if r not in results and any(chunk for chunk, _, _ in parts[r])}
+            for r in range(n):
+                if not any(chunk for chunk, _, _ in parts[r]):
+                    results[r] = [[] for _ in jobs]
             for r, ref in pending.items():
                 try:
                     results[r] = ray.get(ref)
@@ -296,7 +320,7 @@ class VLLMPool:
                     if restarts > self.max_restarts:
                         raise
                     self._restart(r)
-        return [res for r in range(n) for res in results[r]]
+        return [[res for r in range(n) for res in results[r][j]] for j in range(len(jobs))]
 
     def update_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> float:
         """Load new weights into every engine in place through the pool's transport; returns seconds.
