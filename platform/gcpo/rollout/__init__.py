@@ -33,7 +33,9 @@ def sampling_settings(cfg: RolloutConfig) -> SamplingSettings:
 
 
 def build_engine(cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> RolloutEngine:
-    """The engine `cfg.backend` names. "vllm" needs a running Ray (see `gcpo.cluster.init_ray`)."""
+    """The engine `cfg.backend` names, its weights in `cfg.dtype` (`dtype`, the model's, when "auto"). "vllm"
+    needs a running Ray (see `gcpo.cluster.init_ray`)."""
+    dtype = dtype if cfg.dtype == "auto" else cfg.dtype
     if cfg.backend == "transformers":
         return TransformersEngine(model_dir, dtype=dtype, seed=cfg.seed)
     if cfg.backend == "vllm":
