@@ -137,7 +137,7 @@ def run_pool(args, cfg, model_dir, tokenizer, prompts, settings, trainer, name: 
     overrides, dtype = VARIANTS[name]
     init_ray(None, num_cpus=max(4, int(args.generators * args.cpus_per_generator + 0.999)))
     start = time.perf_counter()
-    pool = VLLMPool(dataclasses.replace(cfg.rollout, **overrides), model_dir, dtype=dtype)
+    pool = VLLMPool(dataclasses.replace(cfg.rollout, dtype=dtype, **overrides), model_dir)
     startup_s = time.perf_counter() - start
     try:
         unseeded, _ = timed_generate(pool, prompts, settings)

@@ -12,11 +12,12 @@ project environment on first use (`trl==1.16.0`); nothing else needs it.
 
     .venv/bin/python benchmarks/step.py [--prompts 4] [--group 4] [--max-new-tokens 64] [--steps 3]
                                         [--backend vllm] [--model smollm2-135m-instruct] [--skip-trl]
-                                        [--arms today,shared_prefix,token_budget,lora,all_full_ft,all]
+                                        [--arms today,shared_prefix,token_budget,lora,all_full_ft,all,all_bf16_gen]
 
 Our side runs once per arm, in one invocation, in this order: `today` (the padded forward, fixed micro-batches:
 `trainer.shared_prefix=false`, no token budget, full fine-tuning), each new feature alone (LoRA: rank 16, alpha
-32, every projection), the two update features with full fine-tuning, and all together (see `ARMS`).
+32, every projection), the two update features with full fine-tuning, all together, and all together with bf16
+generators (`rollout.dtype=bfloat16`, opt-in: they sample from a bf16 copy of the policy) (see `ARMS`).
 
 The update's achieved FLOP rate: 6 N FLOPs per computed token position for full fine-tuning (forward 2N,
 backward 4N) and 4 N with LoRA (the frozen weights need no weight gradient; the adapters' own FLOPs are under 3%
@@ -50,6 +51,7 @@ ARMS: dict[str, list[str]] = {
     "lora": ["trainer.shared_prefix=false", "trainer.max_tokens_per_micro=0", *LORA],
     "all_full_ft": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048"],
     "all": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", *LORA],
+    "all_bf16_gen": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", *LORA, "rollout.dtype=bfloat16"],
 }
 BREAKDOWN = ["time/generate_s", "time/verify_s", "time/old_logprobs_s", "time/update_s", "time/sync_s", "time/step_s"]
 

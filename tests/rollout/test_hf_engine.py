@@ -53,7 +53,7 @@ def test_rollout_dtype_overrides_the_models_and_auto_keeps_it():
     from gcpo.config import RolloutConfig
     from gcpo.rollout import build_engine
 
-    auto = build_engine(RolloutConfig(backend="transformers"), tiny_dir(), dtype="float32")
-    bf16 = build_engine(RolloutConfig(backend="transformers", dtype="bfloat16"), tiny_dir(), dtype="float32")
+    auto = build_engine(RolloutConfig(backend="transformers"), tiny_dir(), model_dtype="float32")
+    bf16 = build_engine(RolloutConfig(backend="transformers", dtype="bfloat16"), tiny_dir(), model_dtype="float32")
     assert next(auto.model.parameters()).dtype == torch.float32
     assert next(bf16.model.parameters()).dtype == torch.bfloat16

@@ -32,5 +32,5 @@ def test_every_configurable_transport_is_accepted():
 
 def test_the_pool_restates_no_rollout_setting():
     params = set(inspect.signature(VLLMPool.__init__).parameters)
-    assert params == {"self", "cfg", "model_dir", "dtype", "max_model_len", "max_restarts"}
+    assert params == {"self", "cfg", "model_dir", "model_dtype", "max_model_len", "max_restarts"}
     assert not params & {f.name for f in dataclasses.fields(RolloutConfig)}

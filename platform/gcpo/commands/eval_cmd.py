@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         from gcpo.cluster.runtime import init_ray
 
         init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
-    engine = build_engine(cfg.rollout, model_dir, dtype=cfg.model.dtype)
+    engine = build_engine(cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
     try:
         with VerifierPool.from_config(cfg.task) as pool:
             result = evaluate_config(engine, tokenizer, cfg, tasks=tasks, pool=pool)

@@ -18,7 +18,14 @@ from pathlib import Path
 from gcpo.config import RolloutBackend, RolloutConfig
 from gcpo.rollout.agreement import Agreement, logprob_agreement
 from gcpo.rollout.hf_engine import ContextLengthError, TransformersEngine
-from gcpo.rollout.types import Completion, PromptResult, RolloutEngine, SamplingSettings, generate_many
+from gcpo.rollout.types import (
+    Completion,
+    PromptResult,
+    RolloutEngine,
+    SamplingSettings,
+    generate_many,
+    generator_dtype,
+)
 
 __all__ = [
     "Agreement", "Completion", "ContextLengthError", "PromptResult", "RolloutEngine", "SamplingSettings",
@@ -32,15 +39,14 @@ def sampling_settings(cfg: RolloutConfig) -> SamplingSettings:
                             max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop))
 
 
-def build_engine(cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32") -> RolloutEngine:
-    """The engine `cfg.backend` names, its weights in `cfg.dtype` (`dtype`, the model's, when "auto"). "vllm"
-    needs a running Ray (see `gcpo.cluster.init_ray`)."""
-    dtype = dtype if cfg.dtype == "auto" else cfg.dtype
+def build_engine(cfg: RolloutConfig, model_dir: str | Path, *, model_dtype: str = "float32") -> RolloutEngine:
+    """The engine `cfg.backend` names, its weights in `cfg.dtype` (`model_dtype`, the model's, when "auto").
+    "vllm" needs a running Ray (see `gcpo.cluster.init_ray`)."""
     if cfg.backend == "transformers":
-        return TransformersEngine(model_dir, dtype=dtype, seed=cfg.seed)
+        return TransformersEngine(model_dir, dtype=generator_dtype(cfg.dtype, model_dtype), seed=cfg.seed)
     if cfg.backend == "vllm":
         from gcpo.rollout.vllm_pool import VLLMPool
 
-        return VLLMPool(cfg, model_dir, dtype=dtype)
+        return VLLMPool(cfg, model_dir, model_dtype=model_dtype)
     allowed = ", ".join(repr(b) for b in typing.get_args(RolloutBackend))
     raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r}; allowed: {allowed}")

@@ -59,6 +59,11 @@ class RolloutEngine(Protocol):
     def shutdown(self) -> None: ...
 
 
+def generator_dtype(rollout_dtype: str, model_dtype: str) -> str:
+    """The generators' weights dtype: `rollout.dtype`, or the model's when that is "auto"."""
+    return model_dtype if rollout_dtype == "auto" else rollout_dtype
+
+
 def generate_many(engine: RolloutEngine, jobs: Sequence[tuple[Sequence[Sequence[int]], SamplingSettings]]
                   ) -> list[list[PromptResult]]:
     """Several `(prompts, settings)` batches: in one call where the engine offers `generate_many` (the vLLM pool:

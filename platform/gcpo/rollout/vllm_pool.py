@@ -53,7 +53,7 @@ import torch
 
 from gcpo.config import RolloutConfig
 from gcpo.rollout.hf_engine import check_context
-from gcpo.rollout.types import VLLM_MAX_MODEL_LEN, Completion, PromptResult, SamplingSettings
+from gcpo.rollout.types import VLLM_MAX_MODEL_LEN, Completion, PromptResult, SamplingSettings, generator_dtype
 from gcpo.rollout.weight_sync import build_transport, check_transport
 
 READY_TIMEOUT_S = 600  # engine start-up (model load, KV-cache allocation) or waiting for free CPUs
@@ -235,16 +235,17 @@ def generator_resources(gpus_per_generator: float, placement_resource: str) -> d
 
 class VLLMPool:
     """See the module docstring. Built from the run's `RolloutConfig` (every setting is read from it); needs a running
-    Ray (`gcpo.cluster.init_ray`). `dtype` is the model's (`model.dtype`); `max_model_len` caps the context below
+    Ray (`gcpo.cluster.init_ray`). `model_dtype` is the model's (`model.dtype`): the engines' weights take
+    `cfg.dtype`, or that when it is "auto"; `max_model_len` caps the context below
     the model's own (default 2048); `max_restarts` bounds actor restarts per `generate` call."""
 
-    def __init__(self, cfg: RolloutConfig, model_dir: str | Path, *, dtype: str = "float32",
+    def __init__(self, cfg: RolloutConfig, model_dir: str | Path, *, model_dtype: str = "float32",
                  max_model_len: int | None = None, max_restarts: int = 3):
         check_transport(cfg.weight_transport)  # before any engine starts
         import ray
         from transformers import AutoConfig
 
-        self.cfg, self.dtype, self.model_dir = cfg, dtype, str(model_dir)
+        self.cfg, self.dtype, self.model_dir = cfg, generator_dtype(cfg.dtype, model_dtype), str(model_dir)
         config = AutoConfig.from_pretrained(self.model_dir)
         self.tied = bool(getattr(config, "tie_word_embeddings", False))
         self.max_model_len = min(int(config.max_position_embeddings), max_model_len or VLLM_MAX_MODEL_LEN)

@@ -62,7 +62,7 @@ def _fill_golden_answers(task, cfg: RunConfig, verifier_pool):
     from gcpo.tasks import generate_golden_answers
 
     model_dir = resolve_model(ModelConfig(name=cfg.task.golden_model))
-    golden_engine = build_engine(cfg.rollout, model_dir, dtype=cfg.model.dtype)
+    golden_engine = build_engine(cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
     try:
         task, report = generate_golden_answers(task, golden_engine, AutoTokenizer.from_pretrained(model_dir),
                                                verifier_pool, model_id=str(cfg.task.golden_model))

@@ -76,7 +76,7 @@ class Rank0Driver(FollowerDriver):
         from gcpo.tasks.pool import VerifierPool
 
         self.cfg, self.tokenizer = cfg, tokenizer
-        self.rollout_engine = build_engine(cfg.rollout, model_dir, dtype=cfg.model.dtype)
+        self.rollout_engine = build_engine(cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
         self.verifier_pool = None
         try:
             self.verifier_pool = VerifierPool.from_config(cfg.task)
