@@ -35,6 +35,7 @@ from gcpo.algorithms.choices import (
     KLEstimator,
     Loss,
     RatioLevel,
+    RolloutCorrection,
     SftPrompts,
     TokenCredit,
 )
@@ -153,6 +154,14 @@ class AlgorithmConfig:
     guidance_power: float = 2.15
     sft_prompts: SftPrompts = "all"  # loss "sft": every prompt's golden answer, or all-wrong only
     sft_coef: float = 0.0  # > 0: + sft_coef * cross-entropy on the injected golden answers (needs golden_answers)
+    # Rollout-mismatch correction of the policy-gradient term by pi_old / behaviour ratios (loss "clipped";
+    # gcpo.algorithms.corrections): none, tis (truncated at correction_cap), mis (sequences whose geometric-mean
+    # ratio leaves [1/correction_cap, correction_cap] masked), icepop (tokens outside [icepop_low, icepop_high]
+    # masked). Golden answers (no behaviour log-prob) are never corrected.
+    rollout_correction: RolloutCorrection = "none"
+    correction_cap: float = 2.0
+    icepop_low: float = 0.5
+    icepop_high: float = 5.0
 
 
 @dataclass
@@ -310,6 +319,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(a.max_fill_rounds >= 0, "algorithm.max_fill_rounds", f"must be >= 0, got {a.max_fill_rounds}")
     need(a.conspo_tau > 0, "algorithm.conspo_tau", f"must be > 0, got {a.conspo_tau}")
     _check_sft(a, need)
+    _check_correction(a, need)
     need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group needs a contrast), got {r.group_size}")
     need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
     need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
@@ -346,6 +356,14 @@ def _check_lora(lora: LoraConfig, need: typing.Callable[[bool, str, str], None])
     need(lora.alpha > 0, "model.lora.alpha", f"must be > 0, got {lora.alpha}")
     need(0 <= lora.dropout < 1, "model.lora.dropout", f"must lie in [0, 1), got {lora.dropout}")
     need(bool(lora.target_modules), "model.lora.target_modules", "must name at least one linear layer")
+
+
+def _check_correction(a: AlgorithmConfig, need: typing.Callable[[bool, str, str], None]) -> None:
+    need(a.correction_cap > 1, "algorithm.correction_cap", f"must be > 1, got {a.correction_cap}")
+    need(0 < a.icepop_low <= 1 <= a.icepop_high, "algorithm.icepop_low",
+         f"need 0 < icepop_low <= 1 <= icepop_high, got {a.icepop_low} and {a.icepop_high}")
+    need(a.rollout_correction == "none" or a.loss == "clipped", "algorithm.rollout_correction",
+         f"corrects the clipped surrogate's policy-gradient term: needs loss 'clipped', got loss {a.loss!r}")
 
 
 def _check_sft(a: AlgorithmConfig, need: typing.Callable[[bool, str, str], None]) -> None:

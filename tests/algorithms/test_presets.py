@@ -15,14 +15,15 @@ from gcpo.config import AlgorithmConfig, load_config
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "algorithms.md"
 
 # Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged):
-# all 25 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's values that differ.
+# all 29 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's values that differ.
 ALL_SWITCHES: dict = {
     "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
     "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
     "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
     "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
     "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
-    "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0,
+    "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0, "rollout_correction": "none",
+    "correction_cap": 2.0, "icepop_low": 0.5, "icepop_high": 5.0,
 }
 EXPECTED: dict[str, dict] = {
     "grpo": {**ALL_SWITCHES, "kl_coef": 0.04},
@@ -63,7 +64,7 @@ def test_every_preset_pins_its_full_switch_set(name):
 def test_choice_switches_are_declared_once():
     """Each choice field of AlgorithmConfig is typed by a `gcpo.algorithms.choices` alias (the config reads the
     allowed values from it), and the algorithm functions take the same aliases."""
-    from gcpo.algorithms import advantages, batch_filling, golden, losses, sft
+    from gcpo.algorithms import advantages, batch_filling, corrections, golden, losses, sft
 
     hints = typing.get_type_hints(AlgorithmConfig)
     aliases = {name: value for name, value in vars(choices).items() if typing.get_origin(value) is typing.Literal}
@@ -77,6 +78,7 @@ def test_choice_switches_are_declared_once():
     assert typing.get_type_hints(batch_filling.fill_decision)["policy"] is choices.FillPolicy
     assert typing.get_type_hints(golden.golden_replacement_index)["replace"] is choices.GaReplace
     assert typing.get_type_hints(sft.sft_prompt_mask)["prompts"] is choices.SftPrompts
+    assert typing.get_type_hints(corrections.correction_weights)["kind"] is choices.RolloutCorrection
 
 
 def test_paper_switches():

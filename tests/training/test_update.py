@@ -71,3 +71,37 @@ def test_conspo_reports_its_contrast_metrics(setting):
     assert metrics["conspo/margin"] == 0.0  # the curriculum starts at conspo_margin_start
     assert metrics["loss/policy"] > 0 and metrics["grad/norm"] > 0
     assert "policy/clip_frac" not in metrics
+
+
+def test_a_rollout_correction_changes_the_update_only_when_the_generator_differs(setting):
+    """`algorithm.rollout_correction` acts through the generators' log-probs: in sync (fp32 generators) every
+    ratio is 1 and the update is the uncorrected one; with a mismatch (here noise of 0.5 nats per token: bf16
+    generators reach 1.1 on their worst tokens) each correction changes the gradient, and reports what it did."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+    with torch.no_grad():
+        exact = [response_logprobs(engine.module, [p], [r], pad_token_id=tok.pad_token_id)[0][0]
+                 for p, r in zip(batch.prompts, batch.responses)]
+    noise = torch.Generator().manual_seed(0)
+    shifted = [(e + 0.5 * torch.randn(e.shape, generator=noise)).tolist() for e in exact]
+    exact = [e.tolist() for e in exact]
+
+    def update(kind, gen):
+        c = dataclasses.replace(cfg, algorithm=dataclasses.replace(cfg.algorithm, rollout_correction=kind))
+        policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), c.trainer, "float32")
+        return update_policy(policy_engine, dataclasses.replace(batch, gen_logprobs=gen), c, step=0,
+                             pad_id=tok.pad_token_id)
+
+    plain = update("none", shifted)
+    assert "correction/weight_mean" not in plain
+    for kind in ("tis", "mis", "icepop"):
+        in_sync = update(kind, exact)
+        assert in_sync["grad/norm"] == pytest.approx(update("none", exact)["grad/norm"], rel=1e-5), kind
+        assert in_sync["correction/weight_mean"] == pytest.approx(1.0, abs=1e-5)
+        off = update(kind, shifted)
+        assert off["grad/norm"] != pytest.approx(plain["grad/norm"], rel=1e-3), kind  # the switch acts
+        assert off["correction/ratio_mean"] > 1.0  # E[exp(noise)] = exp(0.125) over the tokens
+    tis = update("tis", shifted)
+    assert tis["correction/weight_mean"] < tis["correction/ratio_mean"]  # the cap of 2 truncated some tokens

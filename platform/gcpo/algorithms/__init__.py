@@ -7,6 +7,7 @@
 - guidance-contrastive token credit: `guidance_token_weights`
 - batch filling (DAPO dynamic sampling, GPG beta_th): `fill_decision`, `FillDecision`
 - supervised imitation of golden answers (ga_sft, sft_coef): `sft_loss`, `sft_prompt_mask`
+- rollout-mismatch corrections (tis, mis, icepop): `correction_weights`
 - presets: `PRESET_NAMES`, `preset_values`
 - the choice switches' allowed values: `gcpo.algorithms.choices`
 
@@ -29,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "contrastive_roles": "conspo",
     "sequence_scores": "conspo",
     "golden_replacement_index": "golden",
+    "correction_weights": "corrections",
     "agg_normalizer": "losses",
     "aggregate": "losses",
     "importance_ratio": "losses",

@@ -20,6 +20,7 @@ FillPolicy = Literal["none", "dapo", "gpg"]  # algorithm.batch_filling: fill_dec
 TokenCredit = Literal["none", "guidance"]  # algorithm.token_credit
 GuidanceNegative = Literal["wrong", "empty"]  # algorithm.guidance_negative: the negative prompt of token credit
 SftPrompts = Literal["all", "all_wrong"]  # algorithm.sft_prompts: sft_prompt_mask(prompts=)
+RolloutCorrection = Literal["none", "tis", "mis", "icepop"]  # algorithm.rollout_correction: correction_weights(kind=)
 
 
 def values(alias: typing.Any) -> tuple:

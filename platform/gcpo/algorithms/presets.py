@@ -48,6 +48,12 @@ NEUTRAL: dict = {
     "guidance_power": 2.15,
     "sft_prompts": "all",
     "sft_coef": 0.0,
+    # Rollout corrections off; their bounds are the anchors' values: TIS's cap 2 (Yao et al. 2025), IcePop's band
+    # [0.5, 5] (Ring-1T); MIS shares the cap (our choice: a band [1/2, 2] on the geometric-mean ratio).
+    "rollout_correction": "none",
+    "correction_cap": 2.0,
+    "icepop_low": 0.5,
+    "icepop_high": 5.0,
 }
 
 # name -> (paper, changes from NEUTRAL)

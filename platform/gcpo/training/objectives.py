@@ -26,6 +26,7 @@ from gcpo.algorithms import (
     conspo_loss,
     conspo_margin,
     conspo_normalizer,
+    correction_weights,
     guidance_token_weights,
     policy_loss,
     sequence_scores,
@@ -58,6 +59,10 @@ class MicroInputs:
     normalizer: torch.Tensor  # the global normaliser of the mini-batch
     step: int  # the training step (ConSPO's margin schedule)
     max_response_len: int
+    # the generators' log-probs (algorithm.rollout_correction != none), 0 on rows no generator sampled, and
+    # (rows,) bool: which rows a generator sampled (False: injected golden answers)
+    behaviour_logp: torch.Tensor | None = None
+    sampled: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,17 @@ def _clipped_normalizer(rows: MiniRows, a: AlgorithmConfig) -> torch.Tensor:
 
 
 def _clipped_loss(x: MicroInputs, a: AlgorithmConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    weights = None
+    weights, corrected = None, {}
     if x.negative_logp is not None:
         weights = guidance_token_weights(x.logp.detach(), x.negative_logp, x.mask, power=a.guidance_power)
+    if x.behaviour_logp is not None:
+        cw, cm = correction_weights(x.old_logp, x.behaviour_logp.to(x.logp.device), x.mask, x.sampled.to(x.logp.device),
+                                    a.rollout_correction, cap=a.correction_cap, icepop_low=a.icepop_low,
+                                    icepop_high=a.icepop_high)
+        weights = cw if weights is None else weights * cw
+        n = float(cm["tokens"])
+        corrected = {"correction_tokens": n, "correction_weight_sum": float(cm["weight_mean"]) * n,
+                     "correction_masked": float(cm["masked_frac"]) * n, "correction_ratio_sum": float(cm["ratio_mean"]) * n}
     loss, pm = policy_loss(
         x.logp, x.old_logp, x.advantages.to(x.logp.device), x.mask, ratio_level=a.ratio_level,
         clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, ref_logp=x.ref_logp, kl_coef=a.kl_coef,
@@ -92,7 +105,8 @@ def _clipped_loss(x: MicroInputs, a: AlgorithmConfig) -> tuple[torch.Tensor, dic
     )
     tokens = x.mask.sum().item()
     return loss, {"tokens": tokens, "clipped_tokens": float(pm["clip_frac"]) * tokens,
-                  "ratio_sum": float(pm["ratio_mean"]) * tokens, "kl_sum": float(pm.get("kl", 0.0)) * tokens}
+                  "ratio_sum": float(pm["ratio_mean"]) * tokens, "kl_sum": float(pm.get("kl", 0.0)) * tokens,
+                  **corrected}
 
 
 def _clipped_summary(totals: dict[str, float], a: AlgorithmConfig) -> dict[str, float]:
@@ -100,6 +114,11 @@ def _clipped_summary(totals: dict[str, float], a: AlgorithmConfig) -> dict[str, 
     out = {"policy/clip_frac": totals["clipped_tokens"] / tokens, "policy/ratio_mean": totals["ratio_sum"] / tokens}
     if a.kl_coef > 0:
         out["kl/mean"] = totals["kl_sum"] / tokens
+    if a.rollout_correction != "none":  # over the sampled rows' tokens (golden answers are not corrected)
+        corrected = max(totals["correction_tokens"], 1.0)
+        out |= {"correction/weight_mean": totals["correction_weight_sum"] / corrected,
+                "correction/masked_frac": totals["correction_masked"] / corrected,
+                "correction/ratio_mean": totals["correction_ratio_sum"] / corrected}
     return out
 
 
@@ -146,7 +165,8 @@ def _sft_summary(totals: dict[str, float], a: AlgorithmConfig) -> dict[str, floa
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "clipped": Objective("clipped", "rollouts", ("tokens", "clipped_tokens", "ratio_sum", "kl_sum"),
+    "clipped": Objective("clipped", "rollouts", ("tokens", "clipped_tokens", "ratio_sum", "kl_sum", "correction_tokens",
+                                                 "correction_weight_sum", "correction_masked", "correction_ratio_sum"),
                          _clipped_normalizer, _clipped_loss, _clipped_summary),
     "conspo": Objective("conspo", "rollouts", ("contrast_groups", "positives", "score_gap_sum", "margin"),
                         _conspo_normalizer, _conspo_loss, _conspo_summary),

@@ -229,7 +229,7 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
             tally.add("token_slots", forward_slots(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
             tally.add("real_tokens", real_tokens(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
             inputs = _micro_inputs(logp, mask, micro, batch, scores, on_rollouts, normalizer, step,
-                                   cfg.rollout.max_new_tokens)
+                                   cfg.rollout.max_new_tokens, a.rollout_correction != "none")
             loss = _micro_loss(inputs, micro, batch, objective, cfg, tally, sft_normalizer)
         # DeepSpeed averages gradients over ranks; our losses are already global sums / N.
         policy_engine.backward(loss * world_size * batch.alpha)
@@ -237,20 +237,32 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
 
 
 def _micro_inputs(logp, mask, micro: Micro, batch: StepBatch, scores: RowLogprobs, on_rollouts: bool,
-                  normalizer: torch.Tensor, step: int, max_response_len: int) -> MicroInputs:
+                  normalizer: torch.Tensor, step: int, max_response_len: int, correct_rollouts: bool = False
+                  ) -> MicroInputs:
     """The loss table's view of a non-empty micro-batch."""
     g_size = batch.group_size
     if not on_rollouts:  # golden rows: no advantage, no old policy, no group contrast
         return MicroInputs(logp, mask, torch.zeros(len(micro.index)), torch.zeros(0, g_size, dtype=torch.bool),
                            None, None, None, normalizer, step, max_response_len)
     groups = [r // g_size for r in micro.index[::g_size]]
+    behaviour, sampled = _behaviour(batch, micro, logp) if correct_rollouts else (None, None)
     return MicroInputs(
         logp, mask, batch.advantages[micro.index], batch.correct[groups].bool(),
         old_logp=pad_like(scores.old, micro.index, logp),
         ref_logp=pad_like(scores.ref, micro.index, logp) if scores.ref else None,
         negative_logp=pad_like(scores.negative, micro.index, logp) if scores.negative else None,
         normalizer=normalizer, step=step, max_response_len=max_response_len,
+        behaviour_logp=behaviour, sampled=sampled,
     )
+
+
+def _behaviour(batch: StepBatch, micro: Micro, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generators' log-probs of the micro-batch's rows, padded like `logp` (0 where no generator sampled the
+    row: an injected golden answer), and which rows a generator sampled."""
+    gen = batch.gen_logprobs
+    rows = {r: torch.tensor(gen[r]) if gen[r] is not None else torch.zeros(len(batch.responses[r]))
+            for r in micro.index}
+    return pad_like(rows, micro.index, logp), torch.tensor([gen[r] is not None for r in micro.index])
 
 
 def _micro_loss(inputs: MicroInputs, micro: Micro, batch: StepBatch, objective: Objective, cfg: RunConfig,
