@@ -305,14 +305,13 @@ class VLLMPool:
             bounds = [len(prompts) * r // n for r in range(n + 1)]
             for r in range(n):
                 parts[r].append(([list(p) for p in prompts[bounds[r] : bounds[r + 1]]], settings, bounds[r]))
-        results: dict[int, list[list[PromptResult]]] = {}
+        # an actor with no prompt in any job has nothing to do
+        results: dict[int, list[list[PromptResult]]] = {
+            r: [[] for _ in jobs] for r in range(n) if not any(chunk for chunk, _, _ in parts[r])}
         restarts = 0
         while len(results) < n:
             pending = {r: self._actors[r].generate.remote(parts[r], self.weight_version)
-                       for r in range(n) if r not in results and any(chunk for chunk, _, _ in parts[r])}
-            for r in range(n):
-                if not any(chunk for chunk, _, _ in parts[r]):
-                    results[r] = [[] for _ in jobs]
+                       for r in range(n) if r not in results}
             for r, ref in pending.items():
                 try:
                     results[r] = ray.get(ref)

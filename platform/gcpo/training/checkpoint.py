@@ -19,7 +19,7 @@ import torch
 from gcpo.config import ModelConfig
 from gcpo.training.deepspeed_policy import full_parameter_bytes
 from gcpo.training.distributed import all_gather_object, broadcast_object, world
-from gcpo.training.lora import adapters_only, check_lora_file, is_lora, write_lora_file
+from gcpo.training.lora import adapters_only, check_lora_file, write_lora_file
 
 CKPT_TAG = "policy"
 
@@ -105,9 +105,9 @@ def report_with_checkpoint(policy_engine, step: int, sampler_position: int, run_
     client = {"step": step, "sampler_position": sampler_position, "mlflow_run_id": run_id, "rng": rng}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            lora = is_lora(policy_engine.module)
             with adapters_only(policy_engine.module):  # and no frozen fragments (ZeRO 2/3)
-                policy_engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state=client, exclude_frozen_parameters=lora)
+                policy_engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state=client,
+                                              exclude_frozen_parameters=model.lora.rank > 0)
         except (RuntimeError, OSError) as e:  # torch's message on a full disk does not say so
             full = disk_full_error(e, tmp, step, checkpoint_bytes(policy_engine), shutil.disk_usage(tmp).free)
             raise (full or e) from e

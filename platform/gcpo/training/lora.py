@@ -111,11 +111,16 @@ def scaling(lora: LoraConfig) -> float:
     return lora.alpha / lora.rank
 
 
+def _lora_record(model_name: str, lora: LoraConfig) -> dict | None:
+    """What `lora.json` holds: the base the adapters need and their settings (None: full fine-tuning)."""
+    if lora.rank == 0:
+        return None
+    return {"base_model": model_name, "rank": lora.rank, "alpha": lora.alpha, "target_modules": list(lora.target_modules)}
+
+
 def write_lora_file(folder: str | Path, model_name: str, lora: LoraConfig) -> None:
     """`lora.json` in a checkpoint folder: the base the adapters need and their settings."""
-    Path(folder, LORA_FILE).write_text(json.dumps(
-        {"base_model": model_name, "rank": lora.rank, "alpha": lora.alpha,
-         "target_modules": list(lora.target_modules)}, indent=1))
+    Path(folder, LORA_FILE).write_text(json.dumps(_lora_record(model_name, lora), indent=1))
 
 
 def check_lora_file(folder: str | Path, model_name: str, lora: LoraConfig) -> None:
@@ -123,8 +128,7 @@ def check_lora_file(folder: str | Path, model_name: str, lora: LoraConfig) -> No
     adapters, or adapters as full weights)."""
     path = Path(folder, LORA_FILE)
     saved = json.loads(path.read_text()) if path.exists() else None
-    wanted = None if lora.rank == 0 else {"base_model": model_name, "rank": lora.rank, "alpha": lora.alpha,
-                                          "target_modules": list(lora.target_modules)}
+    wanted = _lora_record(model_name, lora)
     if saved != wanted:
         what = lambda d: "full fine-tuning" if d is None else f"LoRA {d}"  # noqa: E731
         raise ConfigError(f"model.lora: the checkpoint in {folder} was written by {what(saved)}, this run is "
