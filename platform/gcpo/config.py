@@ -31,6 +31,7 @@ from gcpo.algorithms.choices import (
     Agg,
     FillPolicy,
     GaReplace,
+    GoldenHint,
     GuidanceNegative,
     KLEstimator,
     Loss,
@@ -121,6 +122,10 @@ class RolloutConfig:
     # 2.5x faster here (AVX-512 bf16 / AMX), but their log-probs then differ from the trainer's by about 3e-2 on
     # average (measured, docs/rollout.md): the samples come from a slightly different policy.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # Bounded staleness (gcpo.training.pipeline): 0 = the synchronous loop (sample, then update). k > 0: while the
+    # trainer updates step s, the generators sample the batch of step s + k with the weights of step s, so every
+    # batch is exactly min(step, k) weight versions old (a fixed lag: reproducible, and a resume is exact).
+    max_staleness: int = 0
 
 
 @dataclass
@@ -162,6 +167,15 @@ class AlgorithmConfig:
     correction_cap: float = 2.0
     icepop_low: float = 0.5
     icepop_high: float = 5.0
+    # Prefix hints (gcpo.algorithms.hints): in an all-wrong group, the last `hint_rollouts` responses are sampled
+    # again after the first tokens of the golden answer (appended to the prompt; never trained on). "fixed":
+    # hint_fraction of the golden answer's tokens; "adaptive": that fraction moves each step by hint_rate x
+    # (hint_target - the hinted samples' success rate), holding their success near hint_target.
+    golden_hint: GoldenHint = "none"
+    hint_rollouts: int = 2
+    hint_fraction: float = 0.5
+    hint_target: float = 0.5
+    hint_rate: float = 0.5
 
 
 @dataclass
@@ -320,6 +334,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(a.conspo_tau > 0, "algorithm.conspo_tau", f"must be > 0, got {a.conspo_tau}")
     _check_sft(a, need)
     _check_correction(a, need)
+    _check_hint(a, r, need)
+    need(r.max_staleness >= 0, "rollout.max_staleness", f"must be >= 0 (0 = synchronous), got {r.max_staleness}")
     need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group needs a contrast), got {r.group_size}")
     need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
     need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
@@ -364,6 +380,17 @@ def _check_correction(a: AlgorithmConfig, need: typing.Callable[[bool, str, str]
          f"need 0 < icepop_low <= 1 <= icepop_high, got {a.icepop_low} and {a.icepop_high}")
     need(a.rollout_correction == "none" or a.loss == "clipped", "algorithm.rollout_correction",
          f"corrects the clipped surrogate's policy-gradient term: needs loss 'clipped', got loss {a.loss!r}")
+
+
+def _check_hint(a: AlgorithmConfig, r: RolloutConfig, need: typing.Callable[[bool, str, str], None]) -> None:
+    need(0 <= a.hint_fraction <= 1, "algorithm.hint_fraction", f"must lie in [0, 1], got {a.hint_fraction}")
+    need(0 < a.hint_target < 1, "algorithm.hint_target", f"must lie in (0, 1), got {a.hint_target}")
+    need(a.hint_rate > 0, "algorithm.hint_rate", f"must be > 0, got {a.hint_rate}")
+    need(a.hint_rollouts >= 1 and (a.golden_hint == "none" or a.hint_rollouts <= r.group_size),
+         "algorithm.hint_rollouts",
+         f"must lie in [1, rollout.group_size={r.group_size}], got {a.hint_rollouts}")
+    need(a.golden_hint == "none" or a.loss != "sft", "algorithm.golden_hint",
+         f"hints train the policy's own continuations: not with loss 'sft', got {a.golden_hint!r}")
 
 
 def _check_sft(a: AlgorithmConfig, need: typing.Callable[[bool, str, str], None]) -> None:

@@ -15,7 +15,7 @@ from gcpo.config import AlgorithmConfig, load_config
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "algorithms.md"
 
 # Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged):
-# all 29 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's values that differ.
+# all 34 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's values that differ.
 ALL_SWITCHES: dict = {
     "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
     "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
@@ -23,7 +23,8 @@ ALL_SWITCHES: dict = {
     "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
     "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
     "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0, "rollout_correction": "none",
-    "correction_cap": 2.0, "icepop_low": 0.5, "icepop_high": 5.0,
+    "correction_cap": 2.0, "icepop_low": 0.5, "icepop_high": 5.0, "golden_hint": "none", "hint_rollouts": 2,
+    "hint_fraction": 0.5, "hint_target": 0.5, "hint_rate": 0.5,
 }
 EXPECTED: dict[str, dict] = {
     "grpo": {**ALL_SWITCHES, "kl_coef": 0.04},
@@ -37,6 +38,8 @@ EXPECTED: dict[str, dict] = {
     "conspo": {**ALL_SWITCHES, "loss": "conspo"},
     "guidance": {**ALL_SWITCHES, "clip_high": 0.28, "loss_agg": "token-mean", "token_credit": "guidance"},
     "ga_sft": {**ALL_SWITCHES, "loss": "sft"},
+    "ga_hint": {**ALL_SWITCHES, "golden_hint": "adaptive", "ratio_level": "sequence", "clip_low": 0.0003,
+                "clip_high": 0.0004},
 }
 
 def typed(values: dict) -> dict:
@@ -45,7 +48,7 @@ def typed(values: dict) -> dict:
 
 
 def test_names():
-    assert PRESET_NAMES == ("grpo", "dr_grpo", "dapo", "gspo", "gpg", "gcpo", "conspo", "guidance", "ga_sft")
+    assert PRESET_NAMES == ("grpo", "dr_grpo", "dapo", "gspo", "gpg", "gcpo", "conspo", "guidance", "ga_sft", "ga_hint")
     assert set(EXPECTED) == set(PRESET_NAMES)
 
 
@@ -91,6 +94,8 @@ def test_paper_switches():
     assert a("gspo").ratio_level == "sequence" and not a("gspo").golden_answers
     assert a("conspo").loss == "conspo" and a("guidance").token_credit == "guidance"
     assert a("ga_sft").loss == "sft" and a("ga_sft").sft_prompts == "all" and not a("ga_sft").golden_answers
+    assert a("ga_hint").golden_hint == "adaptive" and not a("ga_hint").golden_answers
+    assert a("ga_hint").ratio_level == a("gcpo").ratio_level  # the same objective as gcpo: only the use differs
     assert all(a(n).sft_coef == 0 for n in PRESET_NAMES)
 
 

@@ -105,3 +105,43 @@ def test_a_rollout_correction_changes_the_update_only_when_the_generator_differs
         assert off["correction/ratio_mean"] > 1.0  # E[exp(noise)] = exp(0.125) over the tokens
     tis = update("tis", shifted)
     assert tis["correction/weight_mean"] < tis["correction/ratio_mean"]  # the cap of 2 truncated some tokens
+
+
+def test_hint_tokens_carry_no_gradient(setting):
+    """A hinted row (prompt + golden-answer prefix H, then the policy's continuation C) trains on C alone: the
+    update's gradient equals the hand-computed -sum A log pi over response tokens, conditioned on prompt + H, and
+    differs from the gradient that would also train on H."""
+    from deepspeed.utils import safe_get_full_grad
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    a = dataclasses.replace(cfg.algorithm, ratio_level="none", loss_agg="token-mean", adv_norm="none")
+    cfg = dataclasses.replace(cfg, algorithm=a)
+    prompt, hint, cont = batch.prompts[0], batch.responses[0][:3], batch.responses[1]
+    hinted = dataclasses.replace(
+        batch.keep_groups([True] + [False] * (batch.num_groups - 1)),
+        prompts=[prompt + hint] + batch.prompts[1:4], responses=[cont] + batch.responses[1:4],
+        gen_logprobs=[None] * 4, hint_tokens=[len(hint), 0, 0, 0], advantages=torch.tensor([1.0, -0.5, 0.25, 0.0]))
+    policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+    grads, step = [], policy_engine.step
+
+    def capture_then_step():
+        grads.append(torch.cat([safe_get_full_grad(p).flatten() for p in policy_engine.module.parameters()]))
+        step()
+
+    policy_engine.step = capture_then_step
+    update_policy(policy_engine, hinted, cfg, step=0, pad_id=tok.pad_token_id)
+
+    def by_hand(rows):  # token-mean over the rows' response tokens of -A log pi, on the same initial weights
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir())
+        logp = [response_logprobs(model, [p], [r], pad_token_id=tok.pad_token_id)[0][0] for p, r, _ in rows]
+        loss = -sum(adv * lp.sum() for lp, (_, _, adv) in zip(logp, rows)) / sum(len(r) for _, r, _ in rows)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    rest = [(p, r, float(x)) for p, r, x in zip(hinted.prompts[1:], hinted.responses[1:], hinted.advantages[1:])]
+    continuation_only = by_hand([(prompt + hint, cont, 1.0)] + rest)
+    hint_trained_too = by_hand([(prompt, hint + cont, 1.0)] + rest)
+    rel = lambda x, y: ((x - y).norm() / y.norm()).item()  # noqa: E731
+    assert rel(grads[0], continuation_only) < 1e-4
+    assert rel(grads[0], hint_trained_too) > 1e-2

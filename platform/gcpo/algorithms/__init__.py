@@ -8,6 +8,7 @@
 - batch filling (DAPO dynamic sampling, GPG beta_th): `fill_decision`, `FillDecision`
 - supervised imitation of golden answers (ga_sft, sft_coef): `sft_loss`, `sft_prompt_mask`
 - rollout-mismatch corrections (tis, mis, icepop): `correction_weights`
+- golden-answer prefix hints: `hint_length`, `adapt_hint_fraction`
 - presets: `PRESET_NAMES`, `preset_values`
 - the choice switches' allowed values: `gcpo.algorithms.choices`
 
@@ -30,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "contrastive_roles": "conspo",
     "sequence_scores": "conspo",
     "golden_replacement_index": "golden",
+    "adapt_hint_fraction": "hints",
+    "hint_length": "hints",
     "correction_weights": "corrections",
     "agg_normalizer": "losses",
     "aggregate": "losses",

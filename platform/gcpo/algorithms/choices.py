@@ -21,6 +21,7 @@ TokenCredit = Literal["none", "guidance"]  # algorithm.token_credit
 GuidanceNegative = Literal["wrong", "empty"]  # algorithm.guidance_negative: the negative prompt of token credit
 SftPrompts = Literal["all", "all_wrong"]  # algorithm.sft_prompts: sft_prompt_mask(prompts=)
 RolloutCorrection = Literal["none", "tis", "mis", "icepop"]  # algorithm.rollout_correction: correction_weights(kind=)
+GoldenHint = Literal["none", "fixed", "adaptive"]  # algorithm.golden_hint: the prefix-hint length rule
 
 
 def values(alias: typing.Any) -> tuple:

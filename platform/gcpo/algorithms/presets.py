@@ -54,6 +54,14 @@ NEUTRAL: dict = {
     "correction_cap": 2.0,
     "icepop_low": 0.5,
     "icepop_high": 5.0,
+    # Prefix hints off. When on: the last 2 of the group's responses are hinted (half of the default G = 4), the
+    # hint starts at half the golden answer, and the adaptive controller aims at 50% hinted success (AdaPrefix-GRPO's
+    # target) with gain 0.5 (our choice: an all-wrong step lengthens the hint by a quarter of the answer).
+    "golden_hint": "none",
+    "hint_rollouts": 2,
+    "hint_fraction": 0.5,
+    "hint_target": 0.5,
+    "hint_rate": 0.5,
 }
 
 # name -> (paper, changes from NEUTRAL)
@@ -96,6 +104,13 @@ _PRESETS: dict[str, tuple[str, dict]] = {
     # golden answers of every prompt of the batch (plain SFT; `sft_prompts: all_wrong` imitates only the prompts
     # GCPO would inject into). See gcpo.algorithms.sft.
     "ga_sft": ("imitation-only baseline (SFT on golden answers)", {"loss": "sft", "sft_prompts": "all"}),
+    # Prefix hints (Prefix-RFT; UFT; AdaPrefix-GRPO, arXiv 2607.07674): the third use of a golden answer. The
+    # objective is GCPO's (sequence ratio, GSPO's clip range) so that replace (gcpo), hint (ga_hint) and imitate
+    # (ga_sft) differ only in how the golden answer is used; the hint length is adaptive (see gcpo.algorithms.hints).
+    "ga_hint": (
+        "golden-answer prefix hints, adaptive (AdaPrefix-GRPO, arXiv 2607.07674)",
+        {"golden_hint": "adaptive", "ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4},
+    ),
 }
 
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)

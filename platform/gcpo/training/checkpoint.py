@@ -1,7 +1,8 @@
 """Checkpoints through Ray Train: every rank saves its DeepSpeed shard, Ray Train commits once all have reported.
 
 A checkpoint holds DeepSpeed's engine state (weights, optimizer, LR schedule) per rank, plus `client_state`: the
-step, the sampler position, every rank's RNG states and the MLflow run id. A restarted worker group (Ray Train's
+step, the sampler position, every rank's RNG states, the MLflow run id, and rank 0's rollout state: the batches
+sampled ahead under bounded staleness (`rollout.max_staleness`; as plain values) and the prefix-hint fraction. A restarted worker group (Ray Train's
 FailureConfig) or a re-launched run (`gcpo train --resume`) continues from the last committed one: same next
 prompts (the sampler position), same samples (per-step sampling seeds), same MLflow run.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,6 +33,8 @@ class Restored:
     sampler_position: int = 0
     mlflow_run_id: str | None = None
     removed_uncommitted: tuple[str, ...] = ()  # checkpoint folders a killed attempt left half-written
+    queued: dict = field(default_factory=dict)  # step -> a batch sampled ahead (gcpo.training.pipeline.to_record)
+    hint_fraction: float | None = None  # the adaptive prefix-hint fraction, when hints are on
 
 
 def rng_state() -> dict:
@@ -57,7 +60,9 @@ def restore_checkpoint(policy_engine, model: ModelConfig) -> Restored:
         _, client = policy_engine.load_checkpoint(ckpt_dir, tag=CKPT_TAG, load_module_strict=model.lora.rank == 0)
     set_rng_state(client["rng"][rank] if rank < len(client["rng"]) else client["rng"][0])
     removed = remove_uncommitted(Path(checkpoint.path)) if rank == 0 else ()
-    return Restored(client["step"], client["sampler_position"], client["mlflow_run_id"], removed)
+    rollout = client.get("rollout", {})
+    return Restored(client["step"], client["sampler_position"], client["mlflow_run_id"], removed,
+                    rollout.get("queued", {}), rollout.get("hint_fraction"))
 
 
 def remove_uncommitted(restored: Path) -> tuple[str, ...]:
@@ -92,17 +97,19 @@ def checkpoint_bytes(policy_engine) -> int:
     return 3 * full_parameter_bytes(policy_engine, trainable_only=True)
 
 
-def report_with_checkpoint(policy_engine, step: int, sampler_position: int, run_id: str | None,
+def report_with_checkpoint(policy_engine, step: int, rollout_state: dict, run_id: str | None,
                            metrics: dict, model: ModelConfig) -> None:
     """Every rank saves its DeepSpeed shard into a temp dir and reports it; Ray Train commits the checkpoint
     only once every rank has reported, so a crash mid-save never leaves a checkpoint that resume would use.
-    Under LoRA only the adapters (and their Adam state) are saved, with `lora.json` naming the base."""
+    Under LoRA only the adapters (and their Adam state) are saved, with `lora.json` naming the base.
+    `rollout_state`: rank 0's `sampler_position`, `queued` batches and `hint_fraction` (other ranks pass {})."""
     import ray.train
     from ray.train import Checkpoint
 
     rng = all_gather_object(rng_state())
-    run_id, sampler_position = broadcast_object((run_id, sampler_position))  # rank 0 owns both
-    client = {"step": step, "sampler_position": sampler_position, "mlflow_run_id": run_id, "rng": rng}
+    run_id, rollout_state = broadcast_object((run_id, rollout_state))  # rank 0 owns both
+    client = {"step": step, "sampler_position": rollout_state.get("sampler_position", 0), "mlflow_run_id": run_id,
+              "rng": rng, "rollout": {k: v for k, v in rollout_state.items() if k != "sampler_position"}}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with adapters_only(policy_engine.module):  # and no frozen fragments (ZeRO 2/3)

@@ -50,6 +50,7 @@ def build_training_data(cfg: RunConfig, tokenizer, verifier_pool=None,
         golden_text=[it.golden for it in items],
         verify=verify,
         negative_prompt_ids=negative,
+        decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True),
     )
 
 

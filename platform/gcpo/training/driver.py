@@ -1,8 +1,9 @@
 """The one rank-0 object of a run, and its stand-in on the other ranks.
 
 `Rank0Driver` owns everything only rank 0 holds, built once per run: the rollout engine (the vLLM generator pool
-or the transformers fallback), the verifier pool, the training data and its prompt sampler, the held-out tasks
-and the MLflow logger. It builds each step's batch, syncs the gathered weights to the generators, evaluates, logs
+or the transformers fallback), the verifier pool, the training data and its prompt sampler, the rollout pipeline
+(`gcpo.training.pipeline`: batches sampled up to `rollout.max_staleness` steps ahead), the prefix-hint state, the
+held-out tasks and the MLflow logger. It hands out each step's batch, syncs the gathered weights to the generators, evaluates, logs
 and prints the progress line. `FollowerDriver` is what every other rank holds: the same calls, doing nothing, so
 the training loop (`gcpo.training.loop`) reads the same on every rank.
 """
@@ -15,6 +16,8 @@ import time
 from gcpo.config import RunConfig, dump_yaml, loggable, to_flat_dict
 from gcpo.training.checkpoint import Restored
 from gcpo.training.data import build_training_data, held_out_tasks
+from gcpo.training.pipeline import Collected, RolloutPipeline, from_record, to_record
+from gcpo.training.rollouts import HintState
 from gcpo.training.sampler import PromptSampler
 from gcpo.training.types import StepBatch
 
@@ -50,7 +53,10 @@ class FollowerDriver:
     """Ranks > 0: no rollout engine, data, evaluation or logger; the batch arrives by broadcast."""
 
     run_id: str | None = None
-    sampler_position = 0
+
+    def rollout_state(self) -> dict:
+        """What a checkpoint stores of rank 0's rollouts (rank 0's is broadcast; the others have none)."""
+        return {}
 
     def resume(self, state, restored: Restored) -> None: ...
 
@@ -91,6 +97,13 @@ class Rank0Driver(FollowerDriver):
         self.sampler = PromptSampler(len(self.data.prompt_ids), seed=cfg.trainer.seed,
                                      position=restored.sampler_position)
         self.settings = sampling_settings(cfg.rollout)
+        self.hint = None
+        if cfg.algorithm.golden_hint != "none":
+            self.hint = HintState(cfg.algorithm.hint_fraction if restored.hint_fraction is None
+                                  else restored.hint_fraction)
+        self.pipeline = RolloutPipeline(self._collect, max_staleness=cfg.rollout.max_staleness,
+                                        steps=cfg.trainer.steps,
+                                        queued={k: from_record(v) for k, v in restored.queued.items()})
         self.first_step, self.started = restored.step, time.time()
         self.eval_s = 0.0  # the last held-out evaluation's seconds (the ETA's estimate of the next)
 
@@ -108,9 +121,12 @@ class Rank0Driver(FollowerDriver):
             logger.log_text(dump_yaml(loggable(cfg)), "config.yaml")
         return logger
 
-    @property
-    def sampler_position(self) -> int:
-        return self.sampler.position
+    def rollout_state(self) -> dict:
+        """The sampler position, the batches sampled ahead (none in flight: `finish_step` settled them) and the
+        prefix-hint fraction: with them a resumed run trains on exactly what the uninterrupted one would."""
+        return {"sampler_position": self.sampler.position,
+                "queued": {k: to_record(v) for k, v in self.pipeline.queued().items()},
+                "hint_fraction": self.hint.fraction if self.hint is not None else None}
 
     def resume(self, state, restored: Restored) -> None:
         """The generators start from the base weights: give them the checkpoint's."""
@@ -122,10 +138,17 @@ class Rank0Driver(FollowerDriver):
                 f"interrupted attempt left: {', '.join(restored.removed_uncommitted)}")
         self.rollout_engine.update_weights(state, version=step)
 
-    def collect(self, step: int) -> tuple[StepBatch, dict, list]:
+    def _collect(self, step: int) -> Collected:
+        """Sample, verify and assemble the batch of `step` with the generators' current weights."""
         from gcpo.training.rollouts import collect_step_batch
 
-        return collect_step_batch(self.rollout_engine, self.data, self.sampler, self.cfg, self.settings, step=step)
+        return Collected(*collect_step_batch(self.rollout_engine, self.data, self.sampler, self.cfg, self.settings,
+                                             step=step, hint=self.hint))
+
+    def collect(self, step: int) -> tuple[StepBatch, dict, list]:
+        """The batch of `step`: sampled now, or ahead of time under bounded staleness."""
+        collected, metrics = self.pipeline.take(step)
+        return collected.batch, {**collected.metrics, **metrics}, collected.samples
 
     def evaluate(self, when: str) -> dict:
         """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool), with
@@ -159,6 +182,9 @@ class Rank0Driver(FollowerDriver):
         """Sync the new weights (version step + 1), evaluate when due, log, print the progress line. Returns the
         held-out metrics when this step evaluated, else None."""
         t = self.cfg.trainer
+        settled = self.pipeline.settle()  # weights never change under a batch being sampled
+        metrics["time/rollout_wait_s"] += settled.pop("time/rollout_settle_s")
+        metrics.update(settled)
         metrics["time/sync_s"] = self.rollout_engine.update_weights(state, version=step + 1)
         metrics["time/step_s"] = time.time() - started
         metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
@@ -188,11 +214,13 @@ class Rank0Driver(FollowerDriver):
 
     def close(self) -> None:
         """Stop the generators and the verifier processes (the MLflow run is closed by `finish`, or resumed)."""
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline.close()
         if self.verifier_pool is not None:
             self.verifier_pool.close()
         self.rollout_engine.shutdown()
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:
-    keys = ["step", "prompt", "response", "reward", "advantage", "golden"]
+    keys = ["step", "prompt", "response", "reward", "advantage", "golden", "version", "hint_tokens"]
     return {k: [r[k] for r in rows] for k in keys}

@@ -90,10 +90,10 @@ def train(cfg: RunConfig, policy_engine, driver: FollowerDriver, restored: Resto
         latest_eval = held_out if held_out is not None else latest_eval
         final = metrics
         if (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
-            report_with_checkpoint(policy_engine, step + 1, driver.sampler_position, driver.run_id,
+            report_with_checkpoint(policy_engine, step + 1, driver.rollout_state(), driver.run_id,
                                    _floats({**latest_eval, **metrics}), cfg.model)
     after = driver.finish()
     summary = {f"before/{k}": v for k, v in before.items()} | {f"after/{k}": v for k, v in after.items()}
     # The last report carries the final checkpoint and the run's summary (Ray's Result.metrics shows it).
-    report_with_checkpoint(policy_engine, t.steps, driver.sampler_position, driver.run_id,
+    report_with_checkpoint(policy_engine, t.steps, driver.rollout_state(), driver.run_id,
                            _floats({**final, **after, **summary}), cfg.model)

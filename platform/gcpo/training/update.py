@@ -46,7 +46,7 @@ from gcpo.training.types import StepBatch
 
 # The update's own totals; each objective adds its own (`Objective.totals`).
 _COMMON_TOTALS = ("loss", "sft_term", "micro_batches", "entropy_sum", "entropy_tokens", "gen_diff_sum", "gen_tokens",
-                  "token_slots", "real_tokens")
+                  "stale_diff_sum", "stale_tokens", "token_slots", "real_tokens")
 
 
 class Tally:
@@ -109,7 +109,8 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     """Recompute old (and reference, negative-prompt) log-probs, then epochs x mini-batches of updates.
 
     Returns metrics already reduced over ranks: loss/policy, policy/entropy, grad/norm, lr,
-    sync/logprob_abs_diff(_max), time/old_logprobs_s, batch/pad_frac (the padding share of the training passes'
+    sync/logprob_abs_diff(_max) (over rows sampled with the current weights), offpolicy/logprob_abs_diff (over rows
+    sampled with older weights, bounded staleness), time/old_logprobs_s, batch/pad_frac (the padding share of the training passes'
     token slots), batch/token_slots and batch/real_tokens (the training passes' token positions computed, with
     and without padding, over every rank: a shared prompt counts once), loss/sft (loss sft or sft_coef > 0), and the objective's
     own (clipped: policy/clip_frac, policy/ratio_mean, kl/mean when KL is on; conspo: conspo/*).
@@ -119,7 +120,8 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     tally = Tally(_COMMON_TOTALS + objective.totals, maxima=("gen_diff_max",))
     fused = t.epochs == 1 and t.mini_batches == 1 and objective.trains_on == "rollouts"
     t_start = time.perf_counter()
-    scores = _score_rollouts(policy_engine, batch, cfg, tally, pad_id=pad_id, ref_model=ref_model, fused=fused)
+    scores = _score_rollouts(policy_engine, batch, cfg, tally, step=step, pad_id=pad_id, ref_model=ref_model,
+                             fused=fused)
     metrics = {"time/old_logprobs_s": time.perf_counter() - t_start}
     train = rollout_rows(batch, t.micro_batch_size) if objective.trains_on == "rollouts" else golden_rows(
         batch, t.micro_batch_size)
@@ -143,6 +145,8 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     })
     if a.sft_coef > 0:
         metrics["loss/sft"] = totals["sft_term"] / updates
+    if totals["stale_tokens"] > 0:
+        metrics["offpolicy/logprob_abs_diff"] = totals["stale_diff_sum"] / totals["stale_tokens"]
     metrics.update(objective.summarize(totals, a))
     return metrics
 
@@ -152,8 +156,10 @@ def _split(items: list, parts: int) -> list[list]:
     return [items[i * size : (i + 1) * size] for i in range(parts)]
 
 
-def _observe(tally: Tally, batch: StepBatch, micro: Micro, logp, mask, entropy, old: dict) -> None:
-    """Record old log-probs, entropy and the generator gap of a micro-batch under the current policy."""
+def _observe(tally: Tally, batch: StepBatch, micro: Micro, logp, mask, entropy, old: dict, step: int) -> None:
+    """Record old log-probs, entropy and the generator gap of a micro-batch under the current policy (version
+    `step`): for rows sampled with these very weights the gap is the weight-sync check (`gen_diff_*`); for rows
+    sampled earlier (bounded staleness) it is the behaviour-to-proximal gap (`stale_diff_*`)."""
     tally.add("entropy_sum", (entropy * mask).sum().cpu())
     tally.add("entropy_tokens", mask.sum().cpu())
     for j, r in enumerate(micro.index):
@@ -161,17 +167,19 @@ def _observe(tally: Tally, batch: StepBatch, micro: Micro, logp, mask, entropy, 
         old[r] = logp[j, :n].detach().cpu()
         if batch.gen_logprobs[r] is not None and n:
             diff = (old[r] - torch.tensor(batch.gen_logprobs[r])).abs()
-            tally.add("gen_diff_sum", diff.sum())
-            tally.add("gen_tokens", n)
-            tally.maximum("gen_diff_max", diff.max())
+            fresh = not batch.versions or batch.versions[r] == step
+            tally.add("gen_diff_sum" if fresh else "stale_diff_sum", diff.sum())
+            tally.add("gen_tokens" if fresh else "stale_tokens", n)
+            if fresh:
+                tally.maximum("gen_diff_max", diff.max())
 
 
 def _rows_of(logp: torch.Tensor, micro: Micro) -> dict[int, torch.Tensor]:
     return {r: logp[j, : len(micro.responses[j])].cpu() for j, r in enumerate(micro.index)}
 
 
-def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tally, *, pad_id: int, ref_model,
-                    fused: bool) -> RowLogprobs:
+def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tally, *, step: int, pad_id: int,
+                    ref_model, fused: bool) -> RowLogprobs:
     """One no-grad pass over this rank's rollouts: old log-probs (unless fused into the update), entropy and the
     sync check; the reference model's log-probs (KL on); the log-probs under the negative prompts (guidance)."""
     t = cfg.trainer
@@ -184,7 +192,7 @@ def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tall
         for micro in micro_batches(chunks, rows.prompts, rows.responses, max_over_ranks(len(chunks))):
             if not fused:
                 logp, mask, ent = forward(policy_engine, micro, with_entropy=True)
-                _observe(tally, batch, micro, logp, mask, ent, scores.old)
+                _observe(tally, batch, micro, logp, mask, ent, scores.old, step)
             if ref_model is not None:
                 scores.ref.update(_rows_of(forward(ref_model, micro)[0], micro))
             if batch.negative_prompts is not None:
@@ -222,7 +230,7 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
         logp, mask, ent = forward_logprobs(policy_engine, micro, pad_id, cfg.trainer.micro_batch_size,
                                            with_entropy=fused, shared_prefix=cfg.trainer.shared_prefix)
         if fused:
-            _observe(tally, batch, micro, logp, mask, ent, scores.old)
+            _observe(tally, batch, micro, logp, mask, ent, scores.old, step)
         if not micro.index:
             loss = (logp * mask).sum()  # zero, but touches every parameter for the collectives
         else:
