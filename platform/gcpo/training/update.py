@@ -134,8 +134,6 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     updates = max(len(grad_norms), 1)
     metrics.update({
         "policy/entropy": totals["entropy_sum"] / max(totals["entropy_tokens"], 1.0),
-        "sync/logprob_abs_diff": totals["gen_diff_sum"] / max(totals["gen_tokens"], 1.0),
-        "sync/logprob_abs_diff_max": totals["gen_diff_max"],
         "loss/policy": totals["loss"] / updates,
         "grad/norm": sum(grad_norms) / updates,
         "lr": current_lr(policy_engine, t.lr),
@@ -145,6 +143,9 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     })
     if a.sft_coef > 0:
         metrics["loss/sft"] = totals["sft_term"] / updates
+    if totals["gen_tokens"] > 0 or totals["stale_tokens"] == 0:  # rows sampled with these weights (or none stale)
+        metrics["sync/logprob_abs_diff"] = totals["gen_diff_sum"] / max(totals["gen_tokens"], 1.0)
+        metrics["sync/logprob_abs_diff_max"] = totals["gen_diff_max"]
     if totals["stale_tokens"] > 0:
         metrics["offpolicy/logprob_abs_diff"] = totals["stale_diff_sum"] / totals["stale_tokens"]
     metrics.update(objective.summarize(totals, a))
