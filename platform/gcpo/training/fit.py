@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gcpo.config import RunConfig, TrainerConfig, dump_yaml, from_dict, load_config, to_dict
+from gcpo.models import absolute_model_name, resolve_model
 from gcpo.tasks.loading import absolute_paths
 from gcpo.tracking.training_run import absolute_tracking_uri
 
@@ -27,10 +28,14 @@ class TrainOutcome:
 
 
 def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
-    """Resolve paths that Ray workers (whose cwd differs) must see the same way as the driver."""
+    """Resolve paths (files, local model folders) that Ray workers (whose cwd differs) must see the same way as
+    the driver."""
     tracking = dataclasses.replace(cfg.tracking, uri=absolute_tracking_uri(cfg.tracking.uri, base))
     trainer = dataclasses.replace(cfg.trainer, output_dir=str((base / cfg.trainer.output_dir).resolve()))
-    return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, task=absolute_paths(cfg.task, base))
+    model = dataclasses.replace(cfg.model, name=absolute_model_name(cfg.model.name, base))
+    task = dataclasses.replace(absolute_paths(cfg.task, base),
+                               golden_model=absolute_model_name(cfg.task.golden_model, base))
+    return dataclasses.replace(cfg, tracking=tracking, trainer=trainer, model=model, task=task)
 
 
 def worker_resources(t: TrainerConfig) -> dict[str, float]:
@@ -71,8 +76,6 @@ def fit(cfg: RunConfig, *, run_name: str | None = None, base: Path | None = None
     `mlflow_run_id`: log into this existing run (a sweep's child run) instead of creating one; `callbacks`: Ray
     Train user callbacks (a sweep passes Tune's report callback); `max_failures`: worker-group restarts.
     """
-    from gcpo.models import resolve_model
-
     cfg = absolutize(cfg, base or Path.cwd())
     run_name = run_name or cfg.tracking.run_name or f"{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(cfg.trainer.output_dir) / run_name
