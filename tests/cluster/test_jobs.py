@@ -139,7 +139,8 @@ def cluster(tmp_path_factory):
     env.update(SECRETS)  # the cluster's processes (and so the job's driver and workers) see them
     gcs, dashboard, client = free_ports(3)
     up = gcpo("cluster", "up", "--port", str(gcs), "--dashboard-port", str(dashboard), "--client-port", str(client),
-              "--workers", "1", "--num-cpus", "4", env=env)
+              "--workers", "1", "--num-cpus", "4", "--head-resource", "trainer", "--worker-resource", "generator",
+              env=env)
     assert up.returncode == 0, up.stdout + up.stderr
     record = json.loads((state / "cluster.json").read_text())
     work = tmp_path_factory.mktemp("jobs")
@@ -159,6 +160,8 @@ def test_status_shows_head_and_worker_and_a_second_up_is_refused(cluster):
     info = json.loads(done.stdout)
     assert info["up"] and info["dashboard"] == cluster["url"]
     assert sorted(n["head"] for n in info["nodes"]) == [False, True]
+    # each node declares its custom resource: trainer.placement_resource / rollout.placement_resource pick them
+    assert {n["head"]: n["custom"] for n in info["nodes"]} == {True: {"trainer": 100}, False: {"generator": 100}}
     assert all(n["state"] == "ALIVE" for n in info["nodes"])
     again = gcpo("cluster", "up", env=cluster["env"], timeout=120)
     assert again.returncode == 1 and "already up" in again.stderr

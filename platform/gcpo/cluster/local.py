@@ -16,6 +16,7 @@ Contracts:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -83,6 +84,11 @@ def _ray_start(args: list[str], temp_dir: str) -> int:
     return proc.pid
 
 
+def _resources(name: str) -> list[str]:
+    """`ray start`'s argument declaring 100 units of the custom resource `name` (none when empty)."""
+    return [f"--resources={json.dumps({name: 100})}"] if name else []
+
+
 def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRecord:
     """Start the head (and `spec.workers` local worker nodes); record and return the cluster."""
     existing = load_record()
@@ -96,13 +102,15 @@ def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRe
     cpus = spec.num_cpus or max(4, os.cpu_count() or 1)
     head = _ray_start(["--head", f"--node-ip-address={spec.host}", f"--port={spec.port}",
                        f"--dashboard-host={spec.host}", f"--dashboard-port={spec.dashboard_port}",
-                       f"--ray-client-server-port={spec.client_port}", f"--num-cpus={cpus}"], head_dir)
+                       f"--ray-client-server-port={spec.client_port}", f"--num-cpus={cpus}",
+                       *_resources(spec.head_resource)], head_dir)
     record = ClusterRecord(spec, [head_dir], [head])
     save_record(record)  # before the workers: a failed worker start leaves a record `down` can clean up
     for i in range(spec.workers):
         worker_dir = f"{head_dir}-w{i}"
         record.session_ids.append(_ray_start([f"--address=127.0.0.1:{spec.port}", f"--node-ip-address={spec.host}",
-                                              f"--num-cpus={spec.worker_cpus}"], worker_dir))
+                                              f"--num-cpus={spec.worker_cpus}", *_resources(spec.worker_resource)],
+                                             worker_dir))
         record.temp_dirs.append(worker_dir)
         save_record(record)
     return record
@@ -151,6 +159,12 @@ def stop_cluster(record: ClusterRecord) -> None:
     record_path().unlink(missing_ok=True)
 
 
+def _custom_resources(total: dict) -> dict[str, float]:
+    """A node's declared custom resources (`--head-resource`, `--worker-resource`), without Ray's own."""
+    return {k: v for k, v in total.items()
+            if k not in ("CPU", "GPU", "memory", "object_store_memory") and not k.startswith("node:")}
+
+
 def describe(record: ClusterRecord, *, timeout_s: float = 5.0) -> dict:
     """The cluster's addresses, and (when its head answers) its nodes and jobs by status."""
     info: dict = {"dashboard": record.dashboard_url, "gcs_address": record.gcs_address,
@@ -165,7 +179,8 @@ def describe(record: ClusterRecord, *, timeout_s: float = 5.0) -> dict:
     client = connect(record.dashboard_url, timeout_s=timeout_s)  # also turns token authentication on
     nodes = list_nodes(address=record.dashboard_url, timeout=timeout_s, raise_on_missing_output=False)
     info["nodes"] = [{"node_id": n.node_id[:12], "ip": n.node_ip, "head": n.is_head_node, "state": n.state,
-                      "cpus": n.resources_total.get("CPU", 0)} for n in nodes]
+                      "cpus": n.resources_total.get("CPU", 0), "custom": _custom_resources(n.resources_total)}
+                     for n in nodes]
     jobs = client.list_jobs()
     statuses = [j.status.value for j in jobs]
     info["jobs"] = {s: statuses.count(s) for s in sorted(set(statuses))}

@@ -24,6 +24,10 @@ class ClusterSpec:
     num_cpus: int | None = None  # the head's logical CPUs (default max(4, cores))
     workers: int = 0  # extra local worker nodes
     worker_cpus: int = 1
+    # A custom Ray resource the head / each worker node declares (100 units), so `trainer.placement_resource` and
+    # `rollout.placement_resource` can put training workers and generators on different nodes. "" = none.
+    head_resource: str = ""
+    worker_resource: str = ""
 
 
 @dataclass

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--workers", type=int, default=0, help="extra local worker nodes (default 0)")
     up.add_argument("--worker-cpus", type=int, default=DEFAULTS.worker_cpus,
                     help=f"logical CPUs per worker node (default {DEFAULTS.worker_cpus})")
+    up.add_argument("--head-resource", default="", metavar="NAME",
+                    help="a custom Ray resource the head declares (100 units), e.g. trainer: with "
+                         "trainer.placement_resource=trainer the training workers run there")
+    up.add_argument("--worker-resource", default="", metavar="NAME",
+                    help="a custom Ray resource each worker node declares (100 units), e.g. generator: with "
+                         "rollout.placement_resource=generator the vLLM generators run there")
     up.add_argument("--allow-remote", action="store_true",
                     help="allow a non-loopback --host (anyone reaching it can run code: firewall it)")
     sub.add_parser("down", help="stop the local cluster's processes (only its own) and remove its record")
@@ -41,7 +47,8 @@ def _up(args: argparse.Namespace) -> int:
 
     spec = ClusterSpec(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
                        client_port=args.client_port, num_cpus=args.num_cpus, workers=args.workers,
-                       worker_cpus=args.worker_cpus)
+                       worker_cpus=args.worker_cpus, head_resource=args.head_resource,
+                       worker_resource=args.worker_resource)
     record = start_cluster(spec, allow_remote=args.allow_remote)
     print(f"local Ray cluster up: {1 + spec.workers} node(s)")
     print(f"  dashboard / Jobs API  {record.dashboard_url}")
@@ -80,7 +87,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"up: dashboard {info['dashboard']}, GCS {info['gcs_address']}, client {info['client_address']}")
     for node in info["nodes"]:
         role = "head" if node["head"] else "worker"
-        print(f"  {role:<6} {node['node_id']}  {node['ip']:<15} {node['state']:<6} {node['cpus']:g} CPU")
+        custom = "".join(f", {v:g} {k}" for k, v in node.get("custom", {}).items())
+        print(f"  {role:<6} {node['node_id']}  {node['ip']:<15} {node['state']:<6} {node['cpus']:g} CPU{custom}")
     jobs = ", ".join(f"{n} {s}" for s, n in info["jobs"].items()) or "none"
     print(f"jobs: {jobs}")
     return 0
