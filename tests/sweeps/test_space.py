@@ -18,9 +18,13 @@ def write(tmp_path, text: str) -> Path:
 
 def test_shipped_spaces_load():
     names = {p.stem for p in SPACES.glob("*.yaml")}
-    assert {"ablation_ga_kl_is", "presets", "hpo_lr_clip"} <= names
+    assert {"ablation_ga_kl_is", "presets", "hpo_lr_clip", "golden_uses", "offpolicy"} <= names
     for path in SPACES.glob("*.yaml"):
         load_space(path)
+    # the off-policy keys are ordinary axes of a grid
+    offpolicy = load_space(SPACES / "offpolicy.yaml")
+    assert set(offpolicy.space) == {"rollout.max_staleness", "algorithm.rollout_correction"}
+    assert set(load_space(SPACES / "golden_uses.yaml").arms) == {"replace", "hint", "imitate", "none"}
 
 
 def test_ablation_grid_is_the_full_2x2x2():
