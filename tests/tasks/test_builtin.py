@@ -82,3 +82,18 @@ def test_worked_solution_conversion():
         golden_from_worked_solution("x\n#### 71", "72")
     with pytest.raises(ValueError, match="####"):
         golden_from_worked_solution("no marker", "72")
+
+
+def test_the_warm_start_split_is_disjoint_from_training_and_held_out_items():
+    """`gcpo warmstart` teaches items neither the RL run nor its evaluation will see: disjoint by question from
+    the training split and from the held-out split, also at a held-out size larger than the one configured."""
+    from gcpo.tasks.builtin import WARMSTART_HELD_OUT_GUARD, builtin_warmstart
+
+    warm = builtin_warmstart("basic_arithmetic", 1234, train_size=300, eval_size=50, count=200)
+    train, _ = load_splits(TaskConfig(train_size=300, eval_size=50))
+    big_held_out = load_task(TaskConfig(eval_size=WARMSTART_HELD_OUT_GUARD), "held_out")
+    questions = {it.question for it in warm.items}
+    assert len(questions) == 200 and warm.split == "warmstart"
+    assert not questions & {it.question for it in train.items}
+    assert not questions & {it.question for it in big_held_out.items}
+    assert all(it.golden and score(it.verifier, extract_answer(it.golden), it.answer) for it in warm.items)

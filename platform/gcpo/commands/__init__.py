@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("gcpo.commands.config_cmd", "show the resolved config, the valid keys, or the presets"),
     "eval": ("gcpo.commands.eval_cmd", "measure a model on held-out tasks: pass@1, mean@k, format rate, length"),
     "export": ("gcpo.commands.export_cmd", "write a run's checkpoint as a Hugging Face model folder (model.name=DIR)"),
+    "warmstart": ("gcpo.commands.warmstart_cmd", "SFT on a disjoint split's golden answers, saved and probed: a start "
+                  "with mixed groups"),
     "sweep": ("gcpo.commands.sweep_cmd", "run a search space (grid, Optuna, ASHA) with Ray Tune, every trial in MLflow"),
     "compare": ("gcpo.commands.compare_cmd", "compare a sweep's arms from MLflow: table, learning curves, effects, CSV"),
     "cluster": ("gcpo.commands.cluster_cmd", "start, stop or describe a local Ray cluster on loopback for development"),

@@ -15,6 +15,9 @@ Splits (disjoint by construction and checked):
 - train: the first `train_size` usable items of seed `seed` whose question is not in the held-out split.
   reasoning-gym draws item `i` of seed `s` from `Random(s + i)`, so the large offset keeps the two index
   streams apart; deduplication by question text makes disjointness exact.
+- warm-start (`gcpo warmstart`'s supervised items): the first `count` usable items of seed
+  `seed + WARMSTART_SEED_OFFSET` whose question is in neither the train split nor the held-out split drawn at
+  max(`eval_size`, `WARMSTART_HELD_OUT_GUARD`) items (so a larger held-out set later still never overlaps).
 - Within a split, a repeated question is skipped. "Usable" excludes arithmetic items whose reference relies on
   reasoning-gym's floor division of a non-multiple (see `gcpo.tasks.arithmetic`); their count is the split's
   `skipped_rows` and is logged.
@@ -34,6 +37,8 @@ from gcpo.tasks.types import Split, Task, TaskItem
 log = logging.getLogger(__name__)
 
 HELD_OUT_SEED_OFFSET = 10_000_019
+WARMSTART_SEED_OFFSET = 20_000_039
+WARMSTART_HELD_OUT_GUARD = 1000
 
 
 def arithmetic_golden(entry: Mapping[str, Any]) -> str:
@@ -154,3 +159,14 @@ def builtin_splits(name: str, seed: int, train_size: int, eval_size: int) -> tup
     if overlap:  # pragma: no cover - excluded above; kept as the invariant's guard
         raise AssertionError(f"{name}: {len(overlap)} question(s) in both splits")
     return train, held_out
+
+
+def builtin_warmstart(name: str, seed: int, train_size: int, eval_size: int, count: int) -> Task:
+    """The warm-start split of built-in task `name`: disjoint by question from its train split (`train_size`)
+    and from its held-out split at max(`eval_size`, WARMSTART_HELD_OUT_GUARD) items (checked)."""
+    train, held_out = builtin_splits(name, seed, train_size, max(eval_size, WARMSTART_HELD_OUT_GUARD))
+    taken = frozenset(item.question for item in train.items + held_out.items)
+    warm = generate_split(name, "warmstart", seed + WARMSTART_SEED_OFFSET, count, exclude=taken)
+    if taken & {item.question for item in warm.items}:  # pragma: no cover - excluded above; the invariant's guard
+        raise AssertionError(f"{name}: the warm-start split overlaps the train or held-out split")
+    return warm

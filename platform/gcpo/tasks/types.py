@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-Split = Literal["train", "held_out"]
-SPLITS: tuple[Split, ...] = ("train", "held_out")
+Split = Literal["train", "held_out", "warmstart"]
+SPLITS: tuple[Split, ...] = ("train", "held_out", "warmstart")
 
 
 @dataclass(frozen=True)

@@ -210,8 +210,10 @@ def export_record(source: Source, model_cfg: ModelConfig, base_dir: Path) -> dic
     }
 
 
-def write_folder(model: torch.nn.Module, base_dir: Path, out: Path, record: dict) -> None:
-    """Weights, config, tokenizer, the base's generation config and `gcpo_export.json`, renamed into `out`."""
+def write_folder(model: torch.nn.Module, base_dir: Path, out: Path, record: dict,
+                 record_file: str = EXPORT_FILE) -> None:
+    """Weights, config, tokenizer, the base's generation config and `record` (as `record_file`, by default
+    `gcpo_export.json`), renamed into `out`."""
     from transformers import AutoTokenizer
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,7 @@ def write_folder(model: torch.nn.Module, base_dir: Path, out: Path, record: dict
         (tmp / "generation_config.json").unlink(missing_ok=True)  # transformers derives one; keep the base's
         if (base_dir / "generation_config.json").exists():
             shutil.copy(base_dir / "generation_config.json", tmp / "generation_config.json")
-        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        (tmp / record_file).write_text(json.dumps(record, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

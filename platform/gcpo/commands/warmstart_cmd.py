@@ -1,0 +1,68 @@
+"""`gcpo warmstart --out DIR [--steps 60] [--batch 8] [--lr 2e-5] [--items 512] [--probe-prompts 64]
+[--probe-group 4] [--force] [--config YAML] [--preset NAME] [KEY=VALUE ...]`.
+
+The warm-start recipe (`gcpo.training.warmstart`): supervised fine-tuning of `model.name` on the golden answers of
+the task's warm-start split (disjoint from its RL training and held-out splits), saved as a Hugging Face folder,
+then probed the way an RL run would see it: the success rate and the shares of all-wrong, mixed and all-correct
+groups of G samples on the first RL training prompts, and held-out pass@1. Start a study from it with
+`model.name=DIR`. The config arguments are `gcpo train`'s (the model, task, rollout and evaluation settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gcpo.commands.common import add_config_arguments, config_from_args
+from gcpo.console import add_verbose_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gcpo.training.warmstart import WarmStartSettings
+
+    d = WarmStartSettings()
+    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="the folder to write the model into")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"SFT updates (default {d.steps})")
+    parser.add_argument("--batch", type=int, default=d.batch, help=f"items per update (default {d.batch})")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
+    parser.add_argument("--items", type=int, default=d.items,
+                        help=f"warm-start items drawn (default {d.items}; cycled when steps x batch exceeds them)")
+    parser.add_argument("--probe-prompts", type=int, default=d.probe_prompts,
+                        help=f"RL training prompts probed (default {d.probe_prompts})")
+    parser.add_argument("--probe-group", type=int, default=d.probe_group,
+                        help=f"samples per probed prompt, G (default {d.probe_group})")
+    parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
+    add_config_arguments(parser)
+    add_verbose_argument(parser)
+
+
+def settings_from_args(args: argparse.Namespace):
+    from gcpo.config import ConfigError
+    from gcpo.training.warmstart import WarmStartSettings
+
+    for flag in ("steps", "batch", "items", "probe_prompts", "probe_group"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1, got {getattr(args, flag)}")
+    if args.lr <= 0:
+        raise ConfigError(f"--lr: must be > 0, got {args.lr}")
+    return WarmStartSettings(steps=args.steps, batch=args.batch, lr=args.lr, items=args.items,
+                             probe_prompts=args.probe_prompts, probe_group=args.probe_group)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gcpo.training.export import check_out
+    from gcpo.training.warmstart import warm_start
+
+    cfg = config_from_args(args)
+    settings = settings_from_args(args)
+    out = Path(args.out).expanduser().resolve()
+    check_out(out, args.force, [])
+    record = warm_start(cfg, out, settings, say=lambda line: print(line, flush=True))
+    p = record["probe"]
+    print(f"\nwarm start ({record['seconds']:.0f}s): {p['prompts']} RL training prompts x G={p['group']}: success "
+          f"{p['success']:.3f}, all-wrong {p['all_wrong']:.2f}, mixed {p['mixed']:.2f}, all-correct "
+          f"{p['all_correct']:.2f}, format {p['format_rate']:.2f}")
+    for key, value in record["held_out"].items():
+        print(f"  {key:<40} {value:.3f}")
+    print(f"[gcpo] start a run from it: gcpo train model.name={out}", flush=True)
+    return 0
