@@ -13,7 +13,8 @@ that space narrowed to it (MLflow experiments `paper_claims<TAG>` and `ablation<
 read back with `load_comparison` and written to `OUT/pieces/<piece>/`. A piece whose report exists is skipped;
 a failed or interrupted (Ctrl-C) piece writes none, and the next run resumes its sweep. So the study goes on
 where it stopped, on this machine or (the reports being small files under version control) on another. After every piece the finished pieces are merged (`load_reports`) into `OUT/methods/` and
-`OUT/ablation/` (table.txt, table.md, arms.csv, runs.csv, curves.csv, learning_curves.png, effects.png), and
+`OUT/ablation/` (table.txt, table.md, arms.csv, runs.csv, curves.csv, items.csv, intervals.csv, differences.csv
+and the plots: what `gcpo compare` writes), and
 `OUT/study.json` records the budget, the seeds, the machine and each piece's wall-clock time. A finished piece's
 checkpoints are deleted (`--keep-checkpoints all` keeps them): the study needs only the metrics.
 

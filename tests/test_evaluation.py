@@ -9,10 +9,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from gcpo.cli import main
+from gcpo.eval_items import ITEM_COLUMNS, ItemResult, item_results, items_artifact
 from gcpo.evaluation import EvalResult, TaskEval, evaluate
 from gcpo.models import tiny_dir
 from gcpo.rollout.types import Completion, PromptResult
 from gcpo.tasks import Task, TaskItem, VerifierPool
+from gcpo.tasks.pool import Verdict
 
 
 def task_eval(**kw):
@@ -39,6 +41,27 @@ def test_table_and_csv():
     assert "mean@4" in lines[0] and len(lines) == 4 and "gsm_symbolic" in lines[3]
     rows = list(csv.DictReader(io.StringIO(result.csv())))
     assert rows[0]["pass@1"] == "0.5" and rows[1]["task"] == "gsm_symbolic"
+
+
+def verdict(accuracy, fmt=1.0):
+    return Verdict(accuracy=accuracy, format=fmt, reward=accuracy, answer=None)
+
+
+def test_item_results_from_verdicts():
+    """Greedy verdicts one per item, sampled k per item in item order: each item's correctness, mean@k, format."""
+    items = [TaskItem(f"t/held_out/0/{i}", "q", "1", None, "math") for i in range(3)]
+    greedy = [verdict(1.0), verdict(0.0, 0.0), verdict(0.0)]
+    sampled = [verdict(a) for a in (1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1)]
+    results = item_results("arith", items, greedy, sampled, k=4)
+    assert results == (ItemResult("arith", 0, "t/held_out/0/0", 1.0, 0.5, 1.0),
+                       ItemResult("arith", 1, "t/held_out/0/1", 0.0, 0.25, 0.0),
+                       ItemResult("arith", 2, "t/held_out/0/2", 0.0, 0.5, 1.0))
+    with pytest.raises(ValueError, match="3 items need 3 greedy and 12 sampled verdicts, got 3 and 11"):
+        item_results("arith", items, greedy, sampled[:-1], k=4)
+    table = json.loads(EvalResult([task_eval(item_results=results)]).items_json())
+    assert table["columns"] == ITEM_COLUMNS == ["task", "index", "item_id", "correct", "mean_at_k", "format"]
+    assert table["data"][1] == ["arith", 1, "t/held_out/0/1", 0.0, 0.25, 0.0]
+    assert items_artifact(4) == "eval/items_step_00004.json"
 
 
 class ScriptedEngine:
@@ -75,6 +98,8 @@ def test_evaluate_computes_pass_at_1_mean_at_k_format_and_length():
     assert (t.items, t.pass_at_1, t.mean_at_k, t.format_rate) == (3, pytest.approx(1 / 3), pytest.approx(7 / 12),
                                                                   pytest.approx(2 / 3))
     assert t.response_length == pytest.approx(sum(len(g[0]) // 4 + 1 for g in greedy) / 3)
+    assert [(r.index, r.item_id, r.correct, r.mean_at_k, r.format) for r in result.items()] == [
+        (0, "t:0", 1.0, 0.5, 1.0), (1, "t:1", 0.0, 0.25, 0.0), (2, "t:2", 0.0, 1.0, 1.0)]
 
 
 @pytest.mark.integration
@@ -82,7 +107,8 @@ def test_gcpo_eval_end_to_end_on_the_tiny_model(tmp_path, monkeypatch, capsys):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    code = main(["eval", "--tasks", "basic_arithmetic,gsm_symbolic", "--json", "out.json", "model.name=tiny",
+    code = main(["eval", "--tasks", "basic_arithmetic,gsm_symbolic", "--json", "out.json", "--items", "items.json",
+                 "model.name=tiny",
                  "rollout.backend=transformers", "task.eval_size=3", "trainer.eval_k=2", "rollout.max_new_tokens=8",
                  "tracking.experiment=eval-test"])
     assert code == 0
@@ -92,6 +118,10 @@ def test_gcpo_eval_end_to_end_on_the_tiny_model(tmp_path, monkeypatch, capsys):
     assert [r["task"] for r in record["rows"]] == ["basic_arithmetic", "gsm_symbolic"]
     assert record["rows"][0]["items"] == 3 and record["k"] == 2 and record["backend"] == "transformers"
     assert record["command"].startswith("gcpo eval --tasks basic_arithmetic,gsm_symbolic")
+    items = json.loads((tmp_path / "items.json").read_text())
+    assert [(row[0], row[1]) for row in items["data"]] == [(t, i) for t in ("basic_arithmetic", "gsm_symbolic")
+                                                           for i in range(3)]
+    assert sum(row[3] for row in items["data"][:3]) / 3 == pytest.approx(record["rows"][0]["pass@1"], abs=1e-4)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("eval-test").experiment_id])

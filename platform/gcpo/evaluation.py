@@ -13,6 +13,12 @@ pool or the transformers fallback); verification runs in a `VerifierPool` (the c
 
 MLflow rejects `@` in metric names, so metrics are `eval/<task>/pass_at_1` and `eval/<task>/mean_at_<k>`
 (the table shows `pass@1`, `mean@<k>`), plus `eval/<task>/format_rate`, `.../response_length`, `.../timeouts`.
+
+Per item (`ItemResult`, `TaskEval.item_results`, `EvalResult.items_json`): the task, the item's index in the
+held-out split and its id, `correct` (its greedy response verified correct: pass@1's term, 0 or 1), `mean_at_k`
+(the mean accuracy of its k samples) and `format` (its greedy response's format); `gcpo.eval_items` defines
+them. A training run logs them at each held-out evaluation as `eval/items_step_<NNNNN>.json`; `gcpo compare`
+reads the final one to bootstrap over items (`gcpo.sweeps.stats`).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from gcpo.config import RunConfig
+from gcpo.eval_items import ItemResult, item_results, items_json
 from gcpo.rollout.types import RolloutEngine, SamplingSettings, generate_many
 from gcpo.tasks.pool import VerifierPool
 from gcpo.tasks.prompts import SYSTEM_PROMPT, render_prompts
@@ -32,7 +39,7 @@ from gcpo.tasks.types import Task
 
 @dataclass(frozen=True)
 class TaskEval:
-    """One task's scores."""
+    """One task's scores, and its items' (`item_results`, empty where not recorded)."""
 
     task: str
     items: int
@@ -43,6 +50,7 @@ class TaskEval:
     response_length: float
     timeouts: int
     seconds: float
+    item_results: tuple[ItemResult, ...] = field(default=(), repr=False)
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         base = f"{prefix}/{self.task}/"
@@ -91,6 +99,15 @@ class EvalResult:
 
         return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(c) for c in cells)])
 
+    def items(self) -> list[ItemResult]:
+        """Every task's per-item results, task by task."""
+        return [item for t in self.tasks for item in t.item_results]
+
+    def items_json(self) -> str:
+        """The per-item results as a JSON table (`{"columns": [...], "data": [[...], ...]}`, MLflow's table
+        layout; `pandas.DataFrame(data, columns=columns)` reads it back)."""
+        return items_json(self.items())
+
     def csv(self) -> str:
         """The rows as CSV text (header line first)."""
         buffer = io.StringIO()
@@ -117,14 +134,15 @@ def evaluate_task(engine: RolloutEngine, tokenizer: Any, task: Task, pool: Verif
     sampled_texts = [c.text for r in sampled for c in r.completions]
     batch = pool.verify(greedy_texts + sampled_texts, list(items) + [item for item in items for _ in range(k)])
     g, s = batch.verdicts[: len(items)], batch.verdicts[len(items) :]
+    per_item = item_results(task.name, items, g, s, k)
     n = max(len(items), 1)
     return TaskEval(
         task=task.name, items=len(items), k=k,
-        pass_at_1=sum(v.accuracy for v in g) / n,
-        mean_at_k=sum(v.accuracy for v in s) / max(len(s), 1),
-        format_rate=sum(v.format for v in g) / n,
+        pass_at_1=sum(r.correct for r in per_item) / n,
+        mean_at_k=sum(r.mean_at_k for r in per_item) / n,
+        format_rate=sum(r.format for r in per_item) / n,
         response_length=sum(len(r.completions[0].token_ids) for r in greedy) / n,
-        timeouts=batch.timeouts, seconds=time.monotonic() - start,
+        timeouts=batch.timeouts, seconds=time.monotonic() - start, item_results=per_item,
     )
 
 

@@ -1,10 +1,14 @@
 """End to end on the tiny model: 2 training workers with ZeRO-2 + 1 vLLM generator, 3 steps, logged to a real
 MLflow tracking server on 127.0.0.1 (sqlite backend), read back through MlflowClient."""
 
+import json
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 from gcpo.config import load_config
+from gcpo.eval_items import items_artifact
 
 pytestmark = pytest.mark.integration
 
@@ -46,4 +50,9 @@ def test_two_zero2_workers_one_vllm_generator_three_steps(tmp_path, mlflow_serve
     assert any(k.endswith("pass_at_1") for k in evals) and any("mean_at_2" in k for k in evals)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts and "rollouts" in artifacts
+    # each held-out evaluation's per-item results (before training and after), the final one making up pass@1
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} == {items_artifact(0), items_artifact(3)}
+    table = json.loads(Path(client.download_artifacts(run.info.run_id, items_artifact(3), str(tmp_path))).read_text())
+    correct = [row[table["columns"].index("correct")] for row in table["data"]]
+    assert len(correct) == 4 and sum(correct) / 4 == run.data.metrics["eval/basic_arithmetic/pass_at_1"]
     assert run.info.status == "FINISHED"

@@ -1,10 +1,12 @@
-"""`gcpo eval [--tasks a,b,c] [--json FILE] [--no-mlflow] [--config YAML] [--preset NAME] [KEY=VALUE ...]`.
+"""`gcpo eval [--tasks a,b,c] [--json FILE] [--items FILE] [--no-mlflow] [--config YAML] [--preset NAME]
+[KEY=VALUE ...]`.
 
 Measures the configured model (`model.name`) on held-out splits with the configured rollout backend
 (`rollout.backend`): pass@1 (greedy) and mean@k (k = `trainer.eval_k`) on the first `task.eval_size` items of
 each task, plus format rate and response length (`gcpo.evaluation`). Prints a table; logs the metrics, every
 config leaf as a param, and `eval.csv` to MLflow (`tracking.uri`, `tracking.experiment`); `--json` also writes
-the rows, metrics, command, date and timing to a file. Sizes are ordinary overrides, e.g.
+the rows, metrics, command, date and timing to a file, `--items` each item's result (task, index, id, greedy
+correctness, mean@k, format; `gcpo.evaluation.ItemResult`) as a JSON table. Sizes are ordinary overrides, e.g.
 `gcpo eval --tasks basic_arithmetic,gsm_symbolic task.eval_size=50 trainer.eval_k=4 rollout.backend=transformers`.
 """
 
@@ -30,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "split) or paths to .jsonl files (their first task.eval_size rows); default: "
                              "task.name")
     parser.add_argument("--json", metavar="FILE", help="also write the results (rows, metrics, timing) as JSON")
+    parser.add_argument("--items", metavar="FILE", help="also write each item's result (task, index, id, greedy "
+                                                        "correctness, mean@k, format) as a JSON table")
     parser.add_argument("--no-mlflow", action="store_true", help="print only; log nothing to MLflow")
     add_verbose_argument(parser)
 
@@ -38,7 +42,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The `gcpo eval` command that reproduces `args`."""
     parts = ["gcpo", "eval"]
     for flag, value in (("--config", args.config), ("--preset", args.preset), ("--tasks", args.tasks),
-                        ("--json", args.json)):
+                        ("--json", args.json), ("--items", args.items)):
         if value:
             parts += [flag, value]
     if args.no_mlflow:
@@ -97,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             "rows": result.rows(), "metrics": result.metrics(),
         }
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    if args.items:
+        Path(args.items).write_text(result.items_json())
     if not args.no_mlflow:
         from gcpo.tracking.training_run import TrainingRunLogger, absolute_tracking_uri
 

@@ -55,7 +55,7 @@ def check_data(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
-    from gcpo.sweeps.compare import format_table, load_comparison, write_report
+    from gcpo.sweeps.compare import REPORT_FILES, format_table, load_comparison, write_report
     from gcpo.sweeps.runner import SweepInterrupted, run_sweep
 
     if not args.resume:  # a resumed sweep runs the data it started with
@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
                           target=args.target)
     paths = write_report(cmp, Path("reports") / outcome.name)
     print(format_table(cmp))
-    print(f"\nreport: {paths['table'].parent}/ (table.txt, table.md, arms.csv, runs.csv, curves.csv, "
-          "learning_curves.png, effects.png)")
+    print(f"\nreport: {paths['table'].parent}/ ({REPORT_FILES})")
     print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
     return 1 if failed else 0

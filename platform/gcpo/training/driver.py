@@ -150,17 +150,21 @@ class Rank0Driver(FollowerDriver):
         collected, metrics = self.pipeline.take(step)
         return collected.batch, {**collected.metrics, **metrics}, collected.samples
 
-    def evaluate(self, when: str) -> dict:
+    def evaluate(self, when: str, step: int) -> dict:
         """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool), with
-        a line when it starts and one with its result when it ends (`when`: "before training", "at step 4")."""
+        a line when it starts and one with its result when it ends (`when`: "before training", "at step 4"); the
+        per-item results are logged as the artifact `eval/items_step_<step>.json`."""
+        from gcpo.eval_items import items_artifact
         from gcpo.evaluation import evaluate_config
 
         items = sum(min(len(task.items), self.cfg.task.eval_size) for task in self.held_out)
         say(f"[gcpo] held-out evaluation {when}: {items} items, greedy then {self.cfg.trainer.eval_k} samples each")
         started = time.time()
-        metrics = evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
-                                  pool=self.verifier_pool).metrics()
+        result = evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
+                                 pool=self.verifier_pool)
         self.eval_s = time.time() - started
+        metrics = result.metrics()
+        self.logger.log_text(result.items_json(), items_artifact(step))
         shown = [f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items() if k.endswith(("pass_at_1", "format_rate"))]
         say(f"[gcpo] held-out evaluation {when}: {', '.join(shown)} ({self.eval_s:.0f}s)")
         return metrics
@@ -173,7 +177,7 @@ class Rank0Driver(FollowerDriver):
         """The held-out metrics before training (logged at step 0), when evaluation is on."""
         before = {}
         if self.cfg.trainer.eval_every > 0:
-            before = self.evaluate("before training")
+            before = self.evaluate("before training", 0)
             self.logger.log_metrics(before, 0)
         self.started = time.time()  # the progress line's ETA counts training steps only
         return before
@@ -190,7 +194,7 @@ class Rank0Driver(FollowerDriver):
         metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
         held_out = None
         if t.eval_every > 0 and (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
-            held_out = self.evaluate(f"at step {step + 1}")
+            held_out = self.evaluate(f"at step {step + 1}", step + 1)
             self.started += self.eval_s  # not a training step's time
             metrics.update(held_out)
         self.logger.log_metrics(metrics, step + 1)
@@ -207,7 +211,7 @@ class Rank0Driver(FollowerDriver):
         """The held-out metrics after training (logged at the last step), and the MLflow run closed."""
         after = {}
         if self.cfg.trainer.eval_every > 0:
-            after = self.evaluate("after training")
+            after = self.evaluate("after training", self.cfg.trainer.steps)
             self.logger.log_metrics(after, self.cfg.trainer.steps)
         self.logger.finish()
         return after
