@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from gcpo.config import RunConfig, to_dict
 
 WARMSTART_FILE = "gcpo_warmstart.json"
@@ -74,6 +72,8 @@ def warmstart_items(cfg: RunConfig, count: int):
 def supervised_fine_tune(model, tokenizer, items, s: WarmStartSettings, seed: int,
                          say: Callable[[str], None]) -> list[float]:
     """`s.steps` AdamW updates of token-mean cross-entropy on the items' golden answers; returns the losses."""
+    import torch
+
     from gcpo.algorithms import sft_loss
     from gcpo.logprobs import response_logprobs
     from gcpo.tasks.prompts import render_prompts, render_response
@@ -106,6 +106,8 @@ def supervised_fine_tune(model, tokenizer, items, s: WarmStartSettings, seed: in
 def probe_groups(engine, cfg: RunConfig, tokenizer, s: WarmStartSettings, pool) -> GroupProbe:
     """Sample `s.probe_group` responses for each of the first `s.probe_prompts` RL training prompts (the order a
     run with `trainer.seed` visits them) and describe the groups, verified like training."""
+    import torch
+
     from gcpo.rollout import sampling_settings
     from gcpo.tasks import load_task, render_prompts
     from gcpo.training.rollouts import sampling_seed
@@ -152,7 +154,9 @@ def probe_and_evaluate(model_dir: Path, cfg: RunConfig, s: WarmStartSettings) ->
 
 
 def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable[[str], None] = print) -> dict:
-    """The recipe (see the module docstring); returns the record written to `out/gcpo_warmstart.json`."""
+    """The recipe (see the module docstring); returns the record written to `out/gcpo_warmstart.json`. Imports
+    torch when called (the command line's parser reads this module's settings without it)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gcpo.models import resolve_model
