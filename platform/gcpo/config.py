@@ -31,6 +31,7 @@ from gcpo.algorithms.choices import (
     Agg,
     FillPolicy,
     GaReplace,
+    GoldenRatio,
     GuidanceNegative,
     KLEstimator,
     Loss,
@@ -162,6 +163,27 @@ class AlgorithmConfig:
     correction_cap: float = 2.0
     icepop_low: float = 0.5
     icepop_high: float = 5.0
+    # The sequence ratio's own clip range (ratio_level "sequence"; clip_low / clip_high are the token ratio's): GSPO's
+    # 3e-4 / 4e-4 (arXiv 2507.18071), a range three orders of magnitude tighter than a token ratio's 0.2, so a
+    # ratio_level switch never runs one level with the other's range.
+    clip_low_sequence: float = 3e-4
+    clip_high_sequence: float = 4e-4
+    # How golden-answer rows (no generator sampled them) meet the ratio: clip (like any row), unclipped (-A logp at
+    # any ratio), shaped (LUFFY's -A pi / (pi + golden_shaping_gamma)); gcpo.algorithms.golden.golden_token_loss.
+    golden_ratio: GoldenRatio = "clip"
+    golden_shaping_gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        """The ranges of the fields above (the others are checked with the whole tree, `_check_ranges`)."""
+        if not 0 <= self.clip_low_sequence < 1:
+            raise ConfigError(f"algorithm.clip_low_sequence: must lie in [0, 1), got {self.clip_low_sequence}")
+        if self.clip_high_sequence < 0:
+            raise ConfigError(f"algorithm.clip_high_sequence: must be >= 0, got {self.clip_high_sequence}")
+        if self.golden_shaping_gamma <= 0:
+            raise ConfigError(f"algorithm.golden_shaping_gamma: must be > 0, got {self.golden_shaping_gamma}")
+        if self.golden_ratio != "clip" and self.loss != "clipped":
+            raise ConfigError(f"algorithm.golden_ratio: shapes the clipped surrogate's golden rows: needs loss "
+                              f"'clipped', got loss {self.loss!r}")
 
 
 @dataclass

@@ -21,6 +21,8 @@ TokenCredit = Literal["none", "guidance"]  # algorithm.token_credit
 GuidanceNegative = Literal["wrong", "empty"]  # algorithm.guidance_negative: the negative prompt of token credit
 SftPrompts = Literal["all", "all_wrong"]  # algorithm.sft_prompts: sft_prompt_mask(prompts=)
 RolloutCorrection = Literal["none", "tis", "mis", "icepop"]  # algorithm.rollout_correction: correction_weights(kind=)
+# algorithm.golden_ratio: how golden-answer rows meet the ratio and its clip; golden_token_loss(treatment=)
+GoldenRatio = Literal["clip", "unclipped", "shaped"]
 
 
 def values(alias: typing.Any) -> tuple:
