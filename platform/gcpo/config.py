@@ -32,6 +32,7 @@ from gcpo.algorithms.choices import (
     FillPolicy,
     GaReplace,
     GoldenHint,
+    GoldenRatio,
     GuidanceNegative,
     KLEstimator,
     Loss,
@@ -176,6 +177,15 @@ class AlgorithmConfig:
     hint_fraction: float = 0.5
     hint_target: float = 0.5
     hint_rate: float = 0.5
+    # The sequence ratio's own clip range (ratio_level "sequence"; clip_low / clip_high are the token ratio's): GSPO's
+    # 3e-4 / 4e-4 (arXiv 2507.18071), a range three orders of magnitude tighter than a token ratio's 0.2, so a
+    # ratio_level switch never runs one level with the other's range.
+    clip_low_sequence: float = 3e-4
+    clip_high_sequence: float = 4e-4
+    # How golden-answer rows (no generator sampled them) meet the ratio: clip (like any row), unclipped (-A logp at
+    # any ratio), shaped (LUFFY's -A pi / (pi + golden_shaping_gamma)); gcpo.algorithms.golden.golden_token_loss.
+    golden_ratio: GoldenRatio = "clip"
+    golden_shaping_gamma: float = 0.1
 
 
 @dataclass
@@ -335,6 +345,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     _check_sft(a, need)
     _check_correction(a, need)
     _check_hint(a, r, need)
+    _check_golden_ratio(a, need)
     need(r.max_staleness >= 0, "rollout.max_staleness", f"must be >= 0 (0 = synchronous), got {r.max_staleness}")
     need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group needs a contrast), got {r.group_size}")
     need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
@@ -380,6 +391,14 @@ def _check_correction(a: AlgorithmConfig, need: typing.Callable[[bool, str, str]
          f"need 0 < icepop_low <= 1 <= icepop_high, got {a.icepop_low} and {a.icepop_high}")
     need(a.rollout_correction == "none" or a.loss == "clipped", "algorithm.rollout_correction",
          f"corrects the clipped surrogate's policy-gradient term: needs loss 'clipped', got loss {a.loss!r}")
+
+
+def _check_golden_ratio(a: AlgorithmConfig, need: typing.Callable[[bool, str, str], None]) -> None:
+    need(0 <= a.clip_low_sequence < 1, "algorithm.clip_low_sequence", f"must lie in [0, 1), got {a.clip_low_sequence}")
+    need(a.clip_high_sequence >= 0, "algorithm.clip_high_sequence", f"must be >= 0, got {a.clip_high_sequence}")
+    need(a.golden_shaping_gamma > 0, "algorithm.golden_shaping_gamma", f"must be > 0, got {a.golden_shaping_gamma}")
+    need(a.golden_ratio == "clip" or a.loss == "clipped", "algorithm.golden_ratio",
+         f"shapes the clipped surrogate's golden rows: needs loss 'clipped', got loss {a.loss!r}")
 
 
 def _check_hint(a: AlgorithmConfig, r: RolloutConfig, need: typing.Callable[[bool, str, str], None]) -> None:

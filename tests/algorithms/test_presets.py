@@ -14,8 +14,10 @@ from gcpo.config import AlgorithmConfig, load_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "algorithms.md"
 
-# Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged):
-# all 34 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's values that differ.
+# Every preset's full switch set, as each resolved before NEUTRAL was made complete (the values are unchanged, but
+# for gspo's and gcpo's 3e-4 / 4e-4, which moved from clip_low / clip_high, now the token ratio's alone, to
+# clip_*_sequence): all 38 switches written out once (this test's own copy, not `NEUTRAL`), then each preset's
+# values that differ.
 ALL_SWITCHES: dict = {
     "loss": "clipped", "adv_norm": "group", "golden_answers": False, "ga_replace": "last",
     "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
@@ -25,21 +27,22 @@ ALL_SWITCHES: dict = {
     "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0, "rollout_correction": "none",
     "correction_cap": 2.0, "icepop_low": 0.5, "icepop_high": 5.0, "golden_hint": "none", "hint_rollouts": 2,
     "hint_fraction": 0.5, "hint_target": 0.5, "hint_rate": 0.5,
+    # per-level clip ranges and golden-row treatment (issue: switches that could not act)
+    "clip_low_sequence": 0.0003, "clip_high_sequence": 0.0004, "golden_ratio": "clip", "golden_shaping_gamma": 0.1,
 }
 EXPECTED: dict[str, dict] = {
     "grpo": {**ALL_SWITCHES, "kl_coef": 0.04},
     "dr_grpo": {**ALL_SWITCHES, "adv_norm": "none", "loss_agg": "seq-mean-token-sum-norm"},
     "dapo": {**ALL_SWITCHES, "clip_high": 0.28, "loss_agg": "token-mean", "batch_filling": "dapo"},
-    "gspo": {**ALL_SWITCHES, "ratio_level": "sequence", "clip_low": 0.0003, "clip_high": 0.0004},
+    # the sequence ratio's own range (clip_*_sequence, GSPO's) is NEUTRAL's; clip_low / clip_high are the token's
+    "gspo": {**ALL_SWITCHES, "ratio_level": "sequence"},
     "gpg": {**ALL_SWITCHES, "adv_norm": "none", "ratio_level": "none", "loss_agg": "token-mean", "gpg_alpha": True,
             "batch_filling": "gpg"},
-    "gcpo": {**ALL_SWITCHES, "golden_answers": True, "ratio_level": "sequence", "clip_low": 0.0003,
-             "clip_high": 0.0004},
+    "gcpo": {**ALL_SWITCHES, "golden_answers": True, "ratio_level": "sequence"},
     "conspo": {**ALL_SWITCHES, "loss": "conspo"},
     "guidance": {**ALL_SWITCHES, "clip_high": 0.28, "loss_agg": "token-mean", "token_credit": "guidance"},
     "ga_sft": {**ALL_SWITCHES, "loss": "sft"},
-    "ga_hint": {**ALL_SWITCHES, "golden_hint": "adaptive", "ratio_level": "sequence", "clip_low": 0.0003,
-                "clip_high": 0.0004},
+    "ga_hint": {**ALL_SWITCHES, "golden_hint": "adaptive", "ratio_level": "sequence"},
 }
 
 def typed(values: dict) -> dict:
@@ -82,6 +85,8 @@ def test_choice_switches_are_declared_once():
     assert typing.get_type_hints(golden.golden_replacement_index)["replace"] is choices.GaReplace
     assert typing.get_type_hints(sft.sft_prompt_mask)["prompts"] is choices.SftPrompts
     assert typing.get_type_hints(corrections.correction_weights)["kind"] is choices.RolloutCorrection
+    assert typing.get_type_hints(golden.golden_token_loss)["treatment"] is choices.GoldenRatio
+    assert typing.get_type_hints(losses.policy_loss)["golden_ratio"] is choices.GoldenRatio
 
 
 def test_paper_switches():
@@ -92,6 +97,9 @@ def test_paper_switches():
     assert a("dapo").clip_high > a("dapo").clip_low and a("dapo").batch_filling == "dapo"
     assert a("gpg").ratio_level == "none" and a("gpg").gpg_alpha and a("gpg").batch_filling == "gpg"
     assert a("gspo").ratio_level == "sequence" and not a("gspo").golden_answers
+    # each ratio level has its own clip range: GSPO's for the sequence ratio, PPO's for the token ratio
+    assert all((a(n).clip_low_sequence, a(n).clip_high_sequence) == (3e-4, 4e-4) for n in PRESET_NAMES)
+    assert all(a(n).clip_low == 0.2 and a(n).golden_ratio == "clip" for n in PRESET_NAMES)
     assert a("conspo").loss == "conspo" and a("guidance").token_credit == "guidance"
     assert a("ga_sft").loss == "sft" and a("ga_sft").sft_prompts == "all" and not a("ga_sft").golden_answers
     assert a("ga_hint").golden_hint == "adaptive" and not a("ga_hint").golden_answers

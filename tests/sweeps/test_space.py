@@ -33,10 +33,15 @@ def test_ablation_grid_is_the_full_2x2x2():
     assert len(arms) == 8 and space.total_trials == 8 * len(space.seeds)
     assert {tuple(sorted(a.items())) for a in arms} == {
         (("algorithm.golden_answers", ga), ("algorithm.kl_coef", kl), ("algorithm.ratio_level", lvl))
-        for ga in (True, False) for kl in (0.0, 0.01) for lvl in ("token", "sequence")}
+        for ga in (True, False) for kl in (0.0, 0.04) for lvl in ("token", "sequence")}
     cfg = trial_config(space, arms[-1] | {"trainer.seed": 3})
-    assert (cfg.algorithm.golden_answers, cfg.algorithm.kl_coef, cfg.algorithm.ratio_level) == (False, 0.01, "sequence")
+    assert (cfg.algorithm.golden_answers, cfg.algorithm.kl_coef, cfg.algorithm.ratio_level) == (False, 0.04, "sequence")
     assert cfg.trainer.seed == 3 and cfg.preset == "gcpo" and cfg.trainer.steps == 8
+    # each ratio level has its own clip range: DAPO's for the token arms, GSPO's for the sequence arms
+    from gcpo.training.objectives import clip_range
+
+    ranges = {arm["algorithm.ratio_level"]: clip_range(trial_config(space, arm).algorithm) for arm in arms}
+    assert ranges == {"token": (0.2, 0.28), "sequence": (3e-4, 4e-4)}
 
 
 def test_hpo_space_is_optuna_with_asha():
@@ -127,12 +132,12 @@ def test_select_grid_keeps_only_the_given_grid_values():
 
     space = load_space(SPACES / "ablation_ga_kl_is.yaml")
     assert space.total_trials == 8 * len(space.seeds)
-    select_grid(space, {"algorithm.golden_answers": [False], "algorithm.kl_coef": [0.01]})
+    select_grid(space, {"algorithm.golden_answers": [False], "algorithm.kl_coef": [0.04]})
     assert space.grid_arms() == [
-        {"algorithm.golden_answers": False, "algorithm.kl_coef": 0.01, "algorithm.ratio_level": "token"},
-        {"algorithm.golden_answers": False, "algorithm.kl_coef": 0.01, "algorithm.ratio_level": "sequence"}]
+        {"algorithm.golden_answers": False, "algorithm.kl_coef": 0.04, "algorithm.ratio_level": "token"},
+        {"algorithm.golden_answers": False, "algorithm.kl_coef": 0.04, "algorithm.ratio_level": "sequence"}]
     assert space.swept_keys == ["algorithm.golden_answers", "algorithm.kl_coef", "algorithm.ratio_level"]
-    with pytest.raises(ValueError, match=r"algorithm.kl_coef: \[0.5\] not among its grid values \[0.01\]"):
+    with pytest.raises(ValueError, match=r"algorithm.kl_coef: \[0.5\] not among its grid values \[0.04\]"):
         select_grid(space, {"algorithm.kl_coef": [0.5]})
     with pytest.raises(ValueError, match="'trainer.lr' is not a grid key of .*ablation_ga_kl_is.yaml"):
         select_grid(space, {"trainer.lr": [1e-5]})

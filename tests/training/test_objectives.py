@@ -76,3 +76,43 @@ def test_tally_sums_named_totals_and_keeps_maxima():
     assert tally.reduced() == {"a": 3.5, "b": 0.0, "m": 3.0}
     with pytest.raises(KeyError):  # an undeclared name would desynchronise the ranks' reductions
         tally.add("c", 1.0)
+
+
+def test_each_ratio_level_uses_its_own_clip_range():
+    """clip_low / clip_high clip the token ratio, clip_*_sequence the sequence ratio (GSPO's range by default)."""
+    from gcpo.training.objectives import clip_range
+
+    a = load_config(preset="gcpo", overrides=["algorithm.clip_high=0.28"]).algorithm
+    assert clip_range(a) == (3e-4, 4e-4)
+    token = load_config(preset="gcpo", overrides=["algorithm.ratio_level=token", "algorithm.clip_high=0.28"]).algorithm
+    assert clip_range(token) == (0.2, 0.28)
+    logp = torch.log(torch.tensor([[0.5, 0.5]]))
+    moved = logp - math.log(1.1)  # ratio 1.1 on both tokens: inside the token range, far outside the sequence one
+    for algo, clipped in ((a, 2.0), (token, 0.0)):
+        _, totals = OBJECTIVES["clipped"].loss(_inputs(logp, moved, [1.0], [[True, False]], 1), algo)
+        assert totals["clipped_tokens"] == pytest.approx(clipped)
+
+
+def test_a_rollout_correction_leaves_golden_rows_at_weight_one_under_every_golden_ratio():
+    """Row 0 sampled, row 1 a golden answer (no behaviour log-prob: 0 in the padded tensor). TIS weights the sampled
+    row by min(pi_old / mu, 2) = 2 here; the golden row's gradient is the same with and without the correction."""
+    logp = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.25]]))
+    behaviour = torch.tensor([[math.log(0.1)] * 2, [0.0, 0.0]])
+    sampled, golden = torch.tensor([True, False]), torch.tensor([False, True])
+
+    def grads(kind, golden_ratio):
+        a = load_config(preset="gcpo", overrides=[f"algorithm.rollout_correction={kind}",
+                                                  f"algorithm.golden_ratio={golden_ratio}"]).algorithm
+        x = logp.clone().requires_grad_(True)
+        inputs = _inputs(x, x.detach().clone(), [-1.0, 1.0], [[False, True]], 2)
+        inputs.behaviour_logp, inputs.sampled, inputs.golden = behaviour, sampled, golden
+        loss, totals = OBJECTIVES["clipped"].loss(inputs, a)
+        loss.backward()
+        return x.grad, totals
+
+    for golden_ratio in ("clip", "unclipped", "shaped"):
+        plain, _ = grads("none", golden_ratio)
+        corrected, totals = grads("tis", golden_ratio)
+        torch.testing.assert_close(corrected[1], plain[1])  # the golden row: weight 1
+        torch.testing.assert_close(corrected[0], 2 * plain[0])  # the sampled row: weight min(0.5 / 0.1, 2) = 2
+        assert totals["correction_tokens"] == 2.0  # only the sampled row's tokens are counted

@@ -145,3 +145,74 @@ def test_hint_tokens_carry_no_gradient(setting):
     rel = lambda x, y: ((x - y).norm() / y.norm()).item()  # noqa: E731
     assert rel(grads[0], continuation_only) < 1e-4
     assert rel(grads[0], hint_trained_too) > 1e-2
+def _params(engine) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in engine.module.parameters()])
+
+
+@pytest.mark.parametrize("zero_stage", [0, 2])
+def test_gpg_alpha_scales_the_step_where_a_loss_scale_would_not(setting, zero_stage):
+    """GPG's alpha scales the optimiser step's learning rate: the parameter update of one AdamW step with alpha
+    1.5 is 1.5 x the update without it. The paper's form (the loss x alpha, here the advantages x 1.5) leaves the
+    update as it was: the gradient clip (trainer.grad_clip) and Adam's m / sqrt(v) both undo a gradient scale.
+    At ZeRO 2 the optimiser DeepSpeed steps wraps ours: the scale reaches it all the same."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, zero_stage=zero_stage))
+
+    def update(probe):
+        policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+        before = _params(policy_engine)
+        metrics = update_policy(policy_engine, probe, cfg, step=0, pad_id=tok.pad_token_id)
+        groups = policy_engine.lr_scheduler.optimizer.param_groups
+        assert [g["lr"] for g in groups] == [cfg.trainer.lr] * len(groups) == policy_engine.lr_scheduler.get_last_lr()
+        return _params(policy_engine) - before, metrics
+
+    off, m_off = update(batch)
+    scaled, m_scaled = update(dataclasses.replace(batch, alpha=1.5))
+    as_loss, m_loss = update(dataclasses.replace(batch, advantages=1.5 * batch.advantages))
+    assert m_off["grad/norm"] > cfg.trainer.grad_clip  # the clip acts on this step
+    assert m_scaled["grad/norm"] == pytest.approx(m_off["grad/norm"], rel=1e-6)  # the same gradient ...
+    assert m_loss["grad/norm"] == pytest.approx(1.5 * m_off["grad/norm"], rel=1e-5)  # ... 1.5 x this one's
+    assert off.abs().max() > 0
+    # the step: 1.5 x as long (to float32 rounding of parameter - parameter)
+    torch.testing.assert_close(scaled, 1.5 * off, rtol=1e-4, atol=1e-5 * off.abs().max().item())
+    # the loss-scaled step: the same as alpha off (but for the few weights whose gradient is near Adam's eps)
+    assert torch.linalg.vector_norm(as_loss - off) < 1e-3 * torch.linalg.vector_norm(off)
+    assert m_scaled["lr"] == m_off["lr"] == cfg.trainer.lr  # the schedule is untouched
+
+
+def _entropies(engine, tok, prompts, responses) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [response_logprobs(engine.module, [p], [r], pad_token_id=tok.pad_token_id, with_entropy=True)[2][0]
+                for p, r in zip(prompts, responses)]
+
+
+def test_entropy_is_split_between_sampled_rows_and_golden_rows(setting):
+    """`policy/entropy` covers the generators' own samples only and `policy/entropy_golden` the golden rows (the
+    injected golden answers of GCPO, the imitated ones of ga_sft), each the token mean under the policy before
+    the update, so GCPO and ga_sft report the same quantity."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    golden = torch.zeros_like(batch.is_golden)
+    golden[0, -1] = True  # the last row of group 0 plays an injected golden answer
+    probe = dataclasses.replace(batch, is_golden=golden)
+    engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+    ents = _entropies(engine, tok, batch.prompts, batch.responses)
+    metrics = update_policy(engine, probe, cfg, step=0, pad_id=tok.pad_token_id)
+    g = batch.group_size - 1
+    sampled = torch.cat([e for r, e in enumerate(ents) if r != g])
+    assert metrics["policy/entropy"] == pytest.approx(sampled.mean().item(), rel=1e-5)
+    assert metrics["policy/entropy_golden"] == pytest.approx(ents[g].mean().item(), rel=1e-5)
+    assert "policy/entropy_golden" not in update_policy(engine, batch, cfg, step=1, pad_id=tok.pad_token_id)
+
+    sft = dataclasses.replace(cfg, algorithm=load_config(preset="ga_sft").algorithm)
+    imitated = dataclasses.replace(batch, golden_prompts=[batch.prompts[0], batch.prompts[4]],
+                                   golden_responses=[batch.responses[1], batch.responses[6]])
+    engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), sft.trainer, "float32")
+    ents = _entropies(engine, tok, batch.prompts, batch.responses)
+    golden_ents = _entropies(engine, tok, imitated.golden_prompts, imitated.golden_responses)
+    metrics = update_policy(engine, imitated, sft, step=0, pad_id=tok.pad_token_id)
+    assert metrics["policy/entropy"] == pytest.approx(torch.cat(ents).mean().item(), rel=1e-5)
+    assert metrics["policy/entropy_golden"] == pytest.approx(torch.cat(golden_ents).mean().item(), rel=1e-5)

@@ -2,7 +2,7 @@
 
 - advantages: `group_advantages`, `gpg_alpha`, `zero_variance_groups`
 - losses: `policy_loss`, `aggregate`, `agg_normalizer`, `importance_ratio`, `kl_penalty`
-- GCPO golden answers: `golden_replacement_index`
+- GCPO golden answers: `golden_replacement_index`, `golden_token_loss` (algorithm.golden_ratio)
 - ConSPO: `conspo_loss`, `conspo_margin`, `conspo_normalizer`, `contrastive_roles`, `sequence_scores`
 - guidance-contrastive token credit: `guidance_token_weights`
 - batch filling (DAPO dynamic sampling, GPG beta_th): `fill_decision`, `FillDecision`
@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "golden_replacement_index": "golden",
     "adapt_hint_fraction": "hints",
     "hint_length": "hints",
+    "golden_token_loss": "golden",
     "correction_weights": "corrections",
     "agg_normalizer": "losses",
     "aggregate": "losses",

@@ -22,6 +22,8 @@ GuidanceNegative = Literal["wrong", "empty"]  # algorithm.guidance_negative: the
 SftPrompts = Literal["all", "all_wrong"]  # algorithm.sft_prompts: sft_prompt_mask(prompts=)
 RolloutCorrection = Literal["none", "tis", "mis", "icepop"]  # algorithm.rollout_correction: correction_weights(kind=)
 GoldenHint = Literal["none", "fixed", "adaptive"]  # algorithm.golden_hint: the prefix-hint length rule
+# algorithm.golden_ratio: how golden-answer rows meet the ratio and its clip; golden_token_loss(treatment=)
+GoldenRatio = Literal["clip", "unclipped", "shaped"]
 
 
 def values(alias: typing.Any) -> tuple:

@@ -1,4 +1,5 @@
-"""GCPO golden-answer injection: which response of a group the golden answer replaces. Pure torch.
+"""GCPO golden answers: which response of a group the golden answer replaces (`golden_replacement_index`), and
+how a golden row's tokens enter the policy loss (`golden_token_loss`, `algorithm.golden_ratio`). Pure torch.
 
 GCPO (arXiv 2510.07790) replaces one rollout with the golden answer when every rollout of a group is wrong, so
 the group has a contrast. The paper does not say which rollout is replaced, nor whether all-correct groups get
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from gcpo.algorithms.choices import GaReplace
+from gcpo.algorithms.choices import GaReplace, GoldenRatio
 
 
 def golden_replacement_index(
@@ -55,3 +56,34 @@ def golden_replacement_index(
     else:
         raise ValueError(f"ga_replace must be 'last', 'longest' or 'random', got {replace!r}")
     return torch.where(eligible, pick, torch.full_like(pick, -1))
+
+
+def golden_token_loss(logp: torch.Tensor, advantages: torch.Tensor, treatment: GoldenRatio, *,
+                      gamma: float = 0.1) -> torch.Tensor:
+    """Per-token loss of golden-answer rows under `algorithm.golden_ratio` (`treatment`), shape of `logp`.
+
+    A golden answer was sampled by no generator: it has no behaviour log-prob, and its "old" log-prob is only the
+    trainer's own recomputation at the start of the step. Under the clipped surrogate (`clip`, the default and
+    the behaviour before this switch) its ratio starts at 1 and, with a positive advantage, the first update that
+    raises its likelihood past 1 + eps_high takes it out of the gradient: at GSPO's sequence range (4e-4) a golden
+    answer teaches for one update per step at most. The other treatments drop the ratio for these rows:
+
+    - `unclipped`: `-A * logp` per token (`advantages` is the per-token advantage A_t): the plain policy gradient
+      A grad log pi at any ratio, as GPG's loss (arXiv 2504.02546) and the supervised term of mixed RL + SFT
+      objectives; the golden row keeps teaching however far the policy has moved within the step.
+    - `shaped`: `-A * pi / (pi + gamma)`, pi = exp(logp) (LUFFY's policy shaping by regularised importance
+      sampling for off-policy guidance traces, "Learning to Reason under Off-Policy Guidance", arXiv 2504.14945:
+      the off-policy ratio pi_theta / pi_behaviour with the unknown behaviour probability taken as 1, reshaped by
+      f(x) = x / (x + gamma), gamma = 0.1, and not clipped). Its gradient is A * gamma pi / (pi + gamma)^2 *
+      grad log pi: against the raw ratio pi (weight pi) it amplifies low-probability tokens by gamma / (pi +
+      gamma)^2; against `unclipped` (weight 1) it weights each token by at most 1/4 (at pi = gamma), so
+      near-certain and near-impossible tokens teach little.
+
+    `clip` is not a per-row loss of its own (the surrogate computes it): asking for it here is an error.
+    """
+    if treatment == "unclipped":
+        return -advantages * logp
+    if treatment == "shaped":
+        prob = torch.exp(logp)
+        return -advantages * prob / (prob + gamma)
+    raise ValueError(f"golden_token_loss takes treatment 'unclipped' or 'shaped', got {treatment!r}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from gcpo.algorithms.choices import Agg, KLEstimator, RatioLevel, values
+from gcpo.algorithms.choices import Agg, GoldenRatio, KLEstimator, RatioLevel, values
+from gcpo.algorithms.golden import golden_token_loss
 
 AGGREGATIONS: tuple[str, ...] = values(Agg)
 
@@ -111,6 +112,9 @@ def policy_loss(
     dual_clip: float = 0.0,
     normalizer: torch.Tensor | float | None = None,
     max_response_len: int | None = None,
+    golden: torch.Tensor | None = None,
+    golden_ratio: GoldenRatio = "clip",
+    shaping_gamma: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clipped surrogate (or plain policy gradient), aggregated, plus beta * KL.
 
@@ -118,36 +122,24 @@ def policy_loss(
     ratio_level token|sequence: per token -min(rho A, clip(rho, 1-clip_low, 1+clip_high) A); with
     `dual_clip` = c > 1, tokens with A < 0 are further bounded by -c A (dual-clip PPO).
     ratio_level none (GPG): -A * logp.
+    Golden-answer rows (`golden`, (responses,) bool): with `golden_ratio` `clip` they are rows like any other; with
+    `unclipped` or `shaped` their tokens take `golden_token_loss` instead (no ratio, no clip; `shaping_gamma` is
+    LUFFY's gamma) and never count as clipped.
     Loss = aggregate(per-token loss) + kl_coef * aggregate(KL) when kl_coef > 0 (needs `ref_logp`).
     Returns (loss, metrics) with detached 0-dim tensors: `pg_loss`, `clip_frac` (share of tokens whose clipped
     branch was taken), `ratio_mean`, `ratio_max`, and `kl` when KL is on.
     """
     if advantages.dim() != 1 or advantages.shape[0] != logp.shape[0]:
         raise ValueError(f"advantages must be (responses,)={logp.shape[0]}, got {tuple(advantages.shape)}")
-    maskf = mask.to(logp.dtype)
-    n_tok = maskf.sum().clamp(min=1.0)
     adv = advantages.to(logp.dtype).unsqueeze(1).expand_as(logp)
     if token_weights is not None:
         adv = adv * token_weights.detach().to(logp.dtype)
-    metrics: dict[str, torch.Tensor] = {}
-    if ratio_level == "none":
-        per_token = -adv * logp
-        metrics["clip_frac"] = torch.zeros(())
-        metrics["ratio_mean"] = torch.ones(())
-        metrics["ratio_max"] = torch.ones(())
-    else:
-        ratio = importance_ratio(logp, old_logp, mask, ratio_level)
-        unclipped = -adv * ratio
-        clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
-        per_token = torch.maximum(unclipped, clipped)
-        clip_taken = (clipped > unclipped).to(logp.dtype)
-        if dual_clip > 0:
-            bounded = torch.minimum(per_token, -adv * dual_clip)
-            per_token = torch.where(adv < 0, bounded, per_token)
-        with torch.no_grad():
-            metrics["clip_frac"] = (clip_taken * maskf).sum() / n_tok
-            metrics["ratio_mean"] = (ratio * maskf).sum() / n_tok
-            metrics["ratio_max"] = torch.where(mask.bool(), ratio, torch.zeros_like(ratio)).max()
+    per_token, ratio, clip_taken = _surrogate(logp, old_logp, adv, mask, ratio_level, clip_low, clip_high, dual_clip)
+    if golden is not None and golden_ratio != "clip":
+        rows = golden.to(device=logp.device, dtype=torch.bool).unsqueeze(1)
+        per_token = torch.where(rows, golden_token_loss(logp, adv, golden_ratio, gamma=shaping_gamma), per_token)
+        clip_taken = clip_taken * ~rows
+    metrics = _ratio_metrics(ratio, clip_taken, mask)
     loss = aggregate(per_token, mask, agg, normalizer=normalizer, max_response_len=max_response_len)
     metrics["pg_loss"] = loss.detach()
     if kl_coef > 0:
@@ -155,6 +147,31 @@ def policy_loss(
             raise ValueError("kl_coef > 0 needs ref_logp (log-probs under the frozen reference model)")
         kl = kl_penalty(logp, ref_logp, kl_estimator)
         loss = loss + kl_coef * aggregate(kl, mask, agg, normalizer=normalizer, max_response_len=max_response_len)
-        metrics["kl"] = ((kl * maskf).sum() / n_tok).detach()
+        metrics["kl"] = ((kl * mask.to(logp.dtype)).sum() / mask.to(logp.dtype).sum().clamp(min=1.0)).detach()
     return loss, metrics
 
+
+def _surrogate(logp, old_logp, adv, mask, ratio_level: RatioLevel, clip_low: float, clip_high: float,
+               dual_clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-token loss, ratio, 1 where the clipped branch was taken) of the clipped surrogate; for ratio_level
+    `none`, GPG's -A logp with ratio 1 and nothing clipped."""
+    if ratio_level == "none":
+        return -adv * logp, torch.ones_like(logp), torch.zeros_like(logp)
+    ratio = importance_ratio(logp, old_logp, mask, ratio_level)
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    per_token = torch.maximum(unclipped, clipped)
+    clip_taken = (clipped > unclipped).to(logp.dtype)
+    if dual_clip > 0:
+        bounded = torch.minimum(per_token, -adv * dual_clip)
+        per_token = torch.where(adv < 0, bounded, per_token)
+    return per_token, ratio, clip_taken
+
+
+def _ratio_metrics(ratio: torch.Tensor, clip_taken: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """clip_frac, ratio_mean and ratio_max over the valid tokens, detached."""
+    with torch.no_grad():
+        maskf = mask.to(ratio.dtype)
+        n_tok = maskf.sum().clamp(min=1.0)
+        return {"clip_frac": (clip_taken * maskf).sum() / n_tok, "ratio_mean": (ratio * maskf).sum() / n_tok,
+                "ratio_max": torch.where(mask.bool(), ratio, torch.zeros_like(ratio)).max()}

@@ -62,6 +62,14 @@ NEUTRAL: dict = {
     "hint_fraction": 0.5,
     "hint_target": 0.5,
     "hint_rate": 0.5,
+    # The sequence ratio's clip range: GSPO's 3e-4 / 4e-4, the only published one (`clip_low` / `clip_high` are the
+    # token ratio's), so switching `ratio_level` alone gives each level its own range.
+    "clip_low_sequence": 3e-4,
+    "clip_high_sequence": 4e-4,
+    # Golden-answer rows go through the ratio and its clip like every other row (the behaviour before the switch);
+    # `unclipped` and `shaped` are opt-in. LUFFY's gamma 0.1 for `shaped`.
+    "golden_ratio": "clip",
+    "golden_shaping_gamma": 0.1,
 }
 
 # name -> (paper, changes from NEUTRAL)
@@ -73,8 +81,9 @@ _PRESETS: dict[str, tuple[str, dict]] = {
     "dr_grpo": ("Dr.GRPO, arXiv 2503.20783", {"adv_norm": "none", "loss_agg": "seq-mean-token-sum-norm"}),
     # DAPO (arXiv 2503.14476): clip-higher (0.2 / 0.28), token-level mean, dynamic sampling, no KL.
     "dapo": ("DAPO, arXiv 2503.14476", {"clip_high": 0.28, "loss_agg": "token-mean", "batch_filling": "dapo"}),
-    # GSPO (arXiv 2507.18071): sequence-level ratio exp(mean token log-ratio) with its tight clip range.
-    "gspo": ("GSPO, arXiv 2507.18071", {"ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4}),
+    # GSPO (arXiv 2507.18071): sequence-level ratio exp(mean token log-ratio) with its tight clip range (NEUTRAL's
+    # clip_*_sequence).
+    "gspo": ("GSPO, arXiv 2507.18071", {"ratio_level": "sequence"}),
     # GPG (arXiv 2504.02546, Table 1 row D): plain policy gradient -A*logp, F_norm = 1, alpha = B/(B-M),
     # beta_th = 0.6 accumulation (NEUTRAL's value), no KL. Aggregation: token mean (the paper trains with verl's
     # default).
@@ -84,12 +93,10 @@ _PRESETS: dict[str, tuple[str, dict]] = {
          "loss_agg": "token-mean"},
     ),
     # GCPO (arXiv 2510.07790): golden answers in all-wrong groups + sequence-level ratio + no KL, on group
-    # advantages. The paper gives no clip range for its sequence ratio: we take GSPO's. Which response is
-    # replaced is not stated: `last` (samples are i.i.d., so any fixed index is an unbiased choice).
-    "gcpo": (
-        "GCPO, arXiv 2510.07790",
-        {"golden_answers": True, "ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4},
-    ),
+    # advantages. The paper gives no clip range for its sequence ratio: we take GSPO's (NEUTRAL's clip_*_sequence).
+    # Which response is replaced is not stated: `last` (samples are i.i.d., so any fixed index is an unbiased choice).
+    # Golden rows are clipped like the others (golden_ratio `clip`): the paper says nothing else.
+    "gcpo": ("GCPO, arXiv 2510.07790", {"golden_answers": True, "ratio_level": "sequence"}),
     # ConSPO (abstract only): InfoNCE over length-normalised sequence log-probs, positives vs same-group
     # negatives, with a linear curriculum margin (NEUTRAL's conspo_* values; see gcpo.algorithms.conspo).
     "conspo": ("ConSPO (contrastive sequence PO), abstract", {"loss": "conspo"}),
@@ -105,11 +112,11 @@ _PRESETS: dict[str, tuple[str, dict]] = {
     # GCPO would inject into). See gcpo.algorithms.sft.
     "ga_sft": ("imitation-only baseline (SFT on golden answers)", {"loss": "sft", "sft_prompts": "all"}),
     # Prefix hints (Prefix-RFT; UFT; AdaPrefix-GRPO, arXiv 2607.07674): the third use of a golden answer. The
-    # objective is GCPO's (sequence ratio, GSPO's clip range) so that replace (gcpo), hint (ga_hint) and imitate
+    # objective is GCPO's (sequence ratio, with NEUTRAL's sequence clip range, GSPO's) so that replace (gcpo), hint (ga_hint) and imitate
     # (ga_sft) differ only in how the golden answer is used; the hint length is adaptive (see gcpo.algorithms.hints).
     "ga_hint": (
         "golden-answer prefix hints, adaptive (AdaPrefix-GRPO, arXiv 2607.07674)",
-        {"golden_hint": "adaptive", "ratio_level": "sequence", "clip_low": 3e-4, "clip_high": 4e-4},
+        {"golden_hint": "adaptive", "ratio_level": "sequence"},
     ),
 }
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "with mixed groups"),
     "sweep": ("gcpo.commands.sweep_cmd", "run a search space (grid, Optuna, ASHA) with Ray Tune, every trial in MLflow"),
     "compare": ("gcpo.commands.compare_cmd", "compare a sweep's arms from MLflow: table, learning curves, effects, CSV"),
+    "probe": ("gcpo.commands.probe_cmd", "does each switch of a search space change the update? gradients on one batch"),
     "cluster": ("gcpo.commands.cluster_cmd", "start, stop or describe a local Ray cluster on loopback for development"),
     "submit": ("gcpo.commands.submit_cmd", "submit a gcpo command (train, sweep, ...) to a Ray cluster as a job"),
     "jobs": ("gcpo.commands.jobs_cmd", "list a cluster's jobs, print or follow a job's logs, stop a job"),

@@ -7,6 +7,7 @@ boundary is set by hand on a mini-batch's last micro-batch (see `gcpo.training.u
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -120,18 +121,46 @@ def full_parameter_bytes(policy_engine, trainable_only: bool = False) -> int:
     return total
 
 
-def step_with_grad_norm(policy_engine) -> float:
-    """`policy_engine.step()`, returning the global pre-clip gradient norm.
+def step_with_grad_norm(policy_engine, lr_scale: float = 1.0) -> float:
+    """`policy_engine.step()` at `lr_scale` x the scheduled learning rate, returning the global pre-clip gradient
+    norm.
 
-    ZeRO stages 1-3 report it themselves; at stage 0 (fp32) DeepSpeed clips without keeping the norm, so we
+    `lr_scale` is GPG's alpha = B / (B - M) (`algorithm.gpg_alpha`; arXiv 2504.02546, eq. 7-8). The paper
+    multiplies the loss by alpha, which under SGD multiplies the step by alpha; here every update is clipped to
+    `trainer.grad_clip` and then normalised by Adam (m / sqrt(v): invariant to a constant gradient scale, exactly
+    so on Adam's first step), so a loss scale changes nothing measurable (tested). Scaling this step's learning
+    rate gives the step length alpha x the usual one, which is what the paper's unbiased-gradient argument asks
+    of the update. Only this step: the schedule's value is back in place afterwards.
+
+    ZeRO stages 1-3 report the norm themselves; at stage 0 (fp32) DeepSpeed clips without keeping the norm, so we
     compute it from the (already all-reduced) gradients before stepping.
     """
+    norm = None
     if policy_engine.zero_optimization_stage() == 0:
         grads = [p.grad.detach().float() for p in policy_engine.module.parameters() if p.grad is not None]
         norms = [torch.linalg.vector_norm(g) for g in grads]
         norm = torch.linalg.vector_norm(torch.stack(norms)).item() if grads else 0.0
+    with _scaled_lr(policy_engine, lr_scale):
         policy_engine.step()
-        return norm
-    policy_engine.step()
-    norm = policy_engine.get_global_grad_norm()
+    if norm is None:
+        norm = policy_engine.get_global_grad_norm()
     return float(norm) if norm is not None else float("nan")
+
+
+@contextlib.contextmanager
+def _scaled_lr(policy_engine, scale: float):
+    """The optimiser's learning rates x `scale` for the step taken inside; then the schedule's own values (the
+    scheduler steps with the optimiser and recomputes them; without one, the values from before)."""
+    scheduler = policy_engine.lr_scheduler
+    groups = (scheduler.optimizer if scheduler is not None else policy_engine.optimizer).param_groups
+    before = [g["lr"] for g in groups]
+    if scale != 1.0:
+        for g, lr in zip(groups, before):
+            g["lr"] = lr * scale
+    try:
+        yield
+    finally:
+        if scale != 1.0:
+            restored = scheduler.get_last_lr() if scheduler is not None else before
+            for g, lr in zip(groups, restored):
+                g["lr"] = lr

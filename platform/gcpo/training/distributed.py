@@ -5,6 +5,10 @@ Data-parallel contract: every rank calls the same collectives in the same order 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+
 import torch
 import torch.distributed as dist
 
@@ -55,3 +59,23 @@ def all_gather_object(obj) -> list:
 def shard_groups(num_groups: int, rank: int, world_size: int) -> list[int]:
     """The groups rank `rank` trains on: g with g % world_size == rank (whole groups stay on one rank)."""
     return list(range(rank, num_groups, world_size))
+
+
+@contextlib.contextmanager
+def single_process_group():
+    """A one-rank gloo process group on loopback for a DeepSpeed engine outside Ray Train (`gcpo probe`); nothing
+    when this process already has one."""
+    if dist.is_initialized():
+        yield
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port)), ("RANK", "0"), ("LOCAL_RANK", "0"),
+                       ("WORLD_SIZE", "1")):
+        os.environ[key] = value
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

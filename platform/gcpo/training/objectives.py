@@ -63,6 +63,7 @@ class MicroInputs:
     # (rows,) bool: which rows a generator sampled (False: injected golden answers)
     behaviour_logp: torch.Tensor | None = None
     sampled: torch.Tensor | None = None
+    golden: torch.Tensor | None = None  # (rows,) bool: injected golden answers (algorithm.golden_ratio)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ class Objective:
 
 
 # -- clipped: the clipped surrogate (token or sequence ratio) or plain policy gradient, with KL and token credit
+
+
+def clip_range(a: AlgorithmConfig) -> tuple[float, float]:
+    """(eps_low, eps_high) of the ratio level in use: `clip_low` / `clip_high` for the token ratio,
+    `clip_low_sequence` / `clip_high_sequence` for the sequence ratio (GSPO's range is ~1000x tighter)."""
+    if a.ratio_level == "sequence":
+        return a.clip_low_sequence, a.clip_high_sequence
+    return a.clip_low, a.clip_high
 
 
 def _clipped_normalizer(rows: MiniRows, a: AlgorithmConfig) -> torch.Tensor:
@@ -97,11 +106,13 @@ def _clipped_loss(x: MicroInputs, a: AlgorithmConfig) -> tuple[torch.Tensor, dic
         n = float(cm["tokens"])
         corrected = {"correction_tokens": n, "correction_weight_sum": float(cm["weight_mean"]) * n,
                      "correction_masked": float(cm["masked_frac"]) * n, "correction_ratio_sum": float(cm["ratio_mean"]) * n}
+    clip_low, clip_high = clip_range(a)
     loss, pm = policy_loss(
         x.logp, x.old_logp, x.advantages.to(x.logp.device), x.mask, ratio_level=a.ratio_level,
-        clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, ref_logp=x.ref_logp, kl_coef=a.kl_coef,
+        clip_low=clip_low, clip_high=clip_high, agg=a.loss_agg, ref_logp=x.ref_logp, kl_coef=a.kl_coef,
         kl_estimator=a.kl_estimator, token_weights=weights, dual_clip=a.dual_clip, normalizer=x.normalizer,
-        max_response_len=x.max_response_len,
+        max_response_len=x.max_response_len, golden=x.golden, golden_ratio=a.golden_ratio,
+        shaping_gamma=a.golden_shaping_gamma,
     )
     tokens = x.mask.sum().item()
     return loss, {"tokens": tokens, "clipped_tokens": float(pm["clip_frac"]) * tokens,

@@ -16,6 +16,14 @@ metrics as every other loss), then the updates train on the batch's golden answe
 one, sharded across ranks the same way. With `algorithm.sft_coef` = c > 0 the other losses add c * `sft_loss` over
 the injected golden answers of the mini-batch (their own global token count).
 
+Entropy is tallied apart for the generators' own samples (`policy/entropy`) and for golden rows
+(`policy/entropy_golden`: GCPO's injected golden answers in the old-log-prob pass, ga_sft's imitated ones in their
+first epoch's forward), so losses that train on golden answers and losses that do not report the same quantity.
+GPG's alpha scales each optimiser step's learning rate (`step_with_grad_norm`), not the loss.
+
+`score_rollouts` and `update_gradient` expose the old-log-prob pass and one update's gradient (the same
+micro-batch losses and backward passes, nothing stepped) for `gcpo probe` (`gcpo.training.probe`).
+
 Metrics are named totals (`Tally`), summed over micro-batches and updates, and reduced over ranks once, at the end.
 """
 
@@ -45,8 +53,9 @@ from gcpo.training.objectives import MicroInputs, MiniRows, Objective, objective
 from gcpo.training.types import StepBatch
 
 # The update's own totals; each objective adds its own (`Objective.totals`).
-_COMMON_TOTALS = ("loss", "sft_term", "micro_batches", "entropy_sum", "entropy_tokens", "gen_diff_sum", "gen_tokens",
-                  "stale_diff_sum", "stale_tokens", "token_slots", "real_tokens")
+_COMMON_TOTALS = ("loss", "sft_term", "micro_batches", "entropy_sum", "entropy_tokens", "entropy_golden_sum",
+                  "entropy_golden_tokens", "gen_diff_sum", "gen_tokens", "stale_diff_sum", "stale_tokens", "token_slots",
+                  "real_tokens")
 
 
 class Tally:
@@ -104,11 +113,22 @@ def golden_rows(batch: StepBatch, micro_batch_size: int) -> TrainingRows:
     return TrainingRows(batch.golden_prompts, batch.golden_responses, {g: [g] for g in mine}, micro_batch_size)
 
 
+def _training_rows(batch: StepBatch, micro_batch_size: int, objective: Objective) -> TrainingRows:
+    if objective.trains_on == "rollouts":
+        return rollout_rows(batch, micro_batch_size)
+    return golden_rows(batch, micro_batch_size)
+
+
 def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int, pad_id: int,
                   ref_model=None) -> dict:
     """Recompute old (and reference, negative-prompt) log-probs, then epochs x mini-batches of updates.
 
-    Returns metrics already reduced over ranks: loss/policy, policy/entropy, grad/norm, lr,
+    GPG's alpha (`batch.alpha`, 1 unless `algorithm.gpg_alpha`) scales each optimiser step's learning rate
+    (`step_with_grad_norm`), not the loss: a loss scale is undone by the gradient clip and by Adam.
+
+    Returns metrics already reduced over ranks: loss/policy, policy/entropy (over the generators' own samples),
+    policy/entropy_golden (over golden rows: the injected golden answers, or the imitated ones of loss sft; only
+    when there are any), grad/norm, lr,
     sync/logprob_abs_diff(_max) (over rows sampled with the current weights), offpolicy/logprob_abs_diff (over rows
     sampled with older weights, bounded staleness), time/old_logprobs_s, batch/pad_frac (the padding share of the training passes'
     token slots), batch/token_slots and batch/real_tokens (the training passes' token positions computed, with
@@ -123,15 +143,17 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     scores = _score_rollouts(policy_engine, batch, cfg, tally, step=step, pad_id=pad_id, ref_model=ref_model,
                              fused=fused)
     metrics = {"time/old_logprobs_s": time.perf_counter() - t_start}
-    train = rollout_rows(batch, t.micro_batch_size) if objective.trains_on == "rollouts" else golden_rows(
-        batch, t.micro_batch_size)
+    train = _training_rows(batch, t.micro_batch_size, objective)
     grad_norms = []
-    for _ in range(t.epochs):
+    for epoch in range(t.epochs):
         for mini in _split(list(train.groups), t.mini_batches):
-            grad_norms.append(_update_on(policy_engine, mini, train, batch, scores, cfg, objective, tally,
-                                         step=step, pad_id=pad_id, fused=fused))
+            _backward_on(policy_engine, mini, train, batch, scores, cfg, objective, tally, step=step, pad_id=pad_id,
+                         fused=fused, first_epoch=epoch == 0)
+            grad_norms.append(step_with_grad_norm(policy_engine, lr_scale=batch.alpha))
     totals = tally.reduced() | {"updates": float(len(grad_norms))}
     updates = max(len(grad_norms), 1)
+    if totals["entropy_golden_tokens"] > 0:
+        metrics["policy/entropy_golden"] = totals["entropy_golden_sum"] / totals["entropy_golden_tokens"]
     metrics.update({
         "policy/entropy": totals["entropy_sum"] / max(totals["entropy_tokens"], 1.0),
         "loss/policy": totals["loss"] / updates,
@@ -152,17 +174,55 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     return metrics
 
 
+def score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, *, pad_id: int, ref_model=None) -> RowLogprobs:
+    """The update's no-grad pass alone: this rank's rollouts' old log-probs under the current policy (with the
+    reference model's when `ref_model` is given, and the negative prompts' for guidance token credit), to pass to
+    `update_gradient` once the policy has moved."""
+    tally = Tally(_COMMON_TOTALS, maxima=("gen_diff_max",))
+    return _score_rollouts(policy_engine, batch, cfg, tally, pad_id=pad_id, ref_model=ref_model, fused=False)
+
+
+def update_gradient(policy_engine, batch: StepBatch, cfg: RunConfig, scores: RowLogprobs, *, step: int,
+                    pad_id: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """The pre-clip gradient one update over the whole `batch` (one mini-batch) hands the optimiser, flattened
+    over the trainable parameters, and the objective's metrics: the same micro-batch losses and backward passes as
+    `update_policy`, with the old log-probs of `scores` (`score_rollouts`, taken before the policy moved) instead
+    of recomputed ones. Nothing is stepped and the gradients are cleared. One process at ZeRO stage 0 (where the
+    gradients sit whole on the parameters): what `gcpo probe` and the switch-sensitivity test run."""
+    if policy_engine.zero_optimization_stage() != 0 or world()[1] != 1:
+        raise ValueError("update_gradient reads whole gradients: one process at ZeRO stage 0")
+    objective = objective_for(cfg.algorithm)
+    tally = Tally(_COMMON_TOTALS + objective.totals, maxima=("gen_diff_max",))
+    train = _training_rows(batch, cfg.trainer.micro_batch_size, objective)
+    _backward_on(policy_engine, list(train.groups), train, batch, scores, cfg, objective, tally, step=step,
+                 pad_id=pad_id, fused=False, first_epoch=False)
+    params = [p for p in policy_engine.module.parameters() if p.requires_grad]
+    grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten()
+                      for p in params])
+    policy_engine.zero_grad()
+    return grad, objective.summarize(tally.reduced() | {"updates": 1.0}, cfg.algorithm)
+
+
 def _split(items: list, parts: int) -> list[list]:
     size = -(-len(items) // parts) if items else 0
     return [items[i * size : (i + 1) * size] for i in range(parts)]
+
+
+def _tally_entropy(tally: Tally, entropy: torch.Tensor, mask: torch.Tensor, golden: Sequence[bool]) -> None:
+    """Entropy of a micro-batch's rows, the generators' own samples (`entropy_*`) apart from golden rows
+    (`entropy_golden_*`), so a loss that trains on golden answers and one that does not report the same quantity."""
+    per_row, tokens = (entropy * mask).sum(dim=1).cpu(), mask.sum(dim=1).cpu()
+    for j, is_golden in enumerate(golden):
+        kind = "entropy_golden" if is_golden else "entropy"
+        tally.add(f"{kind}_sum", per_row[j])
+        tally.add(f"{kind}_tokens", tokens[j])
 
 
 def _observe(tally: Tally, batch: StepBatch, micro: Micro, logp, mask, entropy, old: dict, step: int) -> None:
     """Record old log-probs, entropy and the generator gap of a micro-batch under the current policy (version
     `step`): for rows sampled with these very weights the gap is the weight-sync check (`gen_diff_*`); for rows
     sampled earlier (bounded staleness) it is the behaviour-to-proximal gap (`stale_diff_*`)."""
-    tally.add("entropy_sum", (entropy * mask).sum().cpu())
-    tally.add("entropy_tokens", mask.sum().cpu())
+    _tally_entropy(tally, entropy, mask, batch.is_golden.flatten()[micro.index].tolist())
     for j, r in enumerate(micro.index):
         n = len(batch.responses[r])
         old[r] = logp[j, :n].detach().cpu()
@@ -209,9 +269,12 @@ def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
                         max_tokens=t.max_tokens_per_micro, shared_prefix=t.shared_prefix)
 
 
-def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepBatch, scores: RowLogprobs,
-               cfg: RunConfig, objective: Objective, tally: Tally, *, step: int, pad_id: int, fused: bool) -> float:
-    """One optimiser update on the mini-batch of groups `mini`; returns the pre-clip gradient norm."""
+def _backward_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepBatch, scores: RowLogprobs,
+                 cfg: RunConfig, objective: Objective, tally: Tally, *, step: int, pad_id: int, fused: bool,
+                 first_epoch: bool) -> None:
+    """The forward and backward passes of one optimiser update on the mini-batch of groups `mini`: the
+    gradients are accumulated, the step is the caller's. Golden rows trained on (loss sft) have their entropy
+    tallied on their first epoch (the policy before any update when there is one mini-batch)."""
     a, world_size = cfg.algorithm, world()[1]
     rows = [r for g in mini for r in train.groups[g]]
     on_rollouts = objective.trains_on == "rollouts"
@@ -226,12 +289,16 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
     chunks = _chunks([train.groups[g] for g in mini], train, cfg.trainer)
     # at least one (dummy) pass: DeepSpeed cannot step without a backward (e.g. ga_sft with nothing to imitate)
     micros = micro_batches(chunks, train.prompts, train.responses, max(1, max_over_ranks(len(chunks))))
+    imitated_entropy = first_epoch and not on_rollouts
     for k, micro in enumerate(micros):
         policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
         logp, mask, ent = forward_logprobs(policy_engine, micro, pad_id, cfg.trainer.micro_batch_size,
-                                           with_entropy=fused, shared_prefix=cfg.trainer.shared_prefix)
+                                           with_entropy=fused or imitated_entropy,
+                                           shared_prefix=cfg.trainer.shared_prefix)
         if fused:
             _observe(tally, batch, micro, logp, mask, ent, scores.old, step)
+        elif imitated_entropy:
+            _tally_entropy(tally, ent, mask, [True] * len(micro.index))
         if not micro.index:
             loss = (logp * mask).sum()  # zero, but touches every parameter for the collectives
         else:
@@ -241,8 +308,7 @@ def _update_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepB
                                    cfg.rollout.max_new_tokens, a.rollout_correction != "none")
             loss = _micro_loss(inputs, micro, batch, objective, cfg, tally, sft_normalizer)
         # DeepSpeed averages gradients over ranks; our losses are already global sums / N.
-        policy_engine.backward(loss * world_size * batch.alpha)
-    return step_with_grad_norm(policy_engine)
+        policy_engine.backward(loss * world_size)
 
 
 def _micro_inputs(logp, mask, micro: Micro, batch: StepBatch, scores: RowLogprobs, on_rollouts: bool,
@@ -255,13 +321,14 @@ def _micro_inputs(logp, mask, micro: Micro, batch: StepBatch, scores: RowLogprob
                            None, None, None, normalizer, step, max_response_len)
     groups = [r // g_size for r in micro.index[::g_size]]
     behaviour, sampled = _behaviour(batch, micro, logp) if correct_rollouts else (None, None)
+    golden = batch.is_golden.flatten()[micro.index]
     return MicroInputs(
         logp, mask, batch.advantages[micro.index], batch.correct[groups].bool(),
         old_logp=pad_like(scores.old, micro.index, logp),
         ref_logp=pad_like(scores.ref, micro.index, logp) if scores.ref else None,
         negative_logp=pad_like(scores.negative, micro.index, logp) if scores.negative else None,
         normalizer=normalizer, step=step, max_response_len=max_response_len,
-        behaviour_logp=behaviour, sampled=sampled,
+        behaviour_logp=behaviour, sampled=sampled, golden=golden if bool(golden.any()) else None,
     )
 
 
