@@ -154,7 +154,7 @@ class AlgorithmConfig:
     conspo_tau: float = 1.0
     conspo_margin_start: float = 0.0
     conspo_margin_end: float = 0.5
-    conspo_margin_steps: int = 100
+    conspo_margin_steps: int = 0  # the margin's ramp in steps; 0 = the run's trainer.steps
     token_credit: TokenCredit = "none"
     guidance_negative: GuidanceNegative = "wrong"
     guidance_power: float = 2.15

@@ -48,3 +48,4 @@ def test_margin_schedule_and_scores():
     assert conspo_margin(500, 0.0, 0.5, 100) == 0.5
     logp = torch.tensor([[-1.0, -3.0, 9.0]])
     assert sequence_scores(logp, torch.tensor([[1, 1, 0]])).item() == pytest.approx(-2.0)
+

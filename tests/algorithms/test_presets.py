@@ -23,7 +23,7 @@ ALL_SWITCHES: dict = {
     "ga_on_all_correct": False, "kl_coef": 0.0, "kl_estimator": "k3", "ratio_level": "token", "clip_low": 0.2,
     "clip_high": 0.2, "dual_clip": 0.0, "loss_agg": "seq-mean-token-mean", "gpg_alpha": False,
     "batch_filling": "none", "beta_th": 0.6, "max_fill_rounds": 2, "conspo_tau": 1.0, "conspo_margin_start": 0.0,
-    "conspo_margin_end": 0.5, "conspo_margin_steps": 100, "token_credit": "none", "guidance_negative": "wrong",
+    "conspo_margin_end": 0.5, "conspo_margin_steps": 0, "token_credit": "none", "guidance_negative": "wrong",
     "guidance_power": 2.15, "sft_prompts": "all", "sft_coef": 0.0, "rollout_correction": "none",
     "correction_cap": 2.0, "icepop_low": 0.5, "icepop_high": 5.0, "golden_hint": "none", "hint_rollouts": 2,
     "hint_fraction": 0.5, "hint_target": 0.5, "hint_rate": 0.5,

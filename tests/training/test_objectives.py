@@ -8,7 +8,7 @@ import torch
 
 from gcpo.config import AlgorithmConfig, load_config
 from gcpo.training.objectives import OBJECTIVES, MicroInputs, MiniRows, objective_for
-from gcpo.training.update import Tally
+from gcpo.training.update import Tally, with_run_span
 
 
 def test_every_loss_kind_has_exactly_one_entry():
@@ -42,7 +42,7 @@ def test_clipped_entry_on_policy_is_minus_advantage_times_ratio_token_mean():
 
 
 def test_conspo_entry_counts_contrastive_positives_and_reports_its_metrics():
-    a = load_config(preset="conspo").algorithm
+    a = with_run_span(load_config(preset="conspo")).algorithm  # the margin's span resolved, as update_policy does
     correct = torch.tensor([[True, False], [True, True], [False, False]])
     rows = MiniRows([[1]] * 6, correct, 4)
     assert OBJECTIVES["conspo"].normalizer(rows, a).item() == 1  # only group 0 has a contrast
@@ -116,3 +116,15 @@ def test_a_rollout_correction_leaves_golden_rows_at_weight_one_under_every_golde
         torch.testing.assert_close(corrected[1], plain[1])  # the golden row: weight 1
         torch.testing.assert_close(corrected[0], 2 * plain[0])  # the sampled row: weight min(0.5 / 0.1, 2) = 2
         assert totals["correction_tokens"] == 2.0  # only the sampled row's tokens are counted
+
+
+def test_the_margin_span_defaults_to_the_run_length():
+    """conspo_margin_steps 0 (the default) is the run's trainer.steps: an 8-step run ends at the final margin."""
+    from gcpo.algorithms import conspo_margin
+
+    cfg = with_run_span(load_config(preset="conspo", overrides=["trainer.steps=8"]))
+    assert cfg.algorithm.conspo_margin_steps == 8
+    a = cfg.algorithm
+    assert conspo_margin(4, a.conspo_margin_start, a.conspo_margin_end, a.conspo_margin_steps) == 0.25
+    fixed = with_run_span(load_config(preset="conspo", overrides=["algorithm.conspo_margin_steps=100"]))
+    assert fixed.algorithm.conspo_margin_steps == 100

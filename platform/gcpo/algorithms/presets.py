@@ -35,12 +35,12 @@ NEUTRAL: dict = {
     # prompts per step (our cap).
     "beta_th": 0.6,
     "max_fill_rounds": 2,
-    # ConSPO (loss conspo): temperature 1 and a margin growing linearly from 0 to 0.5 over the first 100 steps (our
-    # choices; the abstract gives none).
+    # ConSPO (loss conspo): temperature 1 and a margin growing linearly from 0 to 0.5 over the run (steps 0 = the
+    # run's trainer.steps, so a short study run sees the whole curriculum; our choices, the abstract gives none).
     "conspo_tau": 1.0,
     "conspo_margin_start": 0.0,
     "conspo_margin_end": 0.5,
-    "conspo_margin_steps": 100,
+    "conspo_margin_steps": 0,
     "token_credit": "none",
     # Guidance token credit: the negative prompt asks for a wrong answer (`empty`: no question); the rank weights'
     # power 2.15, as in the paper's public code.

@@ -29,6 +29,7 @@ Metrics are named totals (`Tally`), summed over micro-batches and updates, and r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     and without padding, over every rank: a shared prompt counts once), loss/sft (loss sft or sft_coef > 0), and the objective's
     own (clipped: policy/clip_frac, policy/ratio_mean, kl/mean when KL is on; conspo: conspo/*).
     """
+    cfg = with_run_span(cfg)
     a, t = cfg.algorithm, cfg.trainer
     objective = objective_for(a)
     tally = Tally(_COMMON_TOTALS + objective.totals, maxima=("gen_diff_max",))
@@ -174,12 +176,22 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     return metrics
 
 
-def score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, *, pad_id: int, ref_model=None) -> RowLogprobs:
+def with_run_span(cfg: RunConfig) -> RunConfig:
+    """`cfg` with ConSPO's margin span resolved: `algorithm.conspo_margin_steps` 0 means the run's length
+    (`trainer.steps`), so the curriculum ends at the last step of any run."""
+    if cfg.algorithm.conspo_margin_steps > 0:
+        return cfg
+    return dataclasses.replace(cfg, algorithm=dataclasses.replace(cfg.algorithm, conspo_margin_steps=cfg.trainer.steps))
+
+
+def score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, *, pad_id: int, ref_model=None,
+                   step: int = 0) -> RowLogprobs:
     """The update's no-grad pass alone: this rank's rollouts' old log-probs under the current policy (with the
     reference model's when `ref_model` is given, and the negative prompts' for guidance token credit), to pass to
     `update_gradient` once the policy has moved."""
     tally = Tally(_COMMON_TOTALS, maxima=("gen_diff_max",))
-    return _score_rollouts(policy_engine, batch, cfg, tally, pad_id=pad_id, ref_model=ref_model, fused=False)
+    return _score_rollouts(policy_engine, batch, cfg, tally, step=step, pad_id=pad_id, ref_model=ref_model,
+                           fused=False)
 
 
 def update_gradient(policy_engine, batch: StepBatch, cfg: RunConfig, scores: RowLogprobs, *, step: int,
@@ -191,6 +203,7 @@ def update_gradient(policy_engine, batch: StepBatch, cfg: RunConfig, scores: Row
     gradients sit whole on the parameters): what `gcpo probe` and the switch-sensitivity test run."""
     if policy_engine.zero_optimization_stage() != 0 or world()[1] != 1:
         raise ValueError("update_gradient reads whole gradients: one process at ZeRO stage 0")
+    cfg = with_run_span(cfg)
     objective = objective_for(cfg.algorithm)
     tally = Tally(_COMMON_TOTALS + objective.totals, maxima=("gen_diff_max",))
     train = _training_rows(batch, cfg.trainer.micro_batch_size, objective)
