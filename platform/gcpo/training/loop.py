@@ -41,8 +41,9 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world_size = world()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report with every metric
     # Ray pins OMP_NUM_THREADS to the worker's logical CPUs (often 1); the phases of a step run one after
-    # another, so each worker may use its share of the machine's cores.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    # another, so each worker may use its share of the cores this process may run on (its CPU affinity: a node
+    # pinned to some cores, e.g. benchmarks/staleness.py's, gets threads for those alone).
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world_size))
     torch.manual_seed(t.seed + rank)
     random.seed(t.seed + rank)
     model_dir = resolve_model(cfg.model)

@@ -45,6 +45,12 @@ class WarmStartSettings:
     probe_group: int = 4  # samples per probed prompt (G)
 
 
+# The built-in recipe (`model.name=smollm2-warmstart`, `gcpo warmstart --builtin`): the default model and task, these
+# settings; chosen by the measurements in docs/results.md ("The warm start"). A change needs a new
+# `gcpo.models.WARMSTART_VERSION`.
+BUILTIN_RECIPE = WarmStartSettings(steps=40, batch=8, lr=5e-5, items=320)
+
+
 @dataclass(frozen=True)
 class GroupProbe:
     """What the probed policy's groups look like: mean per-sample success and the shares of group kinds."""
@@ -153,9 +159,20 @@ def probe_and_evaluate(model_dir: Path, cfg: RunConfig, s: WarmStartSettings) ->
     return probe, held_out
 
 
-def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable[[str], None] = print) -> dict:
-    """The recipe (see the module docstring); returns the record written to `out/gcpo_warmstart.json`. Imports
-    torch when called (the command line's parser reads this module's settings without it)."""
+def make_builtin_warm_start(*, say: Callable[[str], None] = print, probe: bool = False) -> dict:
+    """Make `model.name=smollm2-warmstart` (the built-in recipe on the default config) in its cache folder."""
+    from gcpo.config import load_config
+    from gcpo.models import warmstart_dir
+
+    say(f"[gcpo] making the built-in warm start {warmstart_dir().name} (once; about 7 minutes on 2 CPU cores)")
+    return warm_start(load_config(), warmstart_dir(), BUILTIN_RECIPE, say=say, probe=probe)
+
+
+def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable[[str], None] = print,
+               probe: bool = True) -> dict:
+    """The recipe (see the module docstring; `probe` False: steps 1-3 only); returns the record written to
+    `out/gcpo_warmstart.json`. Imports torch when called (the command line's parser reads this module's settings
+    without it)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -176,10 +193,25 @@ def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable
               "config": to_dict(cfg), "sft_seconds": round(time.time() - started, 1),
               "made_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     write_folder(model, base_dir, out, record, record_file=WARMSTART_FILE)
-    say(f"[gcpo] warm start: saved to {out}; probing {s.probe_prompts} RL training prompts x G={s.probe_group} "
-        f"and the held-out split ({cfg.rollout.backend})")
-    probe, held_out = probe_and_evaluate(out, dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
-                                                                                                 name=str(out))), s)
-    record.update(probe=dataclasses.asdict(probe), held_out=held_out, seconds=round(time.time() - started, 1))
-    (out / WARMSTART_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    say(f"[gcpo] warm start: saved to {out}")
+    return probe_warm_start(cfg, out, s, say=say, started=started) if probe else record
+
+
+def probe_warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable[[str], None] = print,
+                     started: float | None = None) -> dict:
+    """Probe the policy in `out` (step 4 of the recipe) with `cfg`'s rollout settings and `s`'s probe sizes, and
+    record it in `out/gcpo_warmstart.json` (its `probe` and `held_out`; every probe also in `probes`), so the
+    levers that need no new SFT (G, temperature, the task's prompts) are tried on one saved policy."""
+    started = time.time() if started is None else started
+    path = out / WARMSTART_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    say(f"[gcpo] warm start: probing {s.probe_prompts} RL training prompts x G={s.probe_group} (temperature "
+        f"{cfg.rollout.temperature:g}) and the held-out split ({cfg.rollout.backend})")
+    run_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=str(out)))
+    probe, held_out = probe_and_evaluate(out, run_cfg, s)
+    entry = {"probe": dataclasses.asdict(probe), "held_out": held_out, "temperature": cfg.rollout.temperature,
+             "task": cfg.task.name, "seconds": round(time.time() - started, 1)}
+    record.update(probe=entry["probe"], held_out=held_out, seconds=entry["seconds"])
+    record.setdefault("probes", []).append(entry)
+    path.write_text(json.dumps(record, indent=1) + "\n")
     return record
