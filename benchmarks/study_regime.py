@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/study_regime.py [--steps 2] [--arms token,sequence,kl] [KEY=VALUE ...]
 
-Every arm is `gcpo train --config configs/study.yaml --preset gcpo` (the warm start, two mini-batches per step, lr
-3e-5) with the ablation grid's clip ranges (token 0.2 / 0.28, sequence 3e-4 / 4e-4), the same seed and data, no
+Every arm is `gcpo train --config configs/study.yaml --preset gcpo` (the warm start, G = 8, two mini-batches per
+step; KEY=VALUE on top, e.g. `trainer.lr=3e-5`) with the ablation grid's clip ranges (token 0.2 / 0.28, sequence 3e-4 / 4e-4), the same seed and data, no
 held-out evaluation, and one change (`ARMS`): `token` (the token-level ratio), `sequence` (GSPO's sequence-level
 ratio, the gcpo preset's), `kl` (token ratio + KL 0.04 to the warm start). Per step, from MLflow: the clip
 fraction and mean ratio of the updates (the second mini-batch sees a moved policy), the pre-clip gradient norm,
-the policy loss, the KL and the entropy. Writes benchmarks/results/study_regime.json and study_regime.md.
+the policy loss, the KL and the entropy. Writes benchmarks/results/study_regime.json and study_regime.md (the
+committed runs were renamed by their learning rate: study_regime_lr3e-5.*, study_regime_lr1e-4.*).
 """
 
 from __future__ import annotations
