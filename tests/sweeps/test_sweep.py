@@ -62,7 +62,7 @@ def test_ablation_grid_logs_eight_arms_under_one_parent(ablation, mlflow_server)
         assert steps_logged(mlflow_server, run.info.run_id) == [1, 2]
         assert steps_logged(mlflow_server, run.info.run_id, "eval/basic_arithmetic/pass_at_1") == [0, 1, 2]
         assert run.info.status == "FINISHED"
-    assert arms == {(ga, kl, lvl) for ga in ("True", "False") for kl in ("0.0", "0.01")
+    assert arms == {(ga, kl, lvl) for ga in ("True", "False") for kl in ("0.0", "0.04")
                     for lvl in ("token", "sequence")}
     parent = MlflowClient(tracking_uri=mlflow_server).get_run(outcome.parent_run_id)
     assert parent.data.tags["gcpo.swept_keys"] == ",".join(SWITCHES)
@@ -94,7 +94,7 @@ def test_gcpo_compare_shows_every_arm(ablation, mlflow_server, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     labels = {f"golden_answers={ga}, kl_coef={kl}, ratio_level={lvl}" for ga in ("True", "False")
-              for kl in ("0", "0.01") for lvl in ("token", "sequence")}
+              for kl in ("0", "0.04") for lvl in ("token", "sequence")}
     for label in labels:
         assert label in out.stdout, (label, out.stdout)
     for name in ("table.txt", "arms.csv", "runs.csv", "learning_curves.png", "effects.png"):

@@ -110,7 +110,7 @@ def trainer_run(run_dir, monkeypatch, overrides, steps=1):
     for step in range(1, steps + 1):
         engine.backward(engine(input_ids=ids, labels=ids).loss)
         engine.step()
-        report_with_checkpoint(engine, step, 0, None, {"reward/mean": step / 10}, cfg.model)
+        report_with_checkpoint(engine, step, {"sampler_position": 0}, None, {"reward/mean": step / 10}, cfg.model)
         with torch.no_grad():
             logps.append(response_logprobs(engine.module, PROMPTS, RESPONSES, pad_token_id=0)[0])
     return engine, logps
