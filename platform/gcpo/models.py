@@ -128,6 +128,19 @@ def absolute_model_name(name: str | None, base: Path) -> str | None:
     return str(path.resolve()) if (path / "config.json").exists() else name
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else its EOS."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def load_causal_lm(model_dir: str | Path, dtype: str):
+    """The model in `model_dir` as a transformers causal LM in `dtype` (`model.dtype`: float32 or bfloat16)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+
+
 def resolve_model(cfg: ModelConfig) -> Path:
     """The local directory holding `cfg.name`'s weights and tokenizer (absolute: generator actors get it)."""
     if cfg.name == DEFAULT_MODEL:

@@ -32,9 +32,9 @@ def _floats(metrics: dict) -> dict:
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. `config`: {"run": RunConfig as a dict, "run_name": str, "parent_run_id": str|None,
     "mlflow_run_id": str|None (an MLflow run created beforehand, e.g. a sweep's child run)}."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from gcpo.models import resolve_model
+    from gcpo.models import load_causal_lm, pad_token_id, resolve_model
 
     cfg: RunConfig = from_dict(config["run"])
     t = cfg.trainer
@@ -47,13 +47,12 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(t.seed + rank)
     random.seed(t.seed + rank)
     model_dir = resolve_model(cfg.model)
-    dtype = torch.float32 if cfg.model.dtype == "float32" else torch.bfloat16
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     ref_model = None
     if cfg.algorithm.kl_coef > 0:
-        ref_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval().requires_grad_(False)
-    policy_model = apply_lora(AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), cfg.model.lora)
+        ref_model = load_causal_lm(model_dir, cfg.model.dtype).eval().requires_grad_(False)
+    policy_model = apply_lora(load_causal_lm(model_dir, cfg.model.dtype), cfg.model.lora)
     policy_engine = build_policy(policy_model, t, cfg.model.dtype)
     if ref_model is not None:
         ref_model.to(policy_engine.device)

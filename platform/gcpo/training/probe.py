@@ -206,9 +206,9 @@ def _shown(value: Any) -> str:
 def run_probe(cfg: RunConfig, variants: list[Variant], *, steps_off: int) -> tuple[dict, list[Measurement]]:
     """Build the model (a DeepSpeed engine at ZeRO 0 in this process), the transformers rollout engine, the data
     and the verifier pool of `cfg`, and `measure`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from gcpo.models import resolve_model
+    from gcpo.models import load_causal_lm, pad_token_id, resolve_model
     from gcpo.rollout import build_engine
     from gcpo.tasks.pool import VerifierPool
     from gcpo.training.deepspeed_policy import build_policy
@@ -217,9 +217,8 @@ def run_probe(cfg: RunConfig, variants: list[Variant], *, steps_off: int) -> tup
 
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    dtype = torch.float32 if cfg.model.dtype == "float32" else torch.bfloat16
-    model = apply_lora(AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), cfg.model.lora)
+    pad_id = pad_token_id(tokenizer)
+    model = apply_lora(load_causal_lm(model_dir, cfg.model.dtype), cfg.model.lora)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algorithm.kl_coef > 0 else None
     rollout = ReplayEngine(build_engine(dataclasses.replace(cfg.rollout, backend="transformers"), model_dir,
                                         model_dtype=cfg.model.dtype))

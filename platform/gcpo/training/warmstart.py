@@ -82,13 +82,14 @@ def supervised_fine_tune(model, tokenizer, items, s: WarmStartSettings, seed: in
 
     from gcpo.algorithms import sft_loss
     from gcpo.logprobs import response_logprobs
+    from gcpo.models import pad_token_id
     from gcpo.tasks.prompts import render_prompts, render_response
 
     prompts = render_prompts(tokenizer, items)
     answers = [render_response(tokenizer, it.golden) for it in items]
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s.lr, weight_decay=0.0)
     model.train()
     losses, started = [], time.time()
@@ -174,9 +175,9 @@ def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable
     `out/gcpo_warmstart.json`. Imports torch when called (the command line's parser reads this module's settings
     without it)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from gcpo.models import resolve_model
+    from gcpo.models import load_causal_lm, resolve_model
     from gcpo.training.export import write_folder
 
     started = time.time()
@@ -185,8 +186,7 @@ def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable
     say(f"[gcpo] warm start: {len(items)} warm-start items of {cfg.task.name} (disjoint from its training and "
         f"held-out splits), SFT {s.steps} steps x {s.batch} items at lr {s.lr:g}, base {cfg.model.name}")
     torch.manual_seed(cfg.trainer.seed)
-    dtype = torch.float32 if cfg.model.dtype == "float32" else torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    model = load_causal_lm(base_dir, cfg.model.dtype)
     losses = supervised_fine_tune(model, AutoTokenizer.from_pretrained(base_dir), items, s, cfg.trainer.seed, say)
     record = {"recipe": dataclasses.asdict(s), "base_model": cfg.model.name, "task": cfg.task.name,
               "warmstart_items": [it.id for it in items[:3]] + ["..."], "sft_losses": losses,
