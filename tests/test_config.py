@@ -106,3 +106,15 @@ def test_loggable_config_hides_uri_passwords_only():
     for plain in ("sqlite:////tmp/mlflow.db", "http://127.0.0.1:5000", "user@host", "a:b"):
         assert redact(plain) == plain
     assert to_flat_dict(loggable(load_config())) == to_flat_dict(load_config())
+
+
+def test_kl_clamp_and_mis_ratio_are_checked_and_default_to_neutral():
+    from gcpo.algorithms.presets import NEUTRAL
+
+    a = load_config().algorithm
+    assert a.kl_clamp == NEUTRAL["kl_clamp"] == 10.0 and a.mis_ratio == NEUTRAL["mis_ratio"] == "geometric"
+    with pytest.raises(ConfigError, match="algorithm.kl_clamp"):
+        load_config(overrides=["algorithm.kl_clamp=-1"])
+    with pytest.raises(ConfigError, match="algorithm.mis_ratio"):
+        load_config(overrides=["algorithm.mis_ratio=arithmetic"])
+    assert load_config(overrides=["algorithm.mis_ratio=product"]).algorithm.mis_ratio == "product"

@@ -36,11 +36,13 @@ from gcpo.algorithms.choices import (
     GuidanceNegative,
     KLEstimator,
     Loss,
+    MisRatio,
     RatioLevel,
     RolloutCorrection,
     SftPrompts,
     TokenCredit,
 )
+from gcpo.algorithms.presets import NEUTRAL as _NEUTRAL
 from gcpo.algorithms.presets import preset_values
 from gcpo.errors import ConfigError, suggest
 
@@ -133,60 +135,67 @@ class RolloutConfig:
 @dataclass
 class AlgorithmConfig:
     """Orthogonal switches of the update (docs/algorithms.md). Presets are sets of these values; a choice switch's
-    allowed values are its alias in `gcpo.algorithms.choices`."""
+    allowed values are its alias in `gcpo.algorithms.choices`. Every default is `NEUTRAL`'s
+    (`gcpo.algorithms.presets`, where each value's reason is written): one source for each value."""
 
     # "sft": no policy gradient, only cross-entropy on golden answers (the ga_sft imitation baseline).
-    loss: Loss = "clipped"
-    adv_norm: AdvNorm = "group"
-    golden_answers: bool = False
-    ga_replace: GaReplace = "last"
-    ga_on_all_correct: bool = False
-    kl_coef: float = 0.0
-    kl_estimator: KLEstimator = "k3"
-    ratio_level: RatioLevel = "token"
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float = 0.0  # 0 = off; else c > 1, the lower bound c*A on the objective for A < 0
-    loss_agg: Agg = "seq-mean-token-mean"
-    gpg_alpha: bool = False
-    batch_filling: FillPolicy = "none"
-    beta_th: float = 0.6
-    max_fill_rounds: int = 2
-    conspo_tau: float = 1.0
-    conspo_margin_start: float = 0.0
-    conspo_margin_end: float = 0.5
-    conspo_margin_steps: int = 0  # the margin's ramp in steps; 0 = the run's trainer.steps
-    token_credit: TokenCredit = "none"
-    guidance_negative: GuidanceNegative = "wrong"
-    guidance_power: float = 2.15
-    sft_prompts: SftPrompts = "all"  # loss "sft": every prompt's golden answer, or all-wrong only
-    sft_coef: float = 0.0  # > 0: + sft_coef * cross-entropy on the injected golden answers (needs golden_answers)
+    loss: Loss = _NEUTRAL["loss"]
+    adv_norm: AdvNorm = _NEUTRAL["adv_norm"]
+    golden_answers: bool = _NEUTRAL["golden_answers"]
+    ga_replace: GaReplace = _NEUTRAL["ga_replace"]
+    ga_on_all_correct: bool = _NEUTRAL["ga_on_all_correct"]
+    kl_coef: float = _NEUTRAL["kl_coef"]
+    kl_estimator: KLEstimator = _NEUTRAL["kl_estimator"]
+    # the KL estimate's value clamp (0 = none): bounds k3's gradient once the policy has moved
+    kl_clamp: float = _NEUTRAL["kl_clamp"]
+    ratio_level: RatioLevel = _NEUTRAL["ratio_level"]
+    clip_low: float = _NEUTRAL["clip_low"]
+    clip_high: float = _NEUTRAL["clip_high"]
+    dual_clip: float = _NEUTRAL["dual_clip"]  # 0 = off; else c > 1, the lower bound c*A on the objective for A < 0
+    loss_agg: Agg = _NEUTRAL["loss_agg"]
+    gpg_alpha: bool = _NEUTRAL["gpg_alpha"]
+    batch_filling: FillPolicy = _NEUTRAL["batch_filling"]
+    beta_th: float = _NEUTRAL["beta_th"]
+    max_fill_rounds: int = _NEUTRAL["max_fill_rounds"]
+    conspo_tau: float = _NEUTRAL["conspo_tau"]
+    conspo_margin_start: float = _NEUTRAL["conspo_margin_start"]
+    conspo_margin_end: float = _NEUTRAL["conspo_margin_end"]
+    # the margin's ramp: it reaches conspo_margin_end at step conspo_margin_steps - 1; 0 = the run's trainer.steps
+    conspo_margin_steps: int = _NEUTRAL["conspo_margin_steps"]
+    token_credit: TokenCredit = _NEUTRAL["token_credit"]
+    guidance_negative: GuidanceNegative = _NEUTRAL["guidance_negative"]
+    guidance_power: float = _NEUTRAL["guidance_power"]
+    sft_prompts: SftPrompts = _NEUTRAL["sft_prompts"]  # loss "sft": every prompt's golden answer, or all-wrong only
+    # > 0: + sft_coef * cross-entropy on the injected golden answers (needs golden_answers)
+    sft_coef: float = _NEUTRAL["sft_coef"]
     # Rollout-mismatch correction of the policy-gradient term by pi_old / behaviour ratios (loss "clipped";
     # gcpo.algorithms.corrections): none, tis (truncated at correction_cap), mis (sequences whose geometric-mean
     # ratio leaves [1/correction_cap, correction_cap] masked), icepop (tokens outside [icepop_low, icepop_high]
     # masked). Golden answers (no behaviour log-prob) are never corrected.
-    rollout_correction: RolloutCorrection = "none"
-    correction_cap: float = 2.0
-    icepop_low: float = 0.5
-    icepop_high: float = 5.0
+    rollout_correction: RolloutCorrection = _NEUTRAL["rollout_correction"]
+    correction_cap: float = _NEUTRAL["correction_cap"]
+    icepop_low: float = _NEUTRAL["icepop_low"]
+    icepop_high: float = _NEUTRAL["icepop_high"]
+    # mis: the sequence ratio masked is the token ratios' geometric mean or their product
+    mis_ratio: MisRatio = _NEUTRAL["mis_ratio"]
     # Prefix hints (gcpo.algorithms.hints): in an all-wrong group, the last `hint_rollouts` responses are sampled
     # again after the first tokens of the golden answer (appended to the prompt; never trained on). "fixed":
     # hint_fraction of the golden answer's tokens; "adaptive": that fraction moves each step by hint_rate x
     # (hint_target - the hinted samples' success rate), holding their success near hint_target.
-    golden_hint: GoldenHint = "none"
-    hint_rollouts: int = 2
-    hint_fraction: float = 0.5
-    hint_target: float = 0.5
-    hint_rate: float = 0.5
+    golden_hint: GoldenHint = _NEUTRAL["golden_hint"]
+    hint_rollouts: int = _NEUTRAL["hint_rollouts"]
+    hint_fraction: float = _NEUTRAL["hint_fraction"]
+    hint_target: float = _NEUTRAL["hint_target"]
+    hint_rate: float = _NEUTRAL["hint_rate"]
     # The sequence ratio's own clip range (ratio_level "sequence"; clip_low / clip_high are the token ratio's): GSPO's
     # 3e-4 / 4e-4 (arXiv 2507.18071), a range three orders of magnitude tighter than a token ratio's 0.2, so a
     # ratio_level switch never runs one level with the other's range.
-    clip_low_sequence: float = 3e-4
-    clip_high_sequence: float = 4e-4
+    clip_low_sequence: float = _NEUTRAL["clip_low_sequence"]
+    clip_high_sequence: float = _NEUTRAL["clip_high_sequence"]
     # How golden-answer rows (no generator sampled them) meet the ratio: clip (like any row), unclipped (-A logp at
     # any ratio), shaped (LUFFY's -A pi / (pi + golden_shaping_gamma)); gcpo.algorithms.golden.golden_token_loss.
-    golden_ratio: GoldenRatio = "clip"
-    golden_shaping_gamma: float = 0.1
+    golden_ratio: GoldenRatio = _NEUTRAL["golden_ratio"]
+    golden_shaping_gamma: float = _NEUTRAL["golden_shaping_gamma"]
 
 
 @dataclass
@@ -337,6 +346,7 @@ def _check_ranges(cfg: RunConfig) -> None:
 
     a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
     need(a.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0 (0 = no KL, no reference model), got {a.kl_coef}")
+    need(a.kl_clamp >= 0, "algorithm.kl_clamp", f"must be >= 0 (0 = no clamp), got {a.kl_clamp}")
     need(a.clip_low >= 0 and a.clip_low < 1, "algorithm.clip_low", f"must lie in [0, 1), got {a.clip_low}")
     need(a.clip_high >= 0, "algorithm.clip_high", f"must be >= 0, got {a.clip_high}")
     need(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")

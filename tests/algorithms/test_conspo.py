@@ -43,9 +43,11 @@ def test_gradient_separates_positive_from_negative():
 
 
 def test_margin_schedule_and_scores():
-    assert conspo_margin(0, 0.0, 0.5, 100) == 0.0
-    assert conspo_margin(50, 0.0, 0.5, 100) == pytest.approx(0.25)
-    assert conspo_margin(500, 0.0, 0.5, 100) == 0.5
+    assert conspo_margin(0, 0.0, 0.5, 101) == 0.0
+    assert conspo_margin(50, 0.0, 0.5, 101) == pytest.approx(0.25)
+    assert conspo_margin(100, 0.0, 0.5, 101) == 0.5  # the ramp's last step reaches the end value
+    assert conspo_margin(500, 0.0, 0.5, 101) == 0.5
+    assert conspo_margin(0, 0.0, 0.5, 1) == 0.5  # a one-step ramp is at its end from the start
     logp = torch.tensor([[-1.0, -3.0, 9.0]])
     assert sequence_scores(logp, torch.tensor([[1, 1, 0]])).item() == pytest.approx(-2.0)
 

@@ -24,8 +24,10 @@ def _batch():
 
 
 def _loss(theta, old, adv, mask, agg, normalizer=None):
-    return policy_loss(theta, old, adv, mask, ratio_level="token", clip_low=0.2, clip_high=0.2, agg=agg,
-                       normalizer=normalizer, max_response_len=8)[0]
+    from gcpo.algorithms.losses import PolicyLossSettings
+
+    return policy_loss(theta, old, adv, mask, PolicyLossSettings.neutral(agg=agg), normalizer=normalizer,
+                       max_response_len=8)[0]
 
 
 def _summed(loss, param):

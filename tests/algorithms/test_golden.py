@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from gcpo.algorithms import golden_replacement_index, group_advantages, policy_loss
+from gcpo.algorithms.losses import PolicyLossSettings
 
 CORRECT = torch.tensor([[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
 HAS_GOLDEN = torch.tensor([True, True, True, False])
@@ -42,7 +43,8 @@ def test_injection_turns_an_all_wrong_group_into_a_step_towards_the_golden_answe
     # GRPO without injection: zero advantage, zero gradient
     adv = group_advantages(correct.float()).flatten()
     loss, _ = policy_loss(logp_of(responses), logp_of(responses).detach(), adv, torch.ones(4, length),
-                          ratio_level="sequence", clip_low=3e-4, clip_high=4e-4, agg="seq-mean-token-mean")
+                          PolicyLossSettings.neutral(ratio_level="sequence", clip_low=3e-4, clip_high=4e-4,
+                                                     agg="seq-mean-token-mean"))
     loss.backward()
     assert torch.count_nonzero(logits.grad) == 0
     logits.grad = None
@@ -54,7 +56,8 @@ def test_injection_turns_an_all_wrong_group_into_a_step_towards_the_golden_answe
     adv = group_advantages(rewards).flatten()
     before = logp_of(golden.unsqueeze(0)).sum().item()
     loss, _ = policy_loss(logp_of(responses), logp_of(responses).detach(), adv, torch.ones(4, length),
-                          ratio_level="sequence", clip_low=3e-4, clip_high=4e-4, agg="seq-mean-token-mean")
+                          PolicyLossSettings.neutral(ratio_level="sequence", clip_low=3e-4, clip_high=4e-4,
+                                                     agg="seq-mean-token-mean"))
     loss.backward()
     assert torch.count_nonzero(logits.grad) > 0
     with torch.no_grad():

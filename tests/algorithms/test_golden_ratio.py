@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gcpo.algorithms import golden_token_loss, policy_loss
+from gcpo.algorithms.losses import PolicyLossSettings
 from gcpo.config import ConfigError, load_config
 
 # rows: 0 sampled (A = -1, ratio 0.9), 1 sampled (A = +1, ratio 1.1, one padded token), 2 golden (A = +1, ratio 1.5)
@@ -23,8 +24,9 @@ GAMMA = 0.1
 def loss_and_grad(golden_ratio, ratio_level="token", clip=(0.2, 0.2)):
     logp = torch.log(torch.tensor(PROBS)).requires_grad_(True)
     old = logp.detach() - torch.log(torch.tensor(RATIOS))
-    loss, metrics = policy_loss(logp, old, ADV, MASK, ratio_level=ratio_level, clip_low=clip[0], clip_high=clip[1],
-                                agg="token-mean", golden=GOLDEN, golden_ratio=golden_ratio, shaping_gamma=GAMMA)
+    settings = PolicyLossSettings.neutral(ratio_level=ratio_level, clip_low=clip[0], clip_high=clip[1],
+                                          agg="token-mean", golden_ratio=golden_ratio, shaping_gamma=GAMMA)
+    loss, metrics = policy_loss(logp, old, ADV, MASK, settings, golden=GOLDEN)
     loss.backward()
     return loss.item(), logp.grad, metrics
 
@@ -76,15 +78,16 @@ def test_the_sequence_ratio_does_not_reach_unclipped_golden_rows():
 def test_without_golden_rows_every_value_is_the_same_loss():
     logp = torch.log(torch.tensor(PROBS))
     old = logp - torch.log(torch.tensor(RATIOS))
-    losses = {value: policy_loss(logp, old, ADV, MASK, ratio_level="token", clip_low=0.2, clip_high=0.2,
-                                 agg="token-mean", golden=torch.zeros(3, dtype=torch.bool), golden_ratio=value)[0]
+    losses = {value: policy_loss(logp, old, ADV, MASK,
+                                 PolicyLossSettings.neutral(agg="token-mean", golden_ratio=value),
+                                 golden=torch.zeros(3, dtype=torch.bool))[0]
               for value in ("clip", "unclipped", "shaped")}
     assert losses["clip"].item() == losses["unclipped"].item() == losses["shaped"].item()
 
 
 def test_golden_token_loss_refuses_clip_and_the_config_checks_its_fields():
     with pytest.raises(ValueError, match="'unclipped' or 'shaped'"):
-        golden_token_loss(torch.zeros(1, 1), torch.ones(1, 1), "clip")
+        golden_token_loss(torch.zeros(1, 1), torch.ones(1, 1), "clip", gamma=0.1)
     assert load_config(preset="gcpo", overrides=["algorithm.golden_ratio=shaped"]).algorithm.golden_ratio == "shaped"
     with pytest.raises(ConfigError, match="algorithm.golden_ratio: invalid value 'unclip'"):
         load_config(overrides=["algorithm.golden_ratio=unclip"])

@@ -29,6 +29,8 @@ ALL_SWITCHES: dict = {
     "hint_fraction": 0.5, "hint_target": 0.5, "hint_rate": 0.5,
     # per-level clip ranges and golden-row treatment (issue: switches that could not act)
     "clip_low_sequence": 0.0003, "clip_high_sequence": 0.0004, "golden_ratio": "clip", "golden_shaping_gamma": 0.1,
+    # a KL that regularises (k3's value clamped at 10) and MIS's ratio (geometric mean; product opt-in)
+    "kl_clamp": 10.0, "mis_ratio": "geometric",
 }
 EXPECTED: dict[str, dict] = {
     "grpo": {**ALL_SWITCHES, "kl_coef": 0.04},
@@ -78,15 +80,16 @@ def test_choice_switches_are_declared_once():
     assert literal_fields and all(any(tp is a for a in aliases.values()) for tp in literal_fields.values()), \
         literal_fields
     assert hints["loss_agg"] is choices.Agg and losses.AGGREGATIONS == choices.values(choices.Agg)
-    assert typing.get_type_hints(losses.policy_loss)["ratio_level"] is choices.RatioLevel
+    assert typing.get_type_hints(losses.PolicyLossSettings)["ratio_level"] is choices.RatioLevel
     assert typing.get_type_hints(losses.kl_penalty)["estimator"] is choices.KLEstimator
     assert typing.get_type_hints(advantages.group_advantages)["norm"] is choices.AdvNorm
     assert typing.get_type_hints(batch_filling.fill_decision)["policy"] is choices.FillPolicy
     assert typing.get_type_hints(golden.golden_replacement_index)["replace"] is choices.GaReplace
     assert typing.get_type_hints(sft.sft_prompt_mask)["prompts"] is choices.SftPrompts
-    assert typing.get_type_hints(corrections.correction_weights)["kind"] is choices.RolloutCorrection
+    assert typing.get_type_hints(corrections.CorrectionSettings)["kind"] is choices.RolloutCorrection
+    assert typing.get_type_hints(corrections.CorrectionSettings)["mis_ratio"] is choices.MisRatio
     assert typing.get_type_hints(golden.golden_token_loss)["treatment"] is choices.GoldenRatio
-    assert typing.get_type_hints(losses.policy_loss)["golden_ratio"] is choices.GoldenRatio
+    assert typing.get_type_hints(losses.PolicyLossSettings)["golden_ratio"] is choices.GoldenRatio
 
 
 def test_paper_switches():

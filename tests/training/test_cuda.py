@@ -61,8 +61,9 @@ def test_gpu_update_agrees_with_a_cpu_computation(nccl_group, zero_stage):
             for p, r in zip(batch.prompts, batch.responses)]
     logp, mask, _ = response_logprobs(cpu_model, batch.prompts, batch.responses, pad_token_id=0)
     a = cfg.algorithm
-    loss, _ = policy_loss(logp, logp.detach(), batch.advantages, mask, ratio_level=a.ratio_level,
-                          clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg,
+    from gcpo.training.objectives import loss_settings
+
+    loss, _ = policy_loss(logp, logp.detach(), batch.advantages, mask, loss_settings(a),
                           normalizer=agg_normalizer(mask, a.loss_agg, cfg.rollout.max_new_tokens),
                           max_response_len=cfg.rollout.max_new_tokens)
     loss.backward()

@@ -81,7 +81,7 @@ def collect():
     return collect
 
 
-def measured(collect, base_overrides, flips):
+def measured(collect, base_overrides, flips, steps_off=1):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gcpo.training.deepspeed_policy import build_policy
@@ -90,7 +90,7 @@ def measured(collect, base_overrides, flips):
     engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), base.trainer, "float32")
     variants = [Variant(name, flipped, config(base_overrides, flipped)) for name, flipped in flips]
     pad_id = AutoTokenizer.from_pretrained(tiny_dir()).pad_token_id
-    return measure(engine, collect, base, variants, steps_off=1, pad_id=pad_id)
+    return measure(engine, collect, base, variants, steps_off=steps_off, pad_id=pad_id)
 
 
 @pytest.mark.parametrize("level", [TOKEN, SEQUENCE], ids=["token", "sequence"])
@@ -112,3 +112,15 @@ def test_every_ablation_switch_changes_the_update_off_policy(collect, level):
     if level is TOKEN:
         assert by_name["gpg_alpha"].lr_scale == pytest.approx(12 / 8)  # 4 of 12 rows in a zero-variance group
         assert by_name["gpg_alpha"].verdict == "acts (step size)"
+
+
+def test_with_one_mini_batch_the_two_ratio_levels_give_the_same_update(collect):
+    """The negative control of the ratio-level switch: where the policy has not moved since the batch's old
+    log-probs (one mini-batch, no step off), both ratios are 1 and token and sequence levels hand the optimiser the
+    same update, each with its own clip range. Where it differs (the test above) the difference is the levels'."""
+    batch = collect(config(TOKEN))
+    assert batch.is_golden.sum() == 1
+    _, rows = measured(collect, TOKEN, [("ratio_level", ["algorithm.ratio_level=sequence"])], steps_off=0)
+    (row,) = rows
+    assert row.cosine > 1 - 1e-6 and row.norm_ratio == pytest.approx(1.0, abs=1e-5), row
+    assert row.verdict == "no-op here", row

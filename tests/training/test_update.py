@@ -216,3 +216,46 @@ def test_entropy_is_split_between_sampled_rows_and_golden_rows(setting):
     metrics = update_policy(engine, imitated, sft, step=0, pad_id=tok.pad_token_id)
     assert metrics["policy/entropy"] == pytest.approx(torch.cat(ents).mean().item(), rel=1e-5)
     assert metrics["policy/entropy_golden"] == pytest.approx(torch.cat(golden_ents).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_each_mini_batch_reports_its_clip_fraction_over_learnable_tokens(setting, level):
+    """Two mini-batches: the first sees the policy its old log-probs came from (ratio 1, nothing clipped), the
+    second the policy one update later; each reports `policy/clip_frac_learnable_u<k>` over the tokens with a
+    non-zero advantage. The second group is a copy of the first, so the first update moved its ratios in the
+    direction of their advantages, past a tight range (GSPO's 3e-4 / 4e-4 for the sequence ratio; 1e-3 for the
+    token ratio: one AdamW step at lr 1e-3 moves the tiny model's token ratios by far less than 0.2)."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    g = batch.group_size
+    twice = dataclasses.replace(batch, prompts=batch.prompts[:g] * 2, responses=batch.responses[:g] * 2,
+                                gen_logprobs=batch.gen_logprobs[:g] * 2, advantages=batch.advantages[:g].repeat(2),
+                                rewards=batch.rewards[:1].repeat(2, 1), correct=batch.correct[:1].repeat(2, 1),
+                                is_golden=batch.is_golden[:1].repeat(2, 1))
+    a = dataclasses.replace(cfg.algorithm, ratio_level=level, clip_low=1e-3, clip_high=1e-3)
+    c = dataclasses.replace(cfg, algorithm=a, trainer=dataclasses.replace(cfg.trainer, mini_batches=2))
+    policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), c.trainer, "float32")
+    metrics = update_policy(policy_engine, twice, c, step=0, pad_id=tok.pad_token_id)
+    assert metrics["policy/clip_frac_learnable_u1"] == 0.0
+    assert "policy/clip_frac_learnable_u3" not in metrics
+    second = metrics["policy/clip_frac_learnable_u2"]
+    assert 0.5 < second <= 1.0
+    # both mini-batches hold the same tokens: the whole update's fraction is the mean of the two
+    assert metrics["policy/clip_frac_learnable"] == pytest.approx(second / 2)
+
+
+def test_kl_on_reports_its_gradient_share_per_mini_batch_and_leaves_golden_rows_out(setting):
+    """KL to the starting policy: the first mini-batch's KL gradient is 0 (the policy is the reference), the second
+    one's is not; a golden row's KL is not counted (`kl/mean` over the policy's own samples only)."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    c = dataclasses.replace(cfg, algorithm=dataclasses.replace(cfg.algorithm, kl_coef=0.04),
+                            trainer=dataclasses.replace(cfg.trainer, mini_batches=2))
+    policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), c.trainer, "float32")
+    ref_model = AutoModelForCausalLM.from_pretrained(tiny_dir()).eval()
+    metrics = update_policy(policy_engine, batch, c, step=0, pad_id=tok.pad_token_id, ref_model=ref_model)
+    assert metrics["kl/grad_share_u1"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.0 < metrics["kl/grad_share_u2"] < 0.5  # a regulariser beside the policy term, not the update
+    assert metrics["kl/mean"] > 0

@@ -21,6 +21,7 @@ TokenCredit = Literal["none", "guidance"]  # algorithm.token_credit
 GuidanceNegative = Literal["wrong", "empty"]  # algorithm.guidance_negative: the negative prompt of token credit
 SftPrompts = Literal["all", "all_wrong"]  # algorithm.sft_prompts: sft_prompt_mask(prompts=)
 RolloutCorrection = Literal["none", "tis", "mis", "icepop"]  # algorithm.rollout_correction: correction_weights(kind=)
+MisRatio = Literal["geometric", "product"]  # algorithm.mis_ratio: correction_weights(mis_ratio=)
 GoldenHint = Literal["none", "fixed", "adaptive"]  # algorithm.golden_hint: the prefix-hint length rule
 # algorithm.golden_ratio: how golden-answer rows meet the ratio and its clip; golden_token_loss(treatment=)
 GoldenRatio = Literal["clip", "unclipped", "shaped"]

@@ -8,7 +8,9 @@ Only the abstract is available, so these are our choices, stated:
 - Groups with no positive or no negative have no contrast and contribute nothing (like GRPO's zero-variance
   groups); the batch loss is the mean over all positives that have at least one negative (a global count, so
   pass `normalizer` under data parallelism).
-- Margin schedule: linear from `start` to `end` over `steps` optimiser steps, then constant.
+- Margin schedule: linear from `start` at step 0 to `end` at step `steps` - 1 (the ramp's last step, the run's
+  last step by default), then constant. (Before 2026-12, `step / steps`: the run's last step reached 7/8 of the
+  way at 8 steps, and `end` was never used.)
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ def sequence_scores(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def conspo_margin(step: int, start: float, end: float, steps: int) -> float:
-    """Linear curriculum: start at step 0, end at `steps` and after."""
-    if steps <= 0:
+    """Linear curriculum over 0-based steps: `start` at step 0, `end` at step `steps` - 1 and after (`end` from
+    the first step when `steps` <= 1)."""
+    if steps <= 1:
         return end
-    frac = min(max(step / steps, 0.0), 1.0)
+    frac = min(max(step / (steps - 1), 0.0), 1.0)
     return start + (end - start) * frac
 
 

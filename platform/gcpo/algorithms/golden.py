@@ -59,7 +59,7 @@ def golden_replacement_index(
 
 
 def golden_token_loss(logp: torch.Tensor, advantages: torch.Tensor, treatment: GoldenRatio, *,
-                      gamma: float = 0.1) -> torch.Tensor:
+                      gamma: float) -> torch.Tensor:
     """Per-token loss of golden-answer rows under `algorithm.golden_ratio` (`treatment`), shape of `logp`.
 
     A golden answer was sampled by no generator: it has no behaviour log-prob, and its "old" log-prob is only the

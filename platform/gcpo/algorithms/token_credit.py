@@ -26,7 +26,7 @@ def guidance_token_weights(
     mask: torch.Tensor,
     *,
     mode: Literal["rank", "value"] = "rank",
-    power: float = 2.15,
+    power: float,
 ) -> torch.Tensor:
     """(responses, T) weights, 0 on masked tokens, mean 1 over each response's valid tokens."""
     maskb = mask.bool()

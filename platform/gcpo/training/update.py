@@ -24,7 +24,9 @@ GPG's alpha scales each optimiser step's learning rate (`step_with_grad_norm`), 
 `score_rollouts` and `update_gradient` expose the old-log-prob pass and one update's gradient (the same
 micro-batch losses and backward passes, nothing stepped) for `gcpo probe` (`gcpo.training.probe`).
 
-Metrics are named totals (`Tally`), summed over micro-batches and updates, and reduced over ranks once, at the end.
+Metrics are named totals (`Tally`), summed over micro-batches and updates, and reduced over ranks once, at the end;
+totals the objective keeps per optimiser update (`name@u`) make the per-mini-batch metrics (`*_u<k>`). KL is taken
+over the policy's own samples of the task's prompt only (`own_samples`: no golden answer, no prefix hint).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from gcpo.training.microbatch import (
     real_tokens,
     split_groups,
 )
-from gcpo.training.objectives import MicroInputs, MiniRows, Objective, objective_for
+from gcpo.training.objectives import BoundObjective, MicroInputs, MiniRows, objective_for
 from gcpo.training.types import StepBatch
 
 # The update's own totals; each objective adds its own (`Objective.totals`).
@@ -66,9 +68,13 @@ class Tally:
     def __init__(self, sums: Sequence[str], maxima: Sequence[str] = ()):
         self.sums = dict.fromkeys(sums, 0.0)
         self.maxima = dict.fromkeys(maxima, 0.0)
+        self.update = 0  # the optimiser update under way: a declared `name@update` total is added to as well
 
     def add(self, name: str, value) -> None:
         self.sums[name] += float(value)
+        scoped = f"{name}@{self.update}"
+        if scoped in self.sums:
+            self.sums[scoped] += float(value)
 
     def maximum(self, name: str, value) -> None:
         self.maxima[name] = max(self.maxima[name], float(value))
@@ -87,6 +93,22 @@ class TrainingRows:
     responses: list[list[int]]
     groups: dict[int, list[int]]  # this rank's group -> its row indices, in shard order
     groups_per_micro: int
+
+
+@dataclass
+class UpdateContext:
+    """What every pass of one update shares: the DeepSpeed engine being trained, the step batch, the config, the
+    bound loss, the totals, the step (the weights' version) and the pad id; `fused`: old log-probs taken from the
+    update's own forward (one epoch of one mini-batch)."""
+
+    policy_engine: object
+    batch: StepBatch
+    cfg: RunConfig
+    objective: BoundObjective
+    tally: Tally
+    step: int
+    pad_id: int
+    fused: bool = False
 
 
 @dataclass
@@ -114,7 +136,7 @@ def golden_rows(batch: StepBatch, micro_batch_size: int) -> TrainingRows:
     return TrainingRows(batch.golden_prompts, batch.golden_responses, {g: [g] for g in mine}, micro_batch_size)
 
 
-def _training_rows(batch: StepBatch, micro_batch_size: int, objective: Objective) -> TrainingRows:
+def _training_rows(batch: StepBatch, micro_batch_size: int, objective: BoundObjective) -> TrainingRows:
     if objective.trains_on == "rollouts":
         return rollout_rows(batch, micro_batch_size)
     return golden_rows(batch, micro_batch_size)
@@ -134,23 +156,25 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     sampled with older weights, bounded staleness), time/old_logprobs_s, batch/pad_frac (the padding share of the training passes'
     token slots), batch/token_slots and batch/real_tokens (the training passes' token positions computed, with
     and without padding, over every rank: a shared prompt counts once), loss/sft (loss sft or sft_coef > 0), and the objective's
-    own (clipped: policy/clip_frac, policy/ratio_mean, kl/mean when KL is on; conspo: conspo/*).
+    own (clipped: policy/clip_frac, policy/ratio_mean, policy/clip_frac_learnable and, for each optimiser update k
+    of the step, policy/clip_frac_learnable_u<k>; with KL on kl/mean over the policy's own samples, kl/grad_share
+    and kl/grad_share_u<k>; conspo: conspo/*).
     """
     cfg = with_run_span(cfg)
     a, t = cfg.algorithm, cfg.trainer
     objective = objective_for(a)
-    tally = Tally(_COMMON_TOTALS + objective.totals, maxima=("gen_diff_max",))
+    tally = Tally(_COMMON_TOTALS + objective.totals(t.epochs * t.mini_batches), maxima=("gen_diff_max",))
     fused = t.epochs == 1 and t.mini_batches == 1 and objective.trains_on == "rollouts"
+    ctx = UpdateContext(policy_engine, batch, cfg, objective, tally, step, pad_id, fused)
     t_start = time.perf_counter()
-    scores = _score_rollouts(policy_engine, batch, cfg, tally, step=step, pad_id=pad_id, ref_model=ref_model,
-                             fused=fused)
+    scores = _score_rollouts(ctx, ref_model)
     metrics = {"time/old_logprobs_s": time.perf_counter() - t_start}
     train = _training_rows(batch, t.micro_batch_size, objective)
     grad_norms = []
     for epoch in range(t.epochs):
         for mini in _split(list(train.groups), t.mini_batches):
-            _backward_on(policy_engine, mini, train, batch, scores, cfg, objective, tally, step=step, pad_id=pad_id,
-                         fused=fused, first_epoch=epoch == 0)
+            tally.update = len(grad_norms)
+            _backward_on(ctx, mini, train, scores, first_epoch=epoch == 0)
             grad_norms.append(step_with_grad_norm(policy_engine, lr_scale=batch.alpha))
     totals = tally.reduced() | {"updates": float(len(grad_norms))}
     updates = max(len(grad_norms), 1)
@@ -172,7 +196,7 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
         metrics["sync/logprob_abs_diff_max"] = totals["gen_diff_max"]
     if totals["stale_tokens"] > 0:
         metrics["offpolicy/logprob_abs_diff"] = totals["stale_diff_sum"] / totals["stale_tokens"]
-    metrics.update(objective.summarize(totals, a))
+    metrics.update(objective.summarize(totals, len(grad_norms)))
     return metrics
 
 
@@ -189,9 +213,9 @@ def score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, *, pad_id: i
     """The update's no-grad pass alone: this rank's rollouts' old log-probs under the current policy (with the
     reference model's when `ref_model` is given, and the negative prompts' for guidance token credit), to pass to
     `update_gradient` once the policy has moved."""
-    tally = Tally(_COMMON_TOTALS, maxima=("gen_diff_max",))
-    return _score_rollouts(policy_engine, batch, cfg, tally, step=step, pad_id=pad_id, ref_model=ref_model,
-                           fused=False)
+    ctx = UpdateContext(policy_engine, batch, cfg, objective_for(cfg.algorithm),
+                        Tally(_COMMON_TOTALS, maxima=("gen_diff_max",)), step, pad_id)
+    return _score_rollouts(ctx, ref_model)
 
 
 def update_gradient(policy_engine, batch: StepBatch, cfg: RunConfig, scores: RowLogprobs, *, step: int,
@@ -205,15 +229,15 @@ def update_gradient(policy_engine, batch: StepBatch, cfg: RunConfig, scores: Row
         raise ValueError("update_gradient reads whole gradients: one process at ZeRO stage 0")
     cfg = with_run_span(cfg)
     objective = objective_for(cfg.algorithm)
-    tally = Tally(_COMMON_TOTALS + objective.totals, maxima=("gen_diff_max",))
+    tally = Tally(_COMMON_TOTALS + objective.totals(1), maxima=("gen_diff_max",))
+    ctx = UpdateContext(policy_engine, batch, cfg, objective, tally, step, pad_id)
     train = _training_rows(batch, cfg.trainer.micro_batch_size, objective)
-    _backward_on(policy_engine, list(train.groups), train, batch, scores, cfg, objective, tally, step=step,
-                 pad_id=pad_id, fused=False, first_epoch=False)
+    _backward_on(ctx, list(train.groups), train, scores, first_epoch=False)
     params = [p for p in policy_engine.module.parameters() if p.requires_grad]
     grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten()
                       for p in params])
     policy_engine.zero_grad()
-    return grad, objective.summarize(tally.reduced() | {"updates": 1.0}, cfg.algorithm)
+    return grad, objective.summarize(tally.reduced() | {"updates": 1.0}, 1)
 
 
 def _split(items: list, parts: int) -> list[list]:
@@ -252,26 +276,25 @@ def _rows_of(logp: torch.Tensor, micro: Micro) -> dict[int, torch.Tensor]:
     return {r: logp[j, : len(micro.responses[j])].cpu() for j, r in enumerate(micro.index)}
 
 
-def _score_rollouts(policy_engine, batch: StepBatch, cfg: RunConfig, tally: Tally, *, step: int, pad_id: int,
-                    ref_model, fused: bool) -> RowLogprobs:
+def _score_rollouts(ctx: UpdateContext, ref_model) -> RowLogprobs:
     """One no-grad pass over this rank's rollouts: old log-probs (unless fused into the update), entropy and the
     sync check; the reference model's log-probs (KL on); the log-probs under the negative prompts (guidance)."""
-    t = cfg.trainer
-    forward = functools.partial(forward_logprobs, pad_id=pad_id, micro_batch_size=t.micro_batch_size,
+    t, batch = ctx.cfg.trainer, ctx.batch
+    forward = functools.partial(forward_logprobs, pad_id=ctx.pad_id, micro_batch_size=t.micro_batch_size,
                                 shared_prefix=t.shared_prefix)
     rows = rollout_rows(batch, t.micro_batch_size)
     chunks = _chunks(list(rows.groups.values()), rows, t)
     scores = RowLogprobs()
     with torch.no_grad():
         for micro in micro_batches(chunks, rows.prompts, rows.responses, max_over_ranks(len(chunks))):
-            if not fused:
-                logp, mask, ent = forward(policy_engine, micro, with_entropy=True)
-                _observe(tally, batch, micro, logp, mask, ent, scores.old, step)
+            if not ctx.fused:
+                logp, mask, ent = forward(ctx.policy_engine, micro, with_entropy=True)
+                _observe(ctx.tally, batch, micro, logp, mask, ent, scores.old, ctx.step)
             if ref_model is not None:
                 scores.ref.update(_rows_of(forward(ref_model, micro)[0], micro))
             if batch.negative_prompts is not None:
                 negative = micro.with_prompts(batch.negative_prompts)
-                scores.negative.update(_rows_of(forward(policy_engine, negative)[0], micro))
+                scores.negative.update(_rows_of(forward(ctx.policy_engine, negative)[0], micro))
     return scores
 
 
@@ -282,67 +305,81 @@ def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
                         max_tokens=t.max_tokens_per_micro, shared_prefix=t.shared_prefix)
 
 
-def _backward_on(policy_engine, mini: list[int], train: TrainingRows, batch: StepBatch, scores: RowLogprobs,
-                 cfg: RunConfig, objective: Objective, tally: Tally, *, step: int, pad_id: int, fused: bool,
+def _backward_on(ctx: UpdateContext, mini: list[int], train: TrainingRows, scores: RowLogprobs, *,
                  first_epoch: bool) -> None:
     """The forward and backward passes of one optimiser update on the mini-batch of groups `mini`: the
     gradients are accumulated, the step is the caller's. Golden rows trained on (loss sft) have their entropy
     tallied on their first epoch (the policy before any update when there is one mini-batch)."""
-    a, world_size = cfg.algorithm, world()[1]
+    cfg, batch, world_size = ctx.cfg, ctx.batch, world()[1]
     rows = [r for g in mini for r in train.groups[g]]
-    on_rollouts = objective.trains_on == "rollouts"
+    on_rollouts = ctx.objective.trains_on == "rollouts"
     correct = (batch.correct[mini].bool() if (mini and on_rollouts)
                else torch.zeros(0, batch.group_size, dtype=torch.bool))
     mini_rows = MiniRows([train.responses[r] for r in rows], correct, cfg.rollout.max_new_tokens)
-    normalizer = all_reduce(objective.normalizer(mini_rows, a).reshape(1))[0]
-    sft_normalizer = None
-    if a.sft_coef > 0:  # tokens of the mini-batch's injected golden answers, over all ranks
-        golden = batch.is_golden.flatten()
-        sft_normalizer = all_reduce(torch.tensor([float(sum(len(train.responses[r]) for r in rows if golden[r]))]))[0]
+    normalizer = all_reduce(ctx.objective.normalizer(mini_rows).reshape(1))[0]
+    sft_normalizer = _sft_normalizer(ctx, train, rows)
     chunks = _chunks([train.groups[g] for g in mini], train, cfg.trainer)
     # at least one (dummy) pass: DeepSpeed cannot step without a backward (e.g. ga_sft with nothing to imitate)
     micros = micro_batches(chunks, train.prompts, train.responses, max(1, max_over_ranks(len(chunks))))
     imitated_entropy = first_epoch and not on_rollouts
     for k, micro in enumerate(micros):
-        policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
-        logp, mask, ent = forward_logprobs(policy_engine, micro, pad_id, cfg.trainer.micro_batch_size,
-                                           with_entropy=fused or imitated_entropy,
+        ctx.policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
+        logp, mask, ent = forward_logprobs(ctx.policy_engine, micro, ctx.pad_id, cfg.trainer.micro_batch_size,
+                                           with_entropy=ctx.fused or imitated_entropy,
                                            shared_prefix=cfg.trainer.shared_prefix)
-        if fused:
-            _observe(tally, batch, micro, logp, mask, ent, scores.old, step)
+        if ctx.fused:
+            _observe(ctx.tally, batch, micro, logp, mask, ent, scores.old, ctx.step)
         elif imitated_entropy:
-            _tally_entropy(tally, ent, mask, [True] * len(micro.index))
+            _tally_entropy(ctx.tally, ent, mask, [True] * len(micro.index))
         if not micro.index:
             loss = (logp * mask).sum()  # zero, but touches every parameter for the collectives
         else:
-            tally.add("token_slots", forward_slots(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
-            tally.add("real_tokens", real_tokens(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
-            inputs = _micro_inputs(logp, mask, micro, batch, scores, on_rollouts, normalizer, step,
-                                   cfg.rollout.max_new_tokens, a.rollout_correction != "none")
-            loss = _micro_loss(inputs, micro, batch, objective, cfg, tally, sft_normalizer)
+            ctx.tally.add("token_slots", forward_slots(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
+            ctx.tally.add("real_tokens", real_tokens(micro.prompts, micro.responses, cfg.trainer.shared_prefix))
+            inputs = _micro_inputs(ctx, logp, mask, micro, scores, on_rollouts, normalizer)
+            loss = _micro_loss(ctx, inputs, micro, sft_normalizer)
         # DeepSpeed averages gradients over ranks; our losses are already global sums / N.
-        policy_engine.backward(loss * world_size)
+        ctx.policy_engine.backward(loss * world_size)
 
 
-def _micro_inputs(logp, mask, micro: Micro, batch: StepBatch, scores: RowLogprobs, on_rollouts: bool,
-                  normalizer: torch.Tensor, step: int, max_response_len: int, correct_rollouts: bool = False
-                  ) -> MicroInputs:
+def _sft_normalizer(ctx: UpdateContext, train: TrainingRows, rows: list[int]) -> torch.Tensor | None:
+    """With sft_coef > 0: the tokens of the mini-batch's injected golden answers, over all ranks."""
+    if ctx.cfg.algorithm.sft_coef <= 0:
+        return None
+    golden = ctx.batch.is_golden.flatten()
+    return all_reduce(torch.tensor([float(sum(len(train.responses[r]) for r in rows if golden[r]))]))[0]
+
+
+def _micro_inputs(ctx: UpdateContext, logp, mask, micro: Micro, scores: RowLogprobs, on_rollouts: bool,
+                  normalizer: torch.Tensor) -> MicroInputs:
     """The loss table's view of a non-empty micro-batch."""
+    batch, step, max_len = ctx.batch, ctx.step, ctx.cfg.rollout.max_new_tokens
     g_size = batch.group_size
     if not on_rollouts:  # golden rows: no advantage, no old policy, no group contrast
         return MicroInputs(logp, mask, torch.zeros(len(micro.index)), torch.zeros(0, g_size, dtype=torch.bool),
-                           None, None, None, normalizer, step, max_response_len)
+                           None, None, None, normalizer, step, max_len)
     groups = [r // g_size for r in micro.index[::g_size]]
-    behaviour, sampled = _behaviour(batch, micro, logp) if correct_rollouts else (None, None)
+    correcting = ctx.cfg.algorithm.rollout_correction != "none"
+    behaviour, sampled = _behaviour(batch, micro, logp) if correcting else (None, None)
     golden = batch.is_golden.flatten()[micro.index]
     return MicroInputs(
         logp, mask, batch.advantages[micro.index], batch.correct[groups].bool(),
         old_logp=pad_like(scores.old, micro.index, logp),
         ref_logp=pad_like(scores.ref, micro.index, logp) if scores.ref else None,
         negative_logp=pad_like(scores.negative, micro.index, logp) if scores.negative else None,
-        normalizer=normalizer, step=step, max_response_len=max_response_len,
+        normalizer=normalizer, step=step, max_response_len=max_len,
         behaviour_logp=behaviour, sampled=sampled, golden=golden if bool(golden.any()) else None,
+        kl_rows=own_samples(batch, micro.index) if scores.ref else None,
     )
+
+
+def own_samples(batch: StepBatch, rows: Sequence[int]) -> torch.Tensor:
+    """(len(rows),) bool: which of `rows` are the policy's own samples of the task's prompt, the only rows
+    KL(pi || pi_ref) can be estimated from: not an injected golden answer, no golden-answer prefix hint in the
+    prompt."""
+    golden = batch.is_golden.flatten()
+    hints = batch.hint_tokens or [0] * len(batch.responses)
+    return torch.tensor([not bool(golden[r]) and hints[r] == 0 for r in rows], dtype=torch.bool)
 
 
 def _behaviour(batch: StepBatch, micro: Micro, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,17 +391,17 @@ def _behaviour(batch: StepBatch, micro: Micro, logp: torch.Tensor) -> tuple[torc
     return pad_like(rows, micro.index, logp), torch.tensor([gen[r] is not None for r in micro.index])
 
 
-def _micro_loss(inputs: MicroInputs, micro: Micro, batch: StepBatch, objective: Objective, cfg: RunConfig,
-                tally: Tally, sft_normalizer) -> torch.Tensor:
+def _micro_loss(ctx: UpdateContext, inputs: MicroInputs, micro: Micro, sft_normalizer) -> torch.Tensor:
     """The objective's loss of a micro-batch, plus the supervised term (sft_coef > 0); records the totals."""
-    a = cfg.algorithm
-    loss, totals = objective.loss(inputs, a)
+    a, tally = ctx.cfg.algorithm, ctx.tally
+    loss, totals = ctx.objective.loss(inputs)
     tally.add("loss", loss.item())
     tally.add("micro_batches", 1)
     for name, value in totals.items():
         tally.add(name, value)
     if a.sft_coef > 0:
-        in_golden = batch.is_golden.flatten()[micro.index].to(inputs.mask.device, inputs.mask.dtype).unsqueeze(1)
+        golden = ctx.batch.is_golden.flatten()[micro.index]
+        in_golden = golden.to(inputs.mask.device, inputs.mask.dtype).unsqueeze(1)
         term = sft_loss(inputs.logp, inputs.mask * in_golden, normalizer=sft_normalizer)
         loss = loss + a.sft_coef * term
         tally.add("sft_term", term.item())
