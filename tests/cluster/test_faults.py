@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gcpo.cluster.runtime import reachable
+from gcpo.network import reachable
 from gcpo.config import load_config
 
 pytestmark = pytest.mark.integration

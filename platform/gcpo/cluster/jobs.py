@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from gcpo.cluster.record import load_record
-from gcpo.cluster.runtime import ClusterError, host_port, is_loopback, reachable
+from gcpo.cluster.runtime import ClusterError
+from gcpo.network import host_port, is_loopback, reachable
 
 WORKING_DIR_EXCLUDES = [".venv", "venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "*.db", "runs/", "checkpoints",
                         "reports/", ".cache", "__pycache__", ".pytest_cache", "*.egg-info", "build/", "*.pyc"]

@@ -64,12 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.models import resolve_model
     from gcpo.preflight import check_eval_tasks
     from gcpo.rollout import build_engine
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.tasks import VerifierPool, held_out_tasks
 
     cfg = config_from_args(args)
     names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks else None
     started = time.monotonic()
     tasks = held_out_tasks(cfg.task, names)
+    ensure_builtin_warm_start(cfg.model)  # smollm2-warmstart: made on first use, said
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tasks = check_eval_tasks(cfg, tasks, tokenizer, model_dir)  # sizes and lengths, before any engine starts

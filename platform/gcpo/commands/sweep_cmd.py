@@ -43,13 +43,17 @@ def check_data(args: argparse.Namespace) -> None:
     """Before Ray starts: each distinct data setting among the sweep's grid points (arms x grid values; sampled
     keys at their base value) against its data and model (`gcpo.preflight.check_runs`)."""
     from gcpo.preflight import check_runs
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.sweeps.runner import select_arms
     from gcpo.sweeps.space import load_space, trial_config
 
     space = load_space(args.space, args.overrides)
     if args.arms:
         select_arms(space, args.arms)
-    check_runs(trial_config(space, point) for point in space.grid_arms())
+    configs = [trial_config(space, point) for point in space.grid_arms()]
+    for model in {cfg.model.name: cfg.model for cfg in configs}.values():
+        ensure_builtin_warm_start(model)
+    check_runs(configs)
     mark_data_checked()
 
 

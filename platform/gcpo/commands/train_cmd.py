@@ -42,6 +42,7 @@ def before_after_table(uri: str, run_id: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
     from gcpo.preflight import check_run
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.training.fit import fit, load_run_config
 
     base = Path.cwd()
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if args.preset is None and not any(o.startswith("preset=") for o in args.overrides) and args.config is None:
             args.preset = DEFAULT_PRESET
         cfg, name = config_from_args(args), args.name
+    ensure_builtin_warm_start(cfg.model)  # smollm2-warmstart: made on first use, said
     checked = check_run(cfg)  # config against data and model, before Ray starts (gcpo.preflight)
     print(f"[gcpo] {checked.summary()}; starting Ray and the model", flush=True)
     mark_data_checked()

@@ -120,7 +120,7 @@ class TrainingRunLogger:
         return len(self._pending_metrics) + len(self._pending_texts)
 
     def _server_down(self) -> bool:
-        from gcpo.cluster.runtime import reachable
+        from gcpo.network import reachable
 
         return self.uri.startswith(("http://", "https://")) and not reachable(self.uri, timeout_s=1.0)
 

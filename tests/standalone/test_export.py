@@ -13,7 +13,7 @@ from gcpo.cli import main
 from gcpo.config import dump_yaml, load_config
 from gcpo.models import absolute_model_name, resolve_model, tiny_dir
 from gcpo.training.checkpoint import STEP_FILE
-from gcpo.training.export import RAY_SNAPSHOT, RUN_CONFIG, ExportError, export_checkpoint, find_source
+from gcpo.standalone.export import RAY_SNAPSHOT, RUN_CONFIG, ExportError, export_checkpoint, find_source
 
 PROMPTS = [[1, 17, 42, 99, 7], [1, 250, 3000, 12], [1, 5, 6]]
 RESPONSES = [[77, 88, 99, 100], [400, 401], [13, 14, 15, 16, 17, 18]]
