@@ -106,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if args.items:
         Path(args.items).write_text(result.items_json())
     if not args.no_mlflow:
+        from gcpo.tracking import tags
         from gcpo.tracking.training_run import TrainingRunLogger, absolute_tracking_uri
 
         uri = absolute_tracking_uri(cfg.tracking.uri, Path.cwd())
         logger = TrainingRunLogger(uri, cfg.tracking.experiment,
                                    run_name=cfg.tracking.run_name or f"eval-{Path(cfg.model.name).name}",
-                                   params=to_flat_dict(loggable(cfg)), tags={"gcpo.kind": "eval"})
+                                   params=to_flat_dict(loggable(cfg)), tags={tags.KIND: "eval"})
         logger.log_metrics(result.metrics(), step=0)
         logger.log_text(result.csv(), "eval.csv")
         logger.finish()

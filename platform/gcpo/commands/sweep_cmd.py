@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
     from gcpo.sweeps.compare import REPORT_FILES, format_table, load_comparison, write_report
     from gcpo.sweeps.runner import SweepInterrupted, run_sweep
+    from gcpo.tracking.training_run import ui_command
 
     if not args.resume:  # a resumed sweep runs the data it started with
         check_data(args)
@@ -85,5 +86,5 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(cmp, Path("reports") / outcome.name)
     print(format_table(cmp))
     print(f"\nreport: {paths['table'].parent}/ ({REPORT_FILES})")
-    print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+    print(f"look at it:  {ui_command(outcome.tracking_uri)}")
     return 1 if failed else 0
