@@ -69,7 +69,9 @@ class SweepOutcome:
 
 
 def sweep_dir(base_cfg: RunConfig, name: str, base: Path) -> Path:
-    return (base / base_cfg.trainer.output_dir / "sweeps" / name).resolve()
+    from gcpo.run_folder import sweep_folder
+
+    return sweep_folder(base_cfg.trainer.output_dir, name, base)
 
 
 def arm_label(params: dict[str, Any], keys: list[str]) -> str:
