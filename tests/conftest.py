@@ -7,7 +7,6 @@ marked `integration`. Run only the fast ones with `-m "not integration"`.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,16 +16,25 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gcpo import network
 
 
 @pytest.fixture
 def free_port() -> int:
-    return _free_port()
+    return network.free_port()
+
+
+@pytest.fixture(scope="session")
+def single_process_group():
+    """A one-rank gloo process group, as a DeepSpeed engine built outside Ray Train needs (one per session:
+    DeepSpeed keeps a handle to the first group it sees)."""
+    import torch.distributed as dist
+
+    port = 29000 + os.getpid() % 1000
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,7 @@ def ray_local():
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server on 127.0.0.1 with a sqlite backend; yields its URI."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = network.free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
         [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",

@@ -71,3 +71,19 @@ def test_an_error_raised_in_a_worker_reaches_the_user_as_one_line(tmp_path):
     assert lines[0].startswith("[gcpo] data checked: ")
     assert lines[1].startswith("gcpo train: error: ") and "taken" in lines[1]
     assert lines[1].endswith("(--verbose shows the traceback)")
+
+
+def test_the_closing_table_says_when_no_held_out_evaluation_ran(tmp_path):
+    """`trainer.eval_every=0`: no `eval/*` metric, so the before/after table says why it is empty."""
+    from gcpo.commands.train_cmd import before_after_table
+    from gcpo.tracking.training_run import TrainingRunLogger
+
+    logger = TrainingRunLogger(f"sqlite:///{tmp_path}/mlflow.db", "e", run_name="r", params={})
+    logger.log_metrics({"loss": 1.0}, step=1)
+    assert before_after_table(logger.uri, logger.run_id, eval_every=0) == (
+        "no held-out evaluation ran (trainer.eval_every=0), so there is no before/after table")
+    logger.log_metrics({"eval/arith/pass_at_1": 0.25}, step=0)
+    logger.log_metrics({"eval/arith/pass_at_1": 0.5}, step=2)
+    table = before_after_table(logger.uri, logger.run_id, eval_every=2).splitlines()
+    assert table[0].split() == ["held-out", "metric", "before", "after"]
+    assert table[1].split() == ["eval/arith/pass_at_1", "0.250", "0.500"]

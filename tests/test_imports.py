@@ -182,3 +182,28 @@ def test_the_config_and_the_command_line_parser_load_without_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
+
+
+def part_of(module: str) -> str:
+    """The part a module belongs to: its top-level package under `gcpo` (`gcpo.training.loop` -> `training`), or
+    the module itself (`gcpo.preflight` -> `preflight`)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_no_two_parts_import_each_other():
+    """At the level of parts (`training/`, `tracking/`, `cluster/`, `preflight.py`, ...) the graph is acyclic too:
+    a part low enough for another to use never reaches back up to it."""
+    parts: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        parts.setdefault(part_of(module), set()).update(part_of(t) for t in targets if part_of(t) != part_of(module))
+    found = cycles(parts)
+    assert not found, "parts that reach each other:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_start_up_check_imports_nothing_from_training():
+    """`gcpo.preflight` sits below `gcpo.training` (the training worker uses `gcpo.tasks.lengths.fit_task`, as the
+    check does), and it builds nothing: the commands make the built-in warm start themselves."""
+    graph = import_graph()
+    assert not [t for t in graph["gcpo.preflight"] if t.startswith("gcpo.training")]
+    assert not [t for t in graph["gcpo.preflight"] if t.startswith("gcpo.standalone")]

@@ -54,6 +54,11 @@ NOISY_LOGGERS = ("ray", "mlflow", "alembic", "transformers", "vllm", "DeepSpeed"
                  "filelock", "httpx", "datasets", "numexpr", "py.warnings", "optuna", "matplotlib")
 
 
+def say(line: str) -> None:
+    """Print one of our lines now (flushed: a long step follows)."""
+    print(line, flush=True)
+
+
 def add_verbose_argument(parser: Any) -> None:
     """`--verbose / -v` on a command's argparse parser (`gcpo.cli.main` reads `args.verbose`)."""
     parser.add_argument("--verbose", "-v", action="store_true",

@@ -4,9 +4,10 @@
   to fp32) into a plain Hugging Face safetensors directory under the cache, then reused.
 - `tiny`: a randomly initialised Llama with a few layers and the SmolLM2 tokenizer (for tests); cached by size.
 - `smollm2-warmstart`: the default model after the built-in warm-start recipe (`gcpo warmstart --builtin`:
-  supervised fine-tuning on a disjoint split of `basic_arithmetic`'s golden answers, `gcpo.training.warmstart`),
-  the study spaces' starting policy. Made once under the cache: `gcpo train` and `gcpo sweep` make it on first
-  use (their start-up check, `gcpo.preflight`); elsewhere a missing one is an error saying how to make it.
+  supervised fine-tuning on a disjoint split of `basic_arithmetic`'s golden answers, `gcpo.standalone.warmstart`),
+  the study spaces' starting policy. Made once under the cache: `gcpo train`, `gcpo sweep`, `gcpo eval` and
+  `gcpo probe` make it on first use, saying so (`gcpo.standalone.warmstart.ensure_builtin_warm_start`); elsewhere
+  a missing one is an error saying how to make it.
 - anything else: a local Hugging Face directory (e.g. one `gcpo export` wrote).
 
 The cache folder is `$GCPO_CACHE` or `~/.cache/gcpo`. Conversion writes into a temp folder and renames it, so
@@ -21,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gcpo.config import ConfigError, ModelConfig
+from gcpo.config import ConfigError, LoraConfig, ModelConfig
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 WARMSTART_MODEL = "smollm2-warmstart"
@@ -115,7 +116,7 @@ def tiny_dir(layers: int = 2, hidden: int = 128, seed: int = 0) -> Path:
 
 
 def warmstart_dir() -> Path:
-    """Where the built-in warm start lives (made by `gcpo.training.warmstart.make_builtin_warm_start`)."""
+    """Where the built-in warm start lives (made by `gcpo.standalone.warmstart.make_builtin_warm_start`)."""
     return cache_dir() / "models" / f"{WARMSTART_MODEL}-{WARMSTART_VERSION}"
 
 
@@ -141,6 +142,17 @@ def load_causal_lm(model_dir: str | Path, dtype: str):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
 
 
+def check_target_modules(model, lora: LoraConfig) -> None:
+    """Every name in `model.lora.target_modules` must be a linear layer of `model` (a meta-device copy will do)."""
+    import torch
+
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    missing = sorted(set(lora.target_modules) - linear)
+    if missing:
+        raise ConfigError(f"model.lora.target_modules: {missing} name no linear layer of the model (its linear "
+                          f"layers: {sorted(linear)})")
+
+
 def resolve_model(cfg: ModelConfig) -> Path:
     """The local directory holding `cfg.name`'s weights and tokenizer (absolute: generator actors get it)."""
     if cfg.name == DEFAULT_MODEL:
@@ -150,7 +162,8 @@ def resolve_model(cfg: ModelConfig) -> Path:
     if cfg.name == WARMSTART_MODEL:
         if not (warmstart_dir() / "config.json").exists():
             raise ConfigError(f"model.name: {WARMSTART_MODEL!r} is not made yet: `gcpo warmstart --builtin` makes it "
-                              f"(about 7 minutes on 2 CPU cores; `gcpo train` and `gcpo sweep` make it on first use)")
+                              f"(about 7 minutes on 2 CPU cores; `gcpo train`, `gcpo sweep`, `gcpo eval` and `gcpo probe` make it on "
+                              f"first use)")
         return warmstart_dir()
     path = Path(cfg.name).expanduser()
     if not (path / "config.json").exists():

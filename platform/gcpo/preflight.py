@@ -14,7 +14,12 @@ key or the `FILE:LINE` at fault. `check_run(cfg)` (`gcpo train`, each distinct d
 - LoRA: every `model.lora.target_modules` name must be a linear layer of the model (checked on a weightless copy).
 
 With `task.skip_bad_rows=true` malformed and over-long rows are skipped instead, counted and logged once.
-The training worker applies the same `fit_task` to its data (the same rows are dropped there).
+The training worker applies the same `gcpo.tasks.lengths.fit_task` to its data (the same rows are dropped there).
+
+The check only checks: it reads the config, the data and the model's config and tokenizer, and builds nothing. A
+model that must be made first (the built-in warm start, `model.name=smollm2-warmstart`) is made by the command that
+needs it, before this check (`gcpo.standalone.warmstart.ensure_builtin_warm_start`); until then the check names it
+as not made yet. This module imports nothing from `gcpo.training`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, Iterable, Sequence
 
 from gcpo.config import ConfigError, ModelConfig, RunConfig
 from gcpo.rollout.types import VLLM_MAX_MODEL_LEN
+from gcpo.tasks.lengths import fit_task
 from gcpo.tasks.types import Task
 
 
@@ -41,14 +47,6 @@ def model_context(model_dir: str | Path, backend: str) -> int:
         raise ConfigError(f"model.name: {model_dir} has no max_position_embeddings in its config.json, so its "
                           f"context length is unknown")
     return min(int(context), VLLM_MAX_MODEL_LEN) if backend == "vllm" else int(context)
-
-
-def fit_task(cfg: RunConfig, task: Task, tokenizer: Any, max_model_len: int) -> Task:
-    """`gcpo.tasks.fit_to_context` with `cfg`'s settings (`rollout.max_new_tokens`, `task.skip_bad_rows`)."""
-    from gcpo.tasks.lengths import fit_to_context
-
-    return fit_to_context(task, tokenizer, max_model_len=max_model_len, max_new_tokens=cfg.rollout.max_new_tokens,
-                          skip_bad_rows=cfg.task.skip_bad_rows)
 
 
 @dataclass
@@ -100,20 +98,10 @@ def _check_lora_targets(cfg: RunConfig, model_dir: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from gcpo.training.lora import check_target_modules
+    from gcpo.models import check_target_modules
 
     with torch.device("meta"):
         check_target_modules(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)), cfg.model.lora)
-
-
-def _make_builtin_warm_start(model: ModelConfig) -> None:
-    """`model.name=smollm2-warmstart` not made yet: make it now, once (the study spaces start from it)."""
-    from gcpo.models import WARMSTART_MODEL, warmstart_dir
-
-    if model.name == WARMSTART_MODEL and not (warmstart_dir() / "config.json").exists():
-        from gcpo.training.warmstart import make_builtin_warm_start
-
-        make_builtin_warm_start(say=lambda line: print(line, flush=True))
 
 
 def _tokenizer(model_dir: Path) -> Any:
@@ -133,7 +121,6 @@ def check_run(cfg: RunConfig, *, base: Path | None = None) -> DataCheck:
         cfg = dataclasses.replace(cfg, task=absolute_paths(cfg.task, base))
     train, held_out = load_splits(cfg.task)
     _check_golden_model(cfg, train)
-    _make_builtin_warm_start(cfg.model)
     model_dir = resolve_model(cfg.model)
     _check_lora_targets(cfg, model_dir)
     tokenizer = _tokenizer(model_dir)

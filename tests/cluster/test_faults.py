@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gcpo.cluster.runtime import reachable
 from gcpo.config import load_config
+from gcpo.network import reachable
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,8 @@ def test_logger_buffers_while_the_server_is_down_and_flushes_when_it_is_back(mlf
         assert logger.log_metrics({"loss": 1.0 / step, "reward": 0.1 * step}, step=step)
         assert time.time() - start < 5  # a step is not held up by the outage
     logger.log_text("during the outage", "notes/outage.txt")
-    assert logger.pending == 5
+    logger.log_table({"step": [3], "response": ["4"]}, "rollouts/step_00003.json")  # the driver's rollout table
+    assert logger.pending == 6
     server.start()
     logger.log_metrics({"loss": 0.25, "reward": 0.4}, step=4)
     assert logger.pending == 0
@@ -87,6 +88,7 @@ def test_logger_buffers_while_the_server_is_down_and_flushes_when_it_is_back(mlf
         [1.0, 0.5, pytest.approx(1 / 3), 0.25]
     assert client.get_run(logger.run_id).info.status == "FINISHED"
     assert "notes/outage.txt" in [f.path for f in client.list_artifacts(logger.run_id, "notes")]
+    assert "rollouts/step_00003.json" in [f.path for f in client.list_artifacts(logger.run_id, "rollouts")]
 
 
 def test_training_survives_an_mlflow_outage(tmp_path, mlflow_restartable, ray_local):

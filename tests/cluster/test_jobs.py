@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from gcpo.cluster.jobs import entrypoint, normalize_address
 from gcpo.cluster.local import ClusterSpec, check_spec
-from gcpo.cluster.runtime import ClusterError, reachable
+from gcpo.cluster.runtime import ClusterError
+from gcpo.network import reachable
 from gcpo.commands import build_parser
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -20,19 +20,6 @@ def test_stale_cluster_file_is_detected(tmp_path, monkeypatch, free_port):
     assert _stale_cluster_file() == record
 
 
-def test_host_port_and_loopback():
-    from gcpo.cluster.runtime import host_port, is_loopback
-
-    assert host_port("10.0.0.5:6379") == ("10.0.0.5", 6379)
-    assert host_port("ray://head:10001") == ("head", 10001)
-    assert host_port("http://127.0.0.1:28265/api/jobs/") == ("127.0.0.1", 28265)
-    assert host_port("http://[::1]:8265") == ("::1", 8265)
-    with pytest.raises(ValueError):
-        host_port("http://head")
-    assert is_loopback("127.0.0.1") and is_loopback("127.1.2.3") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("head.example")
-
-
 def test_placement_resources_pin_trainers_and_generators_to_their_groups():
     from gcpo.config import load_config
     from gcpo.rollout.vllm_pool import generator_resources

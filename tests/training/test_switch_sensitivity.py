@@ -1,6 +1,6 @@
 """No ablation switch can silently become a no-op again: on an off-policy batch of the tiny model, flipping each
 switch changes what the update hands the optimiser (lr scale x gradient: cosine below 0.999 or norm ratio off 1 by
-more than 1e-3), measured by the update's own code (`gcpo.training.probe.measure` -> `update.update_gradient`).
+more than 1e-3), measured by the update's own code (`gcpo.standalone.probe.measure` -> `update.update_gradient`).
 
 The batch: three prompts x G=4, sampled by the tiny model (every sampled row carries the generator's log-probs),
 scored by a stand-in verifier that makes one group mixed (2 of 4 right), one all wrong (a golden answer replaces
@@ -18,7 +18,7 @@ from gcpo.models import tiny_dir
 from gcpo.rollout import build_engine, sampling_settings
 from gcpo.tasks.pool import Verdict
 from gcpo.training.data import build_training_data
-from gcpo.training.probe import ReplayEngine, Variant, measure
+from gcpo.standalone.probe import ReplayEngine, Variant, measure
 from gcpo.training.rollouts import collect_step_batch
 from gcpo.training.sampler import PromptSampler
 

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from gcpo.cluster.record import load_record
-from gcpo.cluster.runtime import ClusterError, host_port, is_loopback, reachable
+from gcpo.cluster.runtime import ClusterError
+from gcpo.run_folder import RUNS
+from gcpo.network import host_port, is_loopback, reachable
 
 WORKING_DIR_EXCLUDES = [".venv", "venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "*.db", "runs/", "checkpoints",
                         "reports/", ".cache", "__pycache__", ".pytest_cache", "*.egg-info", "build/", "*.pyc"]
@@ -178,7 +180,7 @@ def default_locations(url: str, project: Path, tracking_uri: str | None,
                            f"server its nodes reach), or the runs would be logged inside the job's temp folder")
     uri = absolute_tracking_uri(uri or "sqlite:///mlflow.db", project)
     if output_dir is None and local:
-        output_dir = str(project / "runs")
+        output_dir = str(project / RUNS)
     return uri, output_dir
 
 

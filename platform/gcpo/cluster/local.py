@@ -20,14 +20,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from gcpo.cluster.record import ClusterRecord, ClusterSpec, load_record, record_path, save_record
-from gcpo.cluster.runtime import ClusterError, is_loopback, reachable
+from gcpo.cluster.runtime import ClusterError, local_num_cpus
+from gcpo.network import free_port, is_loopback, reachable
 
 RAY_WORKER_PORTS = range(10002, 20000)  # Ray's default worker port range: a head port inside it is refused
 START_TIMEOUT_S = 240.0
@@ -56,19 +56,13 @@ def check_spec(spec: ClusterSpec, *, allow_remote: bool) -> None:
         raise ClusterError("workers must be >= 0, worker_cpus and num_cpus >= 1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ray_start(args: list[str], temp_dir: str) -> int:
     """Run `ray start ARGS` in a new session; returns the session id (its daemons stay in it)."""
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args, f"--temp-dir={temp_dir}",
-           f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"]
+           f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
     Path(temp_dir).mkdir(parents=True, exist_ok=True)
     log = Path(temp_dir) / "gcpo-ray-start.log"
     with open(log, "w") as out:
@@ -99,7 +93,7 @@ def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRe
         stop_cluster(existing)  # a stale record: its head no longer answers
     check_spec(spec, allow_remote=allow_remote)
     head_dir = str(Path(tempfile.gettempdir()) / f"gcpo-ray-{spec.port}")
-    cpus = spec.num_cpus or max(4, os.cpu_count() or 1)
+    cpus = spec.num_cpus or local_num_cpus()
     head = _ray_start(["--head", f"--node-ip-address={spec.host}", f"--port={spec.port}",
                        f"--dashboard-host={spec.host}", f"--dashboard-port={spec.dashboard_port}",
                        f"--ray-client-server-port={spec.client_port}", f"--num-cpus={cpus}",

@@ -1,8 +1,7 @@
 """Start or join a Ray runtime with loopback defaults and readable errors.
 
 - `address=None`: start a local Ray in this process, bound to 127.0.0.1, its dashboard on 127.0.0.1 only (it
-  executes whatever job it is sent; Ray Train's state queries need it), `num_cpus` logical CPUs (default max(4, cores): a 2-core machine runs a trainer and
-  a generator side by side, phases alternate so oversubscription is fine).
+  executes whatever job it is sent; Ray Train's state queries need it), `num_cpus` logical CPUs (default `local_num_cpus()`: max(4, cores)).
 - `address=None` with `RAY_ADDRESS` set (a job's driver: the Jobs API sets it): join that cluster.
 - `address="ray://..."` / `"host:port"`: join an existing cluster. An unreachable address fails within
   `timeout_s` with a `ClusterError` that names it, never a hang.
@@ -16,11 +15,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import tempfile
 from pathlib import Path
+
+from gcpo.network import reachable
 
 
 class ClusterError(RuntimeError):
@@ -36,28 +35,10 @@ def _stale_cluster_file() -> Path | None:
     return tmp if not reachable(address) else None
 
 
-def host_port(address: str) -> tuple[str, int]:
-    """`host:port`, `ray://host:port` or `http(s)://host:port[/path]` -> (host, port); ValueError if no port."""
-    rest = address.split("://", 1)[-1].split("/", 1)[0]
-    host, _, port = rest.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def reachable(address: str, timeout_s: float = 2.0) -> bool:
-    """Whether a TCP connection to `address` (any form `host_port` takes) opens within `timeout_s`."""
-    try:
-        with socket.create_connection(host_port(address), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine's loopback interface only (127.0.0.0/8, ::1, localhost)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def local_num_cpus() -> int:
+    """A local Ray's logical CPUs by default: max(4, cores) (a 2-core machine runs a trainer and a generator side
+    by side; phases alternate, so oversubscription is fine). `gcpo cluster up`'s head uses the same."""
+    return max(4, os.cpu_count() or 1)
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout_s: float = 10.0) -> None:
@@ -77,7 +58,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
         stale = _stale_cluster_file()
         if stale is not None:
             stale.unlink(missing_ok=True)
-        cpus = num_cpus or max(4, os.cpu_count() or 1)
+        cpus = num_cpus or local_num_cpus()
         try:
             ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                      runtime_env=env, log_to_driver=True, logging_level=level)

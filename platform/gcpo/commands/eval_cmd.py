@@ -64,12 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.models import resolve_model
     from gcpo.preflight import check_eval_tasks
     from gcpo.rollout import build_engine
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.tasks import VerifierPool, held_out_tasks
 
     cfg = config_from_args(args)
     names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks else None
     started = time.monotonic()
     tasks = held_out_tasks(cfg.task, names)
+    ensure_builtin_warm_start(cfg.model)  # smollm2-warmstart: made on first use, said
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tasks = check_eval_tasks(cfg, tasks, tokenizer, model_dir)  # sizes and lengths, before any engine starts
@@ -104,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if args.items:
         Path(args.items).write_text(result.items_json())
     if not args.no_mlflow:
+        from gcpo.tracking import tags
         from gcpo.tracking.training_run import TrainingRunLogger, absolute_tracking_uri
 
         uri = absolute_tracking_uri(cfg.tracking.uri, Path.cwd())
         logger = TrainingRunLogger(uri, cfg.tracking.experiment,
                                    run_name=cfg.tracking.run_name or f"eval-{Path(cfg.model.name).name}",
-                                   params=to_flat_dict(loggable(cfg)), tags={"gcpo.kind": "eval"})
+                                   params=to_flat_dict(loggable(cfg)), tags={tags.KIND: "eval"})
         logger.log_metrics(result.metrics(), step=0)
         logger.log_text(result.csv(), "eval.csv")
         logger.finish()

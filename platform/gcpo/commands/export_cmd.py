@@ -4,7 +4,7 @@ Writes a run's checkpoint (its latest committed one, or the one of step N) as a 
 safetensors weights in the run's `model.dtype`, `config.json`, the tokenizer and its chat template, the base's
 `generation_config.json`, and `gcpo_export.json` (run, step, config, metrics, source, base). Any ZeRO stage; a
 LoRA run's adapters are merged into the base. Runs on CPU without Ray. The folder then serves as `model.name=DIR`
-for `gcpo train`, `gcpo eval`, `gcpo sweep` and the generators. The work is `gcpo.training.export`'s.
+for `gcpo train`, `gcpo eval`, `gcpo sweep` and the generators. The work is `gcpo.standalone.export`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gcpo.training.export import export_checkpoint
+    from gcpo.standalone.export import export_checkpoint
 
     exported = export_checkpoint(args.run, args.out, step=args.step, force=args.force,
                                  say=lambda line: print(line, flush=True))

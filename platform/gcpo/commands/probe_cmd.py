@@ -5,7 +5,7 @@ with the transformers engine in this process, golden answers injected as in trai
 `--steps-off` optimiser steps off the batch's old log-probs, prints for every value of every grid or choice axis of
 the space (and every named arm) the cosine and norm ratio between the gradient the update hands the optimiser under
 that value and under the base config, and a verdict: `acts`, `acts (step size)`, `acts (scale only)` or
-`no-op here` (`gcpo.training.probe`). The base is the space's `base`, then `--config`'s file under it, `--preset`
+`no-op here` (`gcpo.standalone.probe`). The base is the space's `base`, then `--config`'s file under it, `--preset`
 and the KEY=VALUE overrides on top (with nothing naming a preset: gcpo, as `gcpo train`). No Ray, no MLflow.
 """
 
@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.config import ConfigError, load_config
+    from gcpo.standalone.probe import base_values, format_report, probe_variants, run_probe
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.sweeps.space import load_space
-    from gcpo.training.probe import base_values, format_report, probe_variants, run_probe
 
     if args.steps_off < 0:
         raise ConfigError(f"--steps-off: must be >= 0, got {args.steps_off}")
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     values = base_values(space.base, args.preset, args.overrides, args.config is not None)
     cfg = load_config(args.config, values)
     variants, skipped = probe_variants(space, values, args.config)
+    ensure_builtin_warm_start(cfg.model)  # smollm2-warmstart: made on first use, said
     r = cfg.rollout
     label = (f"gcpo probe {space.path.name}: preset {cfg.preset}, {r.prompts_per_step} prompts x {r.group_size}, "
              f"the policy {args.steps_off} step(s) off the batch's old log-probs")

@@ -43,13 +43,17 @@ def check_data(args: argparse.Namespace) -> None:
     """Before Ray starts: each distinct data setting among the sweep's grid points (arms x grid values; sampled
     keys at their base value) against its data and model (`gcpo.preflight.check_runs`)."""
     from gcpo.preflight import check_runs
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.sweeps.runner import select_arms
     from gcpo.sweeps.space import load_space, trial_config
 
     space = load_space(args.space, args.overrides)
     if args.arms:
         select_arms(space, args.arms)
-    check_runs(trial_config(space, point) for point in space.grid_arms())
+    configs = [trial_config(space, point) for point in space.grid_arms()]
+    for model in {cfg.model.name: cfg.model for cfg in configs}.values():
+        ensure_builtin_warm_start(model)
+    check_runs(configs)
     mark_data_checked()
 
 
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
     from gcpo.sweeps.compare import REPORT_FILES, format_table, load_comparison, write_report
     from gcpo.sweeps.runner import SweepInterrupted, run_sweep
+    from gcpo.tracking.training_run import ui_command
 
     if not args.resume:  # a resumed sweep runs the data it started with
         check_data(args)
@@ -81,5 +86,5 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(cmp, Path("reports") / outcome.name)
     print(format_table(cmp))
     print(f"\nreport: {paths['table'].parent}/ ({REPORT_FILES})")
-    print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+    print(f"look at it:  {ui_command(outcome.tracking_uri)}")
     return 1 if failed else 0

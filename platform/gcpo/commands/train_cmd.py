@@ -26,22 +26,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_verbose_argument(parser)
 
 
-def before_after_table(uri: str, run_id: str) -> str:
-    """Held-out metrics at the first and last logged step of every `eval/*` key, as a text table."""
-    from mlflow.tracking import MlflowClient
+def before_after_table(uri: str, run_id: str, eval_every: int) -> str:
+    """Held-out metrics at the first and last logged step of every `eval/*` key, as a text table; a line saying
+    that no held-out evaluation ran when none did (`trainer.eval_every=0`)."""
+    from gcpo.tracking.training_run import first_and_last
 
-    client = MlflowClient(tracking_uri=uri)
-    keys = sorted(k for k in client.get_run(run_id).data.metrics if k.startswith("eval/"))
+    rows = first_and_last(uri, run_id, "eval/")
+    if not rows:
+        return ("no held-out evaluation ran (trainer.eval_every=0), so there is no before/after table"
+                if eval_every <= 0 else "no held-out metrics were logged")
     lines = [f"{'held-out metric':<40} {'before':>10} {'after':>10}"]
-    for key in keys:
-        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-        lines.append(f"{key:<40} {history[0].value:>10.3f} {history[-1].value:>10.3f}")
+    lines += [f"{key:<40} {before:>10.3f} {after:>10.3f}" for key, (before, after) in rows.items()]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.cluster.runtime import init_ray
     from gcpo.preflight import check_run
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
+    from gcpo.tracking.training_run import ui_command
     from gcpo.training.fit import fit, load_run_config
 
     base = Path.cwd()
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.preset is None and not any(o.startswith("preset=") for o in args.overrides) and args.config is None:
             args.preset = DEFAULT_PRESET
         cfg, name = config_from_args(args), args.name
+    ensure_builtin_warm_start(cfg.model)  # smollm2-warmstart: made on first use, said
     checked = check_run(cfg)  # config against data and model, before Ray starts (gcpo.preflight)
     print(f"[gcpo] {checked.summary()}; starting Ray and the model", flush=True)
     mark_data_checked()
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = fit(cfg, run_name=name, base=base)
     print()
     if outcome.mlflow_run_id:
-        print(before_after_table(outcome.tracking_uri, outcome.mlflow_run_id))
+        print(before_after_table(outcome.tracking_uri, outcome.mlflow_run_id, cfg.trainer.eval_every))
     print(f"\nrun '{outcome.run_name}': checkpoints in {outcome.run_dir}, MLflow run {outcome.mlflow_run_id}")
-    print(f"look at it:  .venv/bin/mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+    print(f"look at it:  {ui_command(outcome.tracking_uri)}")
     return 0

@@ -1,7 +1,7 @@
 """`gcpo warmstart --out DIR | --builtin [--steps 60] [--batch 8] [--lr 2e-5] [--items 512] [--probe-prompts 64]
 [--probe-group 4] [--force] [--probe-only] [--config YAML] [--preset NAME] [KEY=VALUE ...]`.
 
-The warm-start recipe (`gcpo.training.warmstart`): supervised fine-tuning of `model.name` on the golden answers of
+The warm-start recipe (`gcpo.standalone.warmstart`): supervised fine-tuning of `model.name` on the golden answers of
 the task's warm-start split (disjoint from its RL training and held-out splits), saved as a Hugging Face folder,
 then probed the way an RL run would see it: the success rate and the shares of all-wrong, mixed and all-correct
 groups of G samples on the first RL training prompts, and held-out pass@1. Start a study from it with
@@ -20,7 +20,7 @@ from gcpo.console import add_verbose_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gcpo.training.warmstart import WarmStartSettings
+    from gcpo.standalone.warmstart import WarmStartSettings
 
     d = WarmStartSettings()
     parser.add_argument("--out", "-o", metavar="DIR", help="the folder to write the model into (required unless "
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     from gcpo.config import ConfigError
-    from gcpo.training.warmstart import WarmStartSettings
+    from gcpo.standalone.warmstart import WarmStartSettings
 
     for flag in ("steps", "batch", "items", "probe_prompts", "probe_group"):
         if getattr(args, flag) < 1:
@@ -60,8 +60,8 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.config import ConfigError
-    from gcpo.training.export import check_out
-    from gcpo.training.warmstart import probe_warm_start, warm_start
+    from gcpo.standalone.export import check_out
+    from gcpo.standalone.warmstart import probe_warm_start, warm_start
 
     cfg = config_from_args(args)
     settings = settings_from_args(args)
@@ -86,7 +86,7 @@ def _builtin(args: argparse.Namespace, cfg, settings, say) -> int:
     """--builtin: the built-in recipe into the model cache (refusing other SFT settings), then its probe."""
     from gcpo.config import ConfigError
     from gcpo.models import warmstart_dir
-    from gcpo.training.warmstart import make_builtin_warm_start, probe_warm_start
+    from gcpo.standalone.warmstart import make_builtin_warm_start, probe_warm_start
 
     out = warmstart_dir()
     if not args.probe_only:

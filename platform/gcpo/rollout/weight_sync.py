@@ -17,7 +17,6 @@ weights into every engine, `restore(rank)` brings a restarted engine to the late
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import typing
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Callable, Mapping
 import torch
 
 from gcpo.config import ConfigError, WeightTransport
+from gcpo.network import free_port
 
 GROUP_TIMEOUT_S = 120
 
@@ -72,12 +72,6 @@ class SharedFileTransport:
             self.path = None
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def process_group(backend: str, store, rank: int, world_size: int):
     """A process group outside torch.distributed's default one (the trainer's own group is untouched)."""
     from datetime import timedelta
@@ -103,7 +97,7 @@ class CollectiveTransport:
         import ray
 
         host = ray.util.get_node_ip_address()
-        port = _free_port(host)
+        port = free_port(host)
         world = 1 + len(self._actors())
         self._store = torch.distributed.TCPStore(host, port, world, is_master=True, wait_for_workers=False,
                                                  timeout=timedelta(seconds=GROUP_TIMEOUT_S))

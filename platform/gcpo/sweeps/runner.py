@@ -69,7 +69,9 @@ class SweepOutcome:
 
 
 def sweep_dir(base_cfg: RunConfig, name: str, base: Path) -> Path:
-    return (base / base_cfg.trainer.output_dir / "sweeps" / name).resolve()
+    from gcpo.run_folder import sweep_folder
+
+    return sweep_folder(base_cfg.trainer.output_dir, name, base)
 
 
 def arm_label(params: dict[str, Any], keys: list[str]) -> str:
@@ -107,26 +109,14 @@ def param_space(space: SearchSpace) -> dict[str, Any]:
 
 def _child_run(ctx: SweepContext, cfg: RunConfig, params: dict, trial_id: str) -> str:
     """The trial's MLflow child run: found by its trial key on a retry, else created with params and arm tags."""
-    from mlflow.tracking import MlflowClient
+    from gcpo.tracking.sweep_runs import trial_run
 
-    from gcpo.tracking.training_run import experiment_id
-
-    client = MlflowClient(tracking_uri=ctx.tracking_uri)
-    exp = experiment_id(client, ctx.experiment, ctx.tracking_uri)
-    key = f"{ctx.name}/{trial_id}"
-    found = client.search_runs([exp], filter_string=f"tags.`gcpo.trial_key` = '{key}'", max_results=1)
-    if found:
-        return found[0].info.run_id
-    tags = {"mlflow.parentRunId": ctx.parent_run_id, "gcpo.sweep": ctx.name, "gcpo.trial_key": key,
-            "gcpo.arm": arm_label(params, ctx.space.swept_keys) or "base", "gcpo.seed": str(cfg.trainer.seed),
-            "gcpo.preset": str(cfg.preset)}
     flat = to_flat_dict(loggable(cfg))  # a swept key's tag is the param it ran with, as MLflow stores it
-    tags |= {f"gcpo.swept.{k}": str(flat.get(k, params[k])) for k in ctx.space.swept_keys if k in params}
-    from gcpo.tracking.training_run import TrainingRunLogger
-
-    logger = TrainingRunLogger(ctx.tracking_uri, ctx.experiment, run_name=f"{ctx.name}-{trial_id}",
-                               params=flat, tags=tags)
-    return logger.run_id
+    return trial_run(ctx.tracking_uri, ctx.experiment, parent_run_id=ctx.parent_run_id, sweep=ctx.name,
+                     trial_key=f"{ctx.name}/{trial_id}", arm=arm_label(params, ctx.space.swept_keys) or "base",
+                     seed=cfg.trainer.seed, preset=str(cfg.preset),
+                     swept={k: str(flat.get(k, params[k])) for k in ctx.space.swept_keys if k in params},
+                     params=flat, run_name=f"{ctx.name}-{trial_id}")
 
 
 def _trial(params: dict, ctx: SweepContext) -> None:
@@ -196,6 +186,54 @@ def select_grid(space: SearchSpace, only: dict[str, list]) -> None:
             space.arms = {n: space.arms[n] for n in values}
 
 
+def _narrowed_space(space_path: str | Path, overrides, seeds: list[int] | None, arms: list[str] | None,
+                    only: dict[str, list] | None) -> SearchSpace:
+    """The space file under `overrides`, with `seeds` replacing its seeds and only `arms` / `only` kept."""
+    space = load_space(space_path, overrides)
+    if seeds:
+        space.seeds = list(seeds)
+    if arms:
+        select_arms(space, arms)
+    if only:
+        select_grid(space, only)
+    return space
+
+
+def _start_sweep(space: SearchSpace, cfg: RunConfig, name: str, state: dict, base: Path) -> dict:
+    """A new sweep's parent run in MLflow; returns `state` (what `--resume` needs) with its MLflow fields."""
+    from gcpo.tracking.sweep_runs import create_parent_run
+    from gcpo.tracking.training_run import absolute_tracking_uri
+
+    experiment = cfg.tracking.experiment if "tracking.experiment" in space.base else name
+    uri = absolute_tracking_uri(cfg.tracking.uri, base)
+    params = {"search": space.search, "trials": space.trials, "seeds": space.seeds,
+              "total_trials": space.total_trials, "overrides": [redact(o) for o in state["overrides"]]}
+    parent = create_parent_run(uri, experiment, name=name, swept_keys=space.swept_keys, metric=space.metric,
+                               mode=space.mode, description=space.description, space_file=str(space.path),
+                               params=params)
+    return state | {"experiment": experiment, "tracking_uri": uri, "parent_run_id": parent,
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _tuner(ctx: SweepContext, cfg: RunConfig, root: Path, resume: bool, max_concurrent: int | None):
+    """A new Tune experiment under `root/tune`, or the interrupted one restored (`resume`)."""
+    import ray
+    from ray import tune
+
+    concurrent = max_concurrent or max_concurrent_trials(cfg, ray.cluster_resources().get("CPU", 1))
+    trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx), {"CPU": TRIAL_DRIVER_CPUS})
+    tune_dir = root / "tune"
+    if resume and tune.Tuner.can_restore(str(tune_dir)):
+        return tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    return tune.Tuner(
+        trainable, param_space=param_space(ctx.space),
+        tune_config=_tune_config(ctx.space, _reports_per_run(cfg), concurrent),
+        run_config=tune.RunConfig(name="tune", storage_path=str(root),
+                                  failure_config=tune.FailureConfig(max_failures=ctx.space.max_failures),
+                                  verbose=1 if is_verbose() else 0),  # Tune's status tables
+    )
+
+
 def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None,
               resume: bool = False, base: Path | None = None, max_concurrent: int | None = None,
               seeds: list[int] | None = None, arms: list[str] | None = None,
@@ -205,11 +243,7 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     `seeds` replaces the space's `seeds:` list; `arms` keeps only these of its named arms and `only` only these
     values of its grid keys (a resumed sweep keeps the seeds, arms and grid values it started with);
     `keep_checkpoints` (best, all, none) replaces the space's."""
-    import ray
-    from mlflow.tracking import MlflowClient
-    from ray import tune
-
-    from gcpo.tracking.training_run import absolute_tracking_uri, experiment_id
+    from gcpo.tracking.sweep_runs import close_sweep
     from gcpo.training.fit import absolutize
 
     if keep_checkpoints is not None and keep_checkpoints not in KEEP_CHECKPOINTS:  # before hours of trials
@@ -218,13 +252,7 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     # A trial resumed after its training had already ended (the driver died between the last report and Tune
     # recording it) reports only its step: Tune must not fail it for lacking the metric.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    space = load_space(space_path, overrides)
-    if seeds:
-        space.seeds = list(seeds)
-    if arms:
-        select_arms(space, arms)
-    if only:
-        select_grid(space, only)
+    space = _narrowed_space(space_path, overrides, seeds, arms, only)
     name = name or space.name
     cfg = absolutize(trial_config(space, {}), base)
     root = sweep_dir(cfg, name, base)
@@ -233,50 +261,22 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
         if not state_file.exists():
             raise FileNotFoundError(f"--resume: no sweep named {name!r} at {root} (no {SWEEP_FILE})")
         state = json.loads(state_file.read_text())
-        space = load_space(state["space_file"], state["overrides"])
-        space.seeds = state.get("seeds", space.seeds)
-        if state.get("arms"):
-            select_arms(space, state["arms"])
-        if state.get("only"):
-            select_grid(space, state["only"])
+        space = _narrowed_space(state["space_file"], state["overrides"], state.get("seeds", space.seeds),
+                                state.get("arms"), state.get("only"))
         cfg = absolutize(trial_config(space, {}), base)
     elif state_file.exists():
         raise FileExistsError(f"a sweep named {name!r} already exists at {root}; pass --resume to continue it "
                               f"or --name to start another")
     else:
-        experiment = cfg.tracking.experiment if "tracking.experiment" in space.base else name
-        uri = absolute_tracking_uri(cfg.tracking.uri, base)
-        client = MlflowClient(tracking_uri=uri)
-        parent = client.create_run(experiment_id(client, experiment, uri), run_name=name, tags={
-            "gcpo.sweep": name, "gcpo.sweep_parent": "true", "gcpo.swept_keys": ",".join(space.swept_keys),
-            "gcpo.metric": space.metric, "gcpo.mode": space.mode, "mlflow.note.content": space.description})
-        client.log_artifact(parent.info.run_id, str(space.path))
-        for key, value in {"search": space.search, "trials": space.trials, "seeds": space.seeds,
-                           "total_trials": space.total_trials, "overrides": [redact(o) for o in overrides]}.items():
-            client.log_param(parent.info.run_id, key, json.dumps(value))
-        state = {"name": name, "space_file": str(Path(space_path).resolve()), "overrides": list(overrides),
-                 "seeds": space.seeds, "arms": list(arms or []), "only": only or {},
-                 "experiment": experiment, "tracking_uri": uri, "parent_run_id": parent.info.run_id,
-                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        state = _start_sweep(space, cfg, name, {
+            "name": name, "space_file": str(Path(space_path).resolve()), "overrides": list(overrides),
+            "seeds": space.seeds, "arms": list(arms or []), "only": only or {}}, base)
         root.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))
 
     ctx = SweepContext(space=space, name=name, experiment=state["experiment"], tracking_uri=state["tracking_uri"],
                        parent_run_id=state["parent_run_id"], trials_dir=str(root / "trials"), base_dir=str(base))
-    concurrent = max_concurrent or max_concurrent_trials(cfg, ray.cluster_resources().get("CPU", 1))
-    trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx), {"CPU": TRIAL_DRIVER_CPUS})
-    tune_dir = root / "tune"
-    if resume and tune.Tuner.can_restore(str(tune_dir)):
-        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable, param_space=param_space(space),
-            tune_config=_tune_config(space, _reports_per_run(cfg), concurrent),
-            run_config=tune.RunConfig(name="tune", storage_path=str(root),
-                                      failure_config=tune.FailureConfig(max_failures=space.max_failures),
-                                      verbose=1 if is_verbose() else 0),  # Tune's status tables
-        )
-    grid = tuner.fit()
+    grid = _tuner(ctx, cfg, root, resume, max_concurrent).fit()
     ended = grid.num_terminated + grid.num_errors  # Tune returns normally when interrupted
     if ended < ctx.space.total_trials:  # (trials it had not yet created are not in the grid)
         raise SweepInterrupted(f"sweep '{name}' was interrupted with {ctx.space.total_trials - ended} of "
@@ -284,11 +284,8 @@ def run_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     trials = _close_children(ctx, grid)
     removed = prune_checkpoints(trials, Path(ctx.trials_dir), name, keep_checkpoints or space.keep_checkpoints,
                                 space.mode)
-    client = MlflowClient(tracking_uri=ctx.tracking_uri)
-    for row in trials:
-        if row["run_id"] and row["checkpoint"]:
-            client.set_tag(row["run_id"], "gcpo.checkpoint", row["checkpoint"])
-    client.set_terminated(ctx.parent_run_id, "FINISHED")
+    close_sweep(ctx.tracking_uri, ctx.parent_run_id,
+                {row["run_id"]: row["checkpoint"] for row in trials if row["run_id"] and row["checkpoint"]})
     return SweepOutcome(name, root, ctx.experiment, ctx.tracking_uri, ctx.parent_run_id, trials, removed)
 
 
@@ -315,25 +312,20 @@ def prune_checkpoints(trials: list[dict], trials_dir: Path, name: str, keep: str
 
 def _close_children(ctx: SweepContext, grid) -> list[dict]:
     """One row per trial; child runs a scheduler stopped (left RUNNING) become KILLED, tagged stopped_early."""
-    from mlflow.tracking import MlflowClient
+    from gcpo.tracking.sweep_runs import child_runs, end_stopped_trial
 
-    client = MlflowClient(tracking_uri=ctx.tracking_uri)
-    exp = client.get_experiment_by_name(ctx.experiment)
-    children = {r.data.tags.get("gcpo.trial_key"): r for r in client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{ctx.parent_run_id}'", max_results=10000)}
+    children = child_runs(ctx.tracking_uri, ctx.experiment, ctx.parent_run_id)
     rows = []
     for result in grid:
         trial_id = str((result.metrics or {}).get("trial_id", ""))
         params = dict(result.config or {})
         child = children.get(f"{ctx.name}/{trial_id}")
-        if child is not None and child.info.status == "RUNNING":
-            stopped = result.error is None
-            client.set_tag(child.info.run_id, "gcpo.stopped_early", str(stopped).lower())
-            client.set_terminated(child.info.run_id, "KILLED" if stopped else "FAILED")
+        if child is not None and child.status == "RUNNING":
+            end_stopped_trial(ctx.tracking_uri, child.run_id, stopped_early=result.error is None)
         rows.append({"trial": trial_id, "arm": arm_label(params, ctx.space.swept_keys),
                      "seed": params.get("trainer.seed", ctx.space.seeds[0]),
                      "status": "error" if result.error else "ok",
                      "metric": (result.metrics or {}).get(ctx.space.metric),
                      "iterations": (result.metrics or {}).get("training_iteration", 0),
-                     "run_id": child.info.run_id if child else None, "checkpoint": None})
+                     "run_id": child.run_id if child else None, "checkpoint": None})
     return rows

@@ -22,11 +22,14 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from gcpo.tasks.jsonl import TaskDataError
 from gcpo.tasks.prompts import render_prompts
 from gcpo.tasks.types import Task, TaskItem
+
+if TYPE_CHECKING:
+    from gcpo.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +116,10 @@ def fit_to_context(task: Task, tokenizer: Any, *, max_model_len: int, max_new_to
                 "first: %s", task.name, task.split, len(bad), bad[0].message())
     return dataclasses.replace(task, items=[it for i, it in enumerate(task.items) if i not in dropped],
                                skipped_rows=task.skipped_rows + len(bad))
+
+
+def fit_task(cfg: RunConfig, task: Task, tokenizer: Any, max_model_len: int) -> Task:
+    """`fit_to_context` with `cfg`'s settings (`rollout.max_new_tokens`, `task.skip_bad_rows`): the one call the
+    start-up check (`gcpo.preflight`) and the training worker (`gcpo.training.data`) both make."""
+    return fit_to_context(task, tokenizer, max_model_len=max_model_len, max_new_tokens=cfg.rollout.max_new_tokens,
+                          skip_bad_rows=cfg.task.skip_bad_rows)

@@ -16,7 +16,7 @@ def fit_rows(cfg: RunConfig, task, tokenizer, max_model_len: int | None):
     the first such row. The driver checked and reported the same rows before Ray started (`gcpo.preflight`), so
     skips are not said again here."""
     from gcpo.console import reported_on_driver
-    from gcpo.preflight import fit_task
+    from gcpo.tasks.lengths import fit_task
 
     if max_model_len is None:
         return task

@@ -108,6 +108,7 @@ class Rank0Driver(FollowerDriver):
         self.eval_s = 0.0  # the last held-out evaluation's seconds (the ETA's estimate of the next)
 
     def _logger(self, run: dict, restored: Restored):
+        from gcpo.tracking import tags
         from gcpo.tracking.training_run import TrainingRunLogger
 
         cfg = self.cfg
@@ -115,7 +116,7 @@ class Rank0Driver(FollowerDriver):
             cfg.tracking.uri, cfg.tracking.experiment, run_name=run["run_name"],
             params=to_flat_dict(loggable(cfg)),  # a password in a URI shows as ***
             run_id=restored.mlflow_run_id or run.get("mlflow_run_id"), parent_run_id=run.get("parent_run_id"),
-            tags={"gcpo.preset": str(cfg.preset), "gcpo.run_name": run["run_name"]},
+            tags={tags.PRESET: str(cfg.preset), tags.RUN_NAME: run["run_name"]},
         )
         if restored.step == 0:
             logger.log_text(dump_yaml(loggable(cfg)), "config.yaml")
@@ -201,8 +202,7 @@ class Rank0Driver(FollowerDriver):
         every = self.cfg.tracking.log_rollouts_every
         if every > 0 and (step + 1) % every == 0:
             rows = [{**s, "prompt": self.data.questions[s["item"]]} for s in samples]
-            self.logger.client.log_table(self.run_id, data=_columns(rows),
-                                         artifact_file=f"rollouts/step_{step + 1:05d}.json")
+            self.logger.log_table(_columns(rows), f"rollouts/step_{step + 1:05d}.json")
         say(progress_line(step, t.steps, metrics, time.time() - self.started, self.first_step,
                           self.pending_eval_s(step)))
         return held_out

@@ -1,8 +1,8 @@
 """One training run as a Ray Train `TorchTrainer` whose workers run `gcpo.training.loop.train_loop_per_worker`.
 
 `fit(cfg)` runs one training run and returns a `TrainOutcome`; `--resume` re-runs the same Ray Train run name
-and storage path, which Ray Train V2 restores from its latest committed checkpoint. The `trainables` package
-wraps this for Ray Tune; `gcpo train` calls it directly.
+and storage path, which Ray Train V2 restores from its latest committed checkpoint. `gcpo train` calls it
+directly; a sweep's Tune trial (`gcpo.sweeps.runner`) calls it with Tune's report callback.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gcpo.config import RunConfig, TrainerConfig, dump_yaml, from_dict, load_config, to_dict
+from gcpo.config import RunConfig, TrainerConfig, from_dict, load_config, to_dict
 from gcpo.models import absolute_model_name, resolve_model
+from gcpo.run_folder import RUN_CONFIG, create_run_folder, find_run_folder
 from gcpo.tasks.loading import absolute_paths
 from gcpo.tracking.training_run import absolute_tracking_uri
 
@@ -71,16 +72,15 @@ def build_trainer(cfg: RunConfig, run_name: str, *, parent_run_id: str | None = 
 def fit(cfg: RunConfig, *, run_name: str | None = None, base: Path | None = None,
         parent_run_id: str | None = None, mlflow_run_id: str | None = None, max_failures: int = 1,
         callbacks: list | None = None) -> TrainOutcome:
-    """Run (or, when `runs/<run_name>` already holds a checkpointed run, resume) one training run.
+    """Run (or, when `<trainer.output_dir>/<run_name>` already holds a checkpointed run, resume) one training run
+    (the run folder's layout: `gcpo.run_folder`).
 
     `mlflow_run_id`: log into this existing run (a sweep's child run) instead of creating one; `callbacks`: Ray
     Train user callbacks (a sweep passes Tune's report callback); `max_failures`: worker-group restarts.
     """
     cfg = absolutize(cfg, base or Path.cwd())
     run_name = run_name or cfg.tracking.run_name or f"{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(cfg.trainer.output_dir) / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "gcpo_config.yaml").write_text(dump_yaml(cfg))
+    run_dir = create_run_folder(cfg, run_name)
     resolve_model(cfg.model)  # convert/build the model once, before workers race for it
     result = build_trainer(cfg, run_name, parent_run_id=parent_run_id, mlflow_run_id=mlflow_run_id,
                            max_failures=max_failures, callbacks=callbacks).fit()
@@ -89,13 +89,13 @@ def fit(cfg: RunConfig, *, run_name: str | None = None, base: Path | None = None
 
 
 def load_run_config(run: str | Path, base: Path) -> tuple[RunConfig, str]:
-    """For `--resume`: a run directory (or a run name under `runs/`) -> its saved config and run name."""
-    path = Path(run)
-    if not (path / "gcpo_config.yaml").exists():
-        path = base / "runs" / str(run)
-    if not (path / "gcpo_config.yaml").exists():
+    """For `--resume`: a run folder or a run name (`gcpo.run_folder.find_run_folder`) -> its saved config and run
+    name."""
+    folder, looked = find_run_folder(run, base)
+    if folder is None:
         from gcpo.config import ConfigError
 
-        raise ConfigError(f"--resume: no run at {run!r} (looked for gcpo_config.yaml in {Path(run)} and {path})")
-    cfg = load_config(path / "gcpo_config.yaml")
-    return from_dict(to_dict(cfg)), path.name
+        raise ConfigError(f"--resume: no run at {run!r} (looked for {RUN_CONFIG} in "
+                          f"{', '.join(str(p) for p in looked)})")
+    cfg = load_config(folder / RUN_CONFIG)
+    return from_dict(to_dict(cfg)), folder.name

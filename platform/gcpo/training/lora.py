@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from gcpo.config import ConfigError, LoraConfig
+from gcpo.models import check_target_modules
 
 ADAPTER = "default"  # peft's name for the one adapter
 LORA_FILE = "lora.json"
@@ -44,15 +45,6 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
     peft_config = PeftLoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, peft_config)
-
-
-def check_target_modules(model: torch.nn.Module, lora: LoraConfig) -> None:
-    """Every name in `model.lora.target_modules` must be a linear layer of `model` (a meta-device copy will do)."""
-    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    missing = sorted(set(lora.target_modules) - linear)
-    if missing:
-        raise ConfigError(f"model.lora.target_modules: {missing} name no linear layer of the model (its linear "
-                          f"layers: {sorted(linear)})")
 
 
 def is_lora(module: torch.nn.Module) -> bool:

@@ -42,26 +42,56 @@ def test_warmstart_refuses_a_jsonl_task_naming_the_field(tmp_path, capsys):
     assert "task.name" in capsys.readouterr().err
 
 
-def test_the_builtin_warm_start_is_named_until_made(tmp_path, monkeypatch):
+def fake_builtin_warm_start(made):
+    """Stands in for the 7-minute SFT: the folder it would write."""
+    from gcpo.models import warmstart_dir
+
+    def make(*, say, probe=False):
+        made.append(warmstart_dir())
+        warmstart_dir().mkdir(parents=True)
+        (warmstart_dir() / "config.json").write_text("{}")
+    return make
+
+
+def test_the_builtin_warm_start_is_named_until_made(tmp_path, monkeypatch, capsys):
     """`model.name=smollm2-warmstart` resolves to its cache folder once made; before that, resolving it is an
-    error saying how to make it, and the start-up check of `gcpo train` / `gcpo sweep` makes it (once)."""
-    from gcpo import preflight
+    error saying how to make it, and `ensure_builtin_warm_start` (the commands' call) makes it once, saying so."""
     from gcpo.config import ConfigError, ModelConfig
-    from gcpo.models import WARMSTART_MODEL, resolve_model, warmstart_dir
-    from gcpo.training import warmstart
+    from gcpo.models import WARMSTART_MODEL, resolve_model
+    from gcpo.standalone import warmstart
 
     monkeypatch.setenv("GCPO_CACHE", str(tmp_path))
     with pytest.raises(ConfigError, match="gcpo warmstart --builtin"):
         resolve_model(ModelConfig(name=WARMSTART_MODEL))
     made = []
-
-    def make(*, say, probe=False):  # stands in for the 7-minute SFT: the folder it would write
-        made.append(warmstart_dir())
-        warmstart_dir().mkdir(parents=True)
-        (warmstart_dir() / "config.json").write_text("{}")
-
-    monkeypatch.setattr(warmstart, "make_builtin_warm_start", make)
-    preflight._make_builtin_warm_start(ModelConfig(name=WARMSTART_MODEL))
-    preflight._make_builtin_warm_start(ModelConfig(name=WARMSTART_MODEL))  # made once
+    monkeypatch.setattr(warmstart, "make_builtin_warm_start", fake_builtin_warm_start(made))
+    assert not warmstart.ensure_builtin_warm_start(ModelConfig(name="tiny"))
+    assert warmstart.ensure_builtin_warm_start(ModelConfig(name=WARMSTART_MODEL))
+    assert not warmstart.ensure_builtin_warm_start(ModelConfig(name=WARMSTART_MODEL))  # made once
     assert made == [tmp_path / "models" / "smollm2-warmstart-v1"]
     assert resolve_model(ModelConfig(name=WARMSTART_MODEL)) == made[0]
+    assert capsys.readouterr().out.count("[gcpo] model.name=smollm2-warmstart is not made yet: making it now") == 1
+
+
+def test_the_start_up_check_builds_nothing_and_gcpo_train_makes_the_warm_start(tmp_path, monkeypatch, capsys):
+    """`check_run` only checks (a missing warm start is named, not made); `gcpo train` makes it before the check."""
+    from gcpo import preflight
+    from gcpo.cli import main
+    from gcpo.config import ConfigError, load_config
+    from gcpo.standalone import warmstart
+
+    monkeypatch.setenv("GCPO_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match="not made yet"):
+        preflight.check_run(load_config(None, {"model.name": "smollm2-warmstart", "task.train_size": 4,
+                                               "task.eval_size": 2}))
+    made = []
+    monkeypatch.setattr(warmstart, "make_builtin_warm_start", fake_builtin_warm_start(made))
+
+    def stop(cfg):
+        raise ConfigError("stopped after the warm start (test)")
+    monkeypatch.setattr(preflight, "check_run", stop)
+    assert main(["train", "model.name=smollm2-warmstart"]) == 2
+    assert len(made) == 1
+    out = capsys.readouterr()
+    assert "model.name=smollm2-warmstart is not made yet: making it now" in out.out
+    assert "stopped after the warm start" in out.err

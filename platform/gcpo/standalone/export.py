@@ -1,7 +1,7 @@
 """A run's checkpoint as a Hugging Face model folder (`gcpo export`), usable as `model.name=DIR`.
 
 What it reads (written by `gcpo.training.checkpoint` through Ray Train):
-- a run folder `<trainer.output_dir>/<name>/`: the resolved `gcpo_config.yaml`, Ray Train's `checkpoint_<time>/`
+- a run folder `<trainer.output_dir>/<name>/` (`gcpo.run_folder`): the resolved `gcpo_config.yaml`, Ray Train's `checkpoint_<time>/`
   folders, and `checkpoint_manager_snapshot.json`, Ray Train's record of the *committed* checkpoints and of the
   metrics reported with each. A folder it does not list was never committed (a killed attempt's, maybe half
   written): it is picked only when named itself, with a warning.
@@ -49,10 +49,10 @@ import yaml
 from gcpo.config import ModelConfig, load_config
 from gcpo.console import is_verbose
 from gcpo.models import resolve_model
+from gcpo.run_folder import RUN_CONFIG, find_run_folder
 from gcpo.training.checkpoint import CKPT_TAG, STEP_FILE
 from gcpo.training.lora import ADAPTER, LORA_FILE, base_name, check_lora_file, merged_weights, scaling
 
-RUN_CONFIG = "gcpo_config.yaml"
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the committed checkpoints
 EXPORT_FILE = "gcpo_export.json"
 STAGE0_FILE = "mp_rank_00_model_states.pt"
@@ -91,14 +91,14 @@ def committed_checkpoints(run_dir: Path) -> list[Source]:
 
 
 def find_source(target: str, base: Path, step: int | None = None) -> Source:
-    """`target`: a checkpoint folder, a run folder, or a run name under `base/runs`; the latest committed
-    checkpoint of a run, or the one of `step`."""
+    """`target`: a checkpoint folder, a run folder, or a run name (under `base/runs`, or wherever this machine
+    wrote it: `gcpo.run_folder.find_run_folder`); the latest committed checkpoint of a run, or the one of `step`."""
     path = Path(target).expanduser()
     if (path / STEP_FILE).exists():
         return _named_checkpoint(path, step)
-    run_dir = path if (path / RUN_CONFIG).exists() else base / "runs" / target
-    if not (run_dir / RUN_CONFIG).exists():
-        elsewhere = f" nor in {run_dir}" if run_dir != path else ""
+    run_dir, looked = find_run_folder(target, base)
+    if run_dir is None:
+        elsewhere = "".join(f" nor in {p}" for p in looked[1:] if p != path)
         raise ExportError(f"no run or checkpoint at {target!r}: no {RUN_CONFIG} in {path}{elsewhere}, and {path} is "
                           f"no checkpoint folder (no {STEP_FILE})")
     found = committed_checkpoints(run_dir)

@@ -1,4 +1,4 @@
-"""`gcpo probe` (`gcpo.training.probe`): the base config and the switches it takes from a space, the comparison and
+"""`gcpo probe` (`gcpo.standalone.probe`): the base config and the switches it takes from a space, the comparison and
 its verdict, and the command end to end on the tiny model."""
 
 import math
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gcpo.sweeps import load_space
-from gcpo.training.probe import Measurement, base_values, compare, format_report, probe_variants, verdict
+from gcpo.standalone.probe import Measurement, base_values, compare, format_report, probe_variants, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = """base:

@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from gcpo.cli import main
 from gcpo.config import dump_yaml, load_config
 from gcpo.models import absolute_model_name, resolve_model, tiny_dir
+from gcpo.run_folder import RUN_CONFIG
+from gcpo.standalone.export import RAY_SNAPSHOT, ExportError, export_checkpoint, find_source
 from gcpo.training.checkpoint import STEP_FILE
-from gcpo.training.export import RAY_SNAPSHOT, RUN_CONFIG, ExportError, export_checkpoint, find_source
 
 PROMPTS = [[1, 17, 42, 99, 7], [1, 250, 3000, 12], [1, 5, 6]]
 RESPONSES = [[77, 88, 99, 100], [400, 401], [13, 14, 15, 16, 17, 18]]
@@ -57,6 +58,27 @@ def test_a_missing_run_a_missing_step_and_no_checkpoint_are_named(tmp_path):
     empty = fake_run(tmp_path / "runs" / "empty", [2], committed=set())
     with pytest.raises(ExportError, match=f"the run {empty} has no committed checkpoint"):
         find_source("empty", tmp_path)
+
+
+def test_a_run_name_is_found_under_another_output_dir(tmp_path, monkeypatch):
+    """A run written under `trainer.output_dir=elsewhere` is found by its name alone, from the project folder: its
+    folder was recorded when the run started (`gcpo.run_folder`); `--resume NAME` finds it the same way."""
+    from gcpo.run_folder import create_run_folder
+    from gcpo.training.fit import load_run_config
+
+    monkeypatch.setenv("GCPO_CACHE", str(tmp_path / "cache"))
+    project = tmp_path / "project"
+    project.mkdir()
+    run = fake_run(tmp_path / "elsewhere" / "far", [3, 6])
+    create_run_folder(load_config(overrides=["model.name=tiny", f"trainer.output_dir={tmp_path / 'elsewhere'}"]),
+                      "far")
+    found = find_source("far", project)
+    assert (found.run_dir.resolve(), found.step) == (run.resolve(), 6)
+    cfg, name = load_run_config("far", project)
+    assert (name, cfg.trainer.output_dir) == ("far", str(tmp_path / "elsewhere"))
+    with pytest.raises(ExportError, match=rf"no run or checkpoint at 'near': no {RUN_CONFIG} in near nor in "
+                                          rf"{project}/runs/near"):
+        find_source("near", project)
 
 
 def test_the_command_refuses_a_non_empty_out_without_force_and_a_missing_run(tmp_path, capsys, monkeypatch):

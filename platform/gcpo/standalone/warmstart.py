@@ -9,7 +9,7 @@ and most ablation switches cannot act (docs/results.md). The recipe, one command
 2. **Supervised fine-tuning** on their golden answers: token-mean cross-entropy (`gcpo.algorithms.sft_loss`),
    `steps` AdamW updates of `batch` items at `lr` (gradient norm clipped to 1), items in an order seeded by
    `trainer.seed`, in this process on the CPU (a 135M model's SFT needs neither Ray nor DeepSpeed).
-3. **Save** as a Hugging Face folder (`gcpo.training.export.write_folder`, the export's writer) with
+3. **Save** as a Hugging Face folder (`gcpo.standalone.export.write_folder`, the export's writer) with
    `gcpo_warmstart.json`: the settings, the items' split, the losses, and the probe below. `model.name=DIR` then
    starts `gcpo train`, `gcpo eval` and `gcpo sweep` from it.
 4. **Probe** what an RL run would see: `probe_group` samples (temperature `rollout.temperature`) for each of the
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gcpo.config import RunConfig, to_dict
+from gcpo import console
+from gcpo.config import ModelConfig, RunConfig, to_dict
 
 WARMSTART_FILE = "gcpo_warmstart.json"
 
@@ -169,6 +170,19 @@ def make_builtin_warm_start(*, say: Callable[[str], None] = print, probe: bool =
     return warm_start(load_config(), warmstart_dir(), BUILTIN_RECIPE, say=say, probe=probe)
 
 
+def ensure_builtin_warm_start(model: ModelConfig, *, say: Callable[[str], None] = console.say) -> bool:
+    """Make the built-in warm start when `model` names it (`model.name=smollm2-warmstart`) and it is not made yet,
+    saying so; True when it was made now. Called by the commands that run a model (`gcpo train`, `gcpo sweep`,
+    `gcpo eval`, `gcpo probe`) before their start-up check, which never builds anything."""
+    from gcpo.models import WARMSTART_MODEL, warmstart_dir
+
+    if model.name != WARMSTART_MODEL or (warmstart_dir() / "config.json").exists():
+        return False
+    say(f"[gcpo] model.name={WARMSTART_MODEL} is not made yet: making it now (supervised fine-tuning, once)")
+    make_builtin_warm_start(say=say)
+    return True
+
+
 def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable[[str], None] = print,
                probe: bool = True) -> dict:
     """The recipe (see the module docstring; `probe` False: steps 1-3 only); returns the record written to
@@ -178,7 +192,7 @@ def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable
     from transformers import AutoTokenizer
 
     from gcpo.models import load_causal_lm, resolve_model
-    from gcpo.training.export import write_folder
+    from gcpo.standalone.export import write_folder
 
     started = time.time()
     base_dir = resolve_model(cfg.model)
