@@ -103,3 +103,32 @@ def test_the_probe_command_on_the_tiny_model(tmp_path):
     # golden rows (unclipped) or KL bring one back
     assert [(row[0], row[-1]) for row in others] == [("unclipped", "acts"), ("0.04", "acts")]
     assert "not probed: trainer.lr" in done.stdout and "not probed: algorithm.clip_high" in done.stdout
+
+
+@pytest.mark.integration
+def test_the_clip_calibration_on_the_tiny_model(tmp_path):
+    """`gcpo probe --calibrate-clip`: two probe batches of the tiny model (4 groups, two mini-batches), one update
+    at lr 1e-3 on each first half; the calibrated sequence range's clip fraction matches the token range's within a
+    token of the pooled count, where GSPO's range clips more; the JSON holds what was printed."""
+    import json
+
+    env = {**{k: v for k, v in os.environ.items() if k != "GCPO_VERBOSE"},
+           "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "gcpo.cli", "probe", "--calibrate-clip", "--batches", "2", "--out", "cal.json",
+         "--preset", "gcpo", "model.name=tiny", "rollout.max_new_tokens=8", "rollout.prompts_per_step=4",
+         "task.train_size=16", "task.eval_size=2", "trainer.lr=1e-3", "trainer.mini_batches=2",
+         "algorithm.clip_low=0.01", "algorithm.clip_high=0.01"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[gcpo] probe batch 2/2: 8 rows in the second mini-batch" in done.stdout
+    cal = json.loads((tmp_path / "cal.json").read_text())
+    assert cal["token_range"] == [0.01, 0.01] and cal["base_sequence_range"] == [3e-4, 4e-4]
+    low, high = cal["sequence_range"]
+    assert high == pytest.approx(low * 4 / 3, rel=0.01)
+    learnable = sum(p["learnable_tokens"] for p in cal["per_batch"])
+    calibrated = sum(p["sequence_calibrated"] * p["learnable_tokens"] for p in cal["per_batch"]) / learnable
+    assert calibrated <= cal["target"] + 1e-9 and calibrated >= cal["target"] - 0.25  # a step function of the range
+    base = sum(p["sequence_base"] * p["learnable_tokens"] for p in cal["per_batch"]) / learnable
+    assert base >= calibrated
+    assert f"use it: algorithm.clip_low_sequence={low:g} algorithm.clip_high_sequence={high:g}" in done.stdout

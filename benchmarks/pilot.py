@@ -1,0 +1,105 @@
+"""The study regime's pilot (docs/results.md, "The study regime"): can two arms differ in this regime, and what
+would it take to tell them apart?
+
+    .venv/bin/python benchmarks/pilot.py [--arms gcpo,grpo] [--seeds 0,1] [--work DIR] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/pilot.py --report-only
+
+Each piece is one `gcpo train --config configs/study.yaml --preset ARM trainer.seed=S` (the regime as committed,
+the arm's overrides from `ARMS`, KEY=VALUE on top), logged to the MLflow store `WORK/pilot.db` (experiment
+`pilot`) under the run name `pilot-ARM-sS`. A piece whose run finished is skipped, so the pilot resumes where it
+stopped; a finished piece's checkpoints are deleted (the pilot needs only the metrics). Pieces run seed by seed
+across the arms, so a pilot stopped halfway is still paired. After each piece, `gcpo compare` reads the finished runs
+(intervals per arm over seeds and held-out items, the paired differences against `--baseline`, the curves) into
+`benchmarks/results/pilot/`, and `pilot.json` records the machine, the regime, each piece's wall clock and the
+uptime before and after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "pilot"
+# The arms' own overrides on top of their presets. gcpo's sequence range is the calibrated one
+# (benchmarks/results/clip_calibration.json: the second mini-batch's clip fraction equal to the token level's).
+ARMS: dict[str, list[str]] = {"gcpo": [], "grpo": []}
+EXPERIMENT = "pilot"
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def finished_runs(uri: str) -> set[str]:
+    """The run names of the experiment's finished runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return set()
+    runs = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'")
+    return {run.info.run_name for run in runs}
+
+
+def run_piece(arm: str, seed: int, args, uri: str) -> float:
+    """Train one piece; its wall clock in seconds."""
+    work = Path(args.work)
+    cmd = [sys.executable, "-m", "gcpo.cli", "train", "--config", str(ROOT / "configs" / "study.yaml"), "--preset",
+           arm, "--name", f"pilot-{arm}-s{seed}", f"trainer.seed={seed}", *ARMS.get(arm, []), *args.overrides,
+           f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}", f"trainer.output_dir={work}/runs",
+           "tracking.log_rollouts_every=0"]
+    print(f"[pilot] {arm} seed {seed}: {' '.join(cmd[3:])}", flush=True)
+    t0 = time.time()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    return time.time() - t0
+
+
+def report(args, uri: str) -> None:
+    cmd = [sys.executable, "-m", "gcpo.cli", "compare", "--experiment", EXPERIMENT, "--tracking-uri", uri,
+           "--out", str(OUT), "--no-log", "--baseline", args.baseline]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arms", default="gcpo,grpo")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--baseline", default="grpo")
+    parser.add_argument("--work", default=os.environ.get("GCPO_PILOT_WORK", "/tmp/gcpo-pilot"))
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{Path(args.work).resolve()}/pilot.db"
+    record_path = OUT / "pilot.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"pieces": {}}
+    record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", overrides=args.overrides,
+                  arms={arm: ARMS.get(arm, []) for arm in args.arms.split(",")})
+    if not args.report_only:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for arm in args.arms.split(","):
+                if f"pilot-{arm}-s{seed}" in finished_runs(uri):
+                    continue
+                before = uptime()
+                seconds = run_piece(arm, seed, args, uri)
+                record["pieces"][f"{arm}-s{seed}"] = {"seconds": round(seconds, 1), "uptime_before": before,
+                                                      "uptime_after": uptime(),
+                                                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                record_path.write_text(json.dumps(record, indent=2) + "\n")
+    report(args, uri)
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
