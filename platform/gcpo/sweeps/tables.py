@@ -113,7 +113,11 @@ def _aa_lines(cmp: Comparison) -> list[str]:
         return []
     lines = ["", "A/A checks (an arm against itself, its seeds split in two halves; the true difference is 0, "
                  "about 5% of the intervals should exclude it):"]
-    return lines + [f"  {arm}: {outcome}, halves of {on}" for arm, outcome, on in summary]
+    lines += [f"  {arm}: {outcome}, halves of {on}" for arm, outcome, on in summary]
+    if any(on.endswith("(items only)") for _, _, on in summary):
+        lines.append("  (halves of one seed: what a one-seed comparison shows; its exclusions are seed noise read "
+                     "as an effect)")
+    return lines
 
 
 def markdown_table(cmp: Comparison) -> str:
