@@ -158,6 +158,7 @@ def test_one_seed_per_arm_gives_no_verdict_and_says_why():
     runs, items = synthetic({"a": 0.0, "b": 0.3}, seeds=1)
     (row,) = stats.paired_differences(runs, items, METRIC, [("b", "a")])[0].to_dict("records")
     assert row["method"] == "items only" and row["reading"] == "items only, no verdict" and row["low"] > 0
+    assert math.isnan(row["p_improve"])  # one run against one: only a sign
     notes = stats.paired_differences(runs, items, METRIC, [("b", "a")])[1]
     assert any("cannot be told from seed noise" in n for n in notes)
     runs, items = synthetic({"a": 0.0, "b": 0.3}, seeds=2)
@@ -213,7 +214,9 @@ def test_without_items_the_interval_is_over_seeds_and_says_so():
     runs, items = synthetic({"a": 0.0, "b": 0.1}, items=50)
     intervals, notes = stats.arm_intervals(runs, items[items.arm == "b"], METRIC)
     assert list(intervals["method"]) == ["seeds", "seeds x items"]
-    assert notes == [f"no per-item results for {METRIC}, intervals {SEEDS_ONLY}: a"]
+    assert notes[0] == f"no per-item results for {METRIC}, intervals {SEEDS_ONLY}: a"
+    assert notes[1].startswith("zero-width interval: the seeds' means are all equal") and notes[1].endswith(": b")
+    assert intervals["se"][1] == 0.0 and len(notes) == 2  # b's 3 seeds all scored 21 of 50, by chance
     differences, notes = stats.paired_differences(runs, items[items.arm == "b"], METRIC, [("b", "a")])
     assert list(differences["method"]) == ["seeds"] and differences["seeds"].tolist() == [3]
     assert notes == [f"no per-item results for {METRIC}, differences {SEEDS_ONLY}: every pair"]

@@ -40,7 +40,8 @@ do not shrink together: more seeds do not make the item set any less of a draw.
   shared seed), its minimum detectable difference (`minimum_detectable_difference`, 80% power) and the
   probability of improvement.
 - **Probability of improvement** (rliable's): P(X > Y) + 0.5 P(X = Y) over every pair of one seed of the arm and
-  one seed of the baseline (their final values): the Mann-Whitney U over m n. **IQM**: rliable's interquartile
+  one seed of the baseline (their final values): the Mann-Whitney U over m n; shown when both arms have 2 or more
+  seeds (one against one is only the sign of one difference). **IQM**: rliable's interquartile
   mean, the 25% trimmed mean of the seeds' values (`scipy.stats.trim_mean`; equal to the mean below 4 seeds).
 - **A/A check** (`aa_splits`): one arm against itself, its seeds split into two halves paired in order, the paired
   interval of every such split: the share that excludes 0 is an empirical false-positive rate (about 5% when the
@@ -177,22 +178,23 @@ def interquartile_mean(values: Sequence[float]) -> float:
     return float(scipy_stats.trim_mean(values, 0.25)) if len(values) else math.nan
 
 
-def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+def probability_of_improvement(x: Sequence[float], y: Sequence[float], *, min_runs: int = 1) -> float:
     """rliable's probability of improvement of X over Y on one task: P(X > Y) + 0.5 P(X = Y) over every pair of one
-    run of X and one run of Y (the Mann-Whitney U statistic over m n). NaN when either has no run."""
+    run of X and one run of Y (the Mann-Whitney U statistic over m n). NaN when either has fewer than `min_runs`
+    runs (the report asks for 2: one run against one is only the sign of one difference)."""
     x, y = np.asarray(x, dtype=float)[:, None], np.asarray(y, dtype=float)[None, :]
-    if not x.size or not y.size:
+    if x.size < max(min_runs, 1) or y.size < max(min_runs, 1):
         return math.nan
     return float(np.mean((x > y) + 0.5 * (x == y)))
 
 
 def reading(interval: Interval) -> str:
     """What an interval of a difference says, in words: "above 0", "below 0", "includes 0"; with one seed (items
-    only) "items only, no verdict"; "-" without an interval. Never "significant"."""
+    only) "items only, no verdict"; "no interval" without one. Never "significant"."""
     if interval.method == ITEMS_ONLY:
         return "items only, no verdict"
     if math.isnan(interval.low):
-        return "-"
+        return "no interval"
     return "above 0" if interval.low > 0 else "below 0" if interval.high < 0 else "includes 0"
 
 
@@ -297,7 +299,7 @@ def _difference_row(d: np.ndarray, method: str, x: pd.Series, y: pd.Series, leve
     interval = mean_interval(d, level=level, method=method)
     return {**asdict(interval), "reading": reading(interval),
             "mdd": minimum_detectable_difference(interval.se, interval.df, level=level),
-            "p_improve": probability_of_improvement(x, y)}
+            "p_improve": probability_of_improvement(x, y, min_runs=2)}
 
 
 DIFFERENCE_COLUMNS = ["arm", "baseline", *Interval.__dataclass_fields__, "reading", "mdd", "p_improve"]
@@ -380,7 +382,8 @@ def _named(labels: list[str], flags, every: str) -> str:
 
 def _notes(frame: pd.DataFrame, labels: list[str], metric: str, what: str, every: str) -> list[str]:
     """Notes naming the rows (arms or pairs) without per-item results, those with no interval, those resting on
-    one seed (items only: no verdict) and, for differences, those on fewer than `MIN_PAIRED_SEEDS` seeds."""
+    one seed (items only: no verdict), those with a zero-width interval and, for differences, those on fewer than
+    `MIN_PAIRED_SEEDS` seeds."""
     seeds_only = frame["method"] == BY_SEEDS
     alone = seeds_only & frame["low"].isna()
     one_seed = frame["method"] == ITEMS_ONLY
@@ -394,6 +397,11 @@ def _notes(frame: pd.DataFrame, labels: list[str], metric: str, what: str, every
         notes.append(f"one seed: {what} over held-out items only; seed-to-seed variation is not in them, so a "
                      f"difference between arms cannot be told from seed noise (run 3 or more seeds): "
                      f"{_named(labels, one_seed, every)}")
+    flat = frame["se"] == 0.0
+    if flat.any():
+        notes.append(f"zero-width interval: the seeds' means are all equal (and the items add no spread beyond the "
+                     f"seeds' own noise), so nothing measured varied; it does not bound the true value, run more "
+                     f"seeds: {_named(labels, flat, every)}")
     few = (frame["seeds"] == 2) & (what == "differences")
     if few.any():
         notes.append(f"fewer than {MIN_PAIRED_SEEDS} paired seeds: the interval rests on 1 degree of freedom for "

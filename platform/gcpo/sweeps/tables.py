@@ -84,7 +84,7 @@ def _difference_lines(cmp: Comparison) -> list[str]:
     names = [f"{row['arm']} - {row['baseline']}" for _, row in differences.iterrows()]
     width = max(len(n) for n in names)
     lines = ["", f"paired differences in final {cmp.metric.rsplit('/', 1)[-1]} (arm - baseline, over shared seeds "
-                 "and items, 95% CI; MDD: the smallest difference found 80% of the time; P(better): over seed pairs):"]
+                 "and items, 95% CI; MDD: the difference this design finds about 80% of the time; P(better): over seed pairs):"]
     for name, (_, row) in zip(names, differences.iterrows()):
         lines.append(f"  {name:<{width}}  {row['estimate']:+.3f}  {interval_text(row['low'], row['high']):>16}  "
                      f"{row['reading']:<22}  MDD {_number(row['mdd'])}  P(better) {_number(row['p_improve'], '{:.2f}')}"
