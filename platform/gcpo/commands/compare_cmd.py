@@ -1,17 +1,18 @@
 """`gcpo compare --experiment NAME [--parent RUN_ID] [--tracking-uri URI] [--metric KEY] [--target X] [--out DIR]
-[--curves KEY[,KEY]] [--bootstrap N] [--bootstrap-seed S] [--baseline ARM|all]` or `gcpo compare --reports DIR
-[DIR ...] --out DIR` (with the same report options).
+[--curves KEY[,KEY]] [--baseline ARM|all] [--aa ARM [ARM ...]]` or `gcpo compare --reports DIR [DIR ...] --out DIR`
+(with the same report options).
 
 Reads the experiment's runs from MLflow (a local store or a tracking server), groups them into arms by the swept
-keys, prints the table (final and best held-out metric per arm, mean ± std over seeds and a 95% bootstrap
-interval, steps to reach the target, format rate, golden-answer share, seconds per step; then each arm's paired
-difference from the baseline arm with its interval) and writes table.txt, table.md, arms.csv, runs.csv,
-curves.csv (every metric every run logged), items.csv (each run's final per-item results), intervals.csv,
-differences.csv, learning_curves.png (the `--curves` keys), effects.png, intervals.png and differences.png to DIR
-(default `reports/<experiment>/`), logging them to the sweep's parent run when there is one, plus
-comparison.json. `--reports` merges such report folders instead of reading MLflow (a study run in pieces, on
-several machines or days): runs, curves and items concatenated, arms summarized and intervals drawn again. The
-bootstrap is `gcpo.sweeps.stats`.
+keys, prints the table (final and best held-out metric per arm, mean ± std over seeds and a 95% interval over
+seeds and held-out items, steps to reach the target, format rate, golden-answer share, seconds per step; then each
+arm's paired difference from the baseline arm with its interval, reading, minimum detectable difference and
+probability of improvement) and writes table.txt, table.md, arms.csv, runs.csv, curves.csv (every metric every
+run logged), items.csv (each run's final per-item results), intervals.csv, differences.csv, learning_curves.png
+(the `--curves` keys), effects.png, intervals.png and differences.png to DIR (default `reports/<experiment>/`),
+logging them to the sweep's parent run when there is one, plus comparison.json. `--aa ARM` adds the A/A check
+(the arm against itself, its seeds split in two halves: a negative control; aa.csv). `--reports` merges such
+report folders instead of reading MLflow (a study run in pieces, on several machines or days): runs, curves and
+items concatenated, arms summarized and intervals drawn again. The statistics are `gcpo.sweeps.stats`.
 """
 
 from __future__ import annotations
@@ -35,33 +36,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "reports/merged with --reports)")
     parser.add_argument("--curves", metavar="KEY[,KEY]", help="the metrics learning_curves.png plots (default: "
                                                               "reward/mean and the compared metric)")
-    # defaults: gcpo.sweeps.stats.RESAMPLES and SEED (not imported here: `gcpo --help` loads no pandas)
-    parser.add_argument("--bootstrap", type=int, metavar="N",
-                        help="bootstrap resamples for the 95%% intervals (default: 2000)")
-    parser.add_argument("--bootstrap-seed", type=int, metavar="S", help="the bootstrap's random seed (default: 0)")
     parser.add_argument("--baseline", metavar="ARM", help="the arm the paired differences are taken from "
                                                           "(default: the table's first arm); 'all': every pair")
+    parser.add_argument("--aa", nargs="+", metavar="ARM", default=[],
+                        help="A/A check: each ARM against itself, its seeds split in two halves (a negative "
+                             "control: about 5%% of the splits' intervals should exclude 0)")
     parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gcpo.sweeps import stats
     from gcpo.sweeps.compare import REPORT_FILES, format_table, load_comparison, load_reports, write_report
     from gcpo.tracking.training_run import absolute_tracking_uri
 
-    resamples = stats.RESAMPLES if args.bootstrap is None else args.bootstrap
-    if resamples < 1:
-        print(f"gcpo compare: --bootstrap must be at least 1, got {resamples}")
-        return 2
     try:
         if args.reports:
             cmp = load_reports(args.reports, name=Path(args.out or "merged").name)
         else:
             cmp = load_comparison(args.experiment, absolute_tracking_uri(args.tracking_uri, Path.cwd()),
                                   parent_run_id=args.parent, metric=args.metric, target=args.target)
-        cmp.resamples, cmp.baseline = resamples, args.baseline
-        cmp.bootstrap_seed = stats.SEED if args.bootstrap_seed is None else args.bootstrap_seed
-        cmp.statistics()  # an unknown --baseline fails here
+        cmp.baseline, cmp.aa = args.baseline, list(args.aa)
+        cmp.statistics()  # an unknown --baseline or --aa arm fails here
     except ValueError as e:
         print(f"gcpo compare: {e}")
         return 2
