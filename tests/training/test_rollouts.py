@@ -63,6 +63,7 @@ def test_rewards_are_the_verdicts_and_a_timed_out_verification_earns_nothing(ver
     assert metrics["reward/mean"] == pytest.approx(0.625)
     assert metrics["reward/format"] == pytest.approx(1.0)  # the timed-out response's format is still reported
     assert metrics["ga/injected_frac"] == pytest.approx(0.5)
+    assert metrics["batch/samples"] == 4.0  # the generators' samples (the golden answer is not one)
     assert batch.advantages.shape == (4,) and torch.isfinite(batch.advantages).all()
 
 
@@ -108,6 +109,7 @@ def test_a_hint_resamples_an_all_wrong_group_after_a_golden_prefix_and_records_p
     assert metrics["hint/success"] == 1.0 and metrics["hint/groups_frac"] == 0.5
     assert metrics["hint/tokens_mean"] == 1.0 and metrics["hint/fraction"] == 0.5
     assert metrics["reward/mean"] == pytest.approx(0.625)  # the unhinted samples, as without hints
+    assert metrics["batch/samples"] == 5.0  # 4 in the round, and the hinted re-sample
     assert hint.fraction == pytest.approx(0.25)  # success 1 > target 0.5: the controller shortens the hint
     hinted = [s for s in samples if s["hint_tokens"]]
     assert [(s["response"], s["version"]) for s in hinted] == [("<answer>1/2</answer>", 3)]

@@ -282,6 +282,9 @@ def _rollout_metrics(counts: Counter, batch: StepBatch, a: AlgorithmConfig) -> d
         "response/length_mean": counts["length"] / n,
         "batch/groups": float(batch.num_groups),
         "batch/sampling_rounds": float(counts["rounds"]),
+        # responses the generators sampled this step: every round's (batch filling may discard groups) and the
+        # prefix hints' re-samples; compare arms at equal samples as well as equal steps
+        "batch/samples": float(counts["responses"] + counts["hint_samples"]),
         "batch/gpg_alpha": batch.alpha,
         "rollout/tokens": float(counts["length"]),
         "time/generate_s": float(counts["generate_s"]),
