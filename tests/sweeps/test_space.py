@@ -24,7 +24,8 @@ def test_shipped_spaces_load():
     # the off-policy keys are ordinary axes of a grid
     offpolicy = load_space(SPACES / "offpolicy.yaml")
     assert set(offpolicy.space) == {"rollout.max_staleness", "algorithm.rollout_correction"}
-    assert set(load_space(SPACES / "golden_uses.yaml").arms) == {"replace", "hint", "imitate", "none"}
+    assert set(load_space(SPACES / "golden_uses.yaml").arms) == {"replace", "hint", "hint_fixed", "imitate", "imitate_matched",
+                                                                  "none"}
 
 
 def test_ablation_grid_is_the_full_2x2x2():
