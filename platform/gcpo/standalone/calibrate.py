@@ -86,11 +86,12 @@ def second_half(policy_engine, batch: StepBatch, cfg: RunConfig, *, pad_id: int)
 
 
 def _pooled(parts: list[SecondHalf], field: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log-ratio, mask, advantages) of every probe batch's second half, padded to one width."""
+    """(log-ratio, advantages, mask) of every probe batch's second half, padded to one width (`clip_fraction`'s
+    argument order)."""
     width = max(p.mask.shape[1] for p in parts)
     pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]))  # noqa: E731
-    return (torch.cat([pad(getattr(p, field)) for p in parts]), torch.cat([pad(p.mask) for p in parts]),
-            torch.cat([p.advantages for p in parts]))
+    return (torch.cat([pad(getattr(p, field)) for p in parts]), torch.cat([p.advantages for p in parts]),
+            torch.cat([pad(p.mask) for p in parts]))
 
 
 def calibrate(parts: list[SecondHalf], cfg: RunConfig) -> Calibration:
@@ -99,7 +100,7 @@ def calibrate(parts: list[SecondHalf], cfg: RunConfig) -> Calibration:
     token_range = (a.clip_low, a.clip_high)
     base_sequence = (a.clip_low_sequence, a.clip_high_sequence)
     target = clip_fraction(*_pooled(parts, "token_log_ratio"), *token_range)
-    sequence, mask, adv = _pooled(parts, "sequence_log_ratio")
+    sequence, adv, mask = _pooled(parts, "sequence_log_ratio")
     high_over_low = base_sequence[1] / base_sequence[0] if base_sequence[0] > 0 else 1.0
     low = calibrate_clip(sequence, adv, mask, target, high_over_low=high_over_low)
     calibrated = (_round(low), _round(low * high_over_low))
@@ -113,8 +114,12 @@ def calibrate(parts: list[SecondHalf], cfg: RunConfig) -> Calibration:
 
 
 def _round(x: float) -> float:
-    """Three significant digits (a range to write in a YAML file)."""
-    return float(f"{x:.3g}") if x > 0 and math.isfinite(x) else x
+    """Rounded up to three significant digits (a range to write in a YAML file): only wider, so the clip fraction
+    stays at or below the target."""
+    if not (x > 0 and math.isfinite(x)):
+        return x
+    unit = 10 ** (math.floor(math.log10(x)) - 2)
+    return float(f"{math.ceil(x / unit - 1e-9) * unit:.3g}")
 
 
 def run_calibration(cfg: RunConfig, *, batches: int, progress=print) -> Calibration:
