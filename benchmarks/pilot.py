@@ -67,7 +67,8 @@ def run_piece(arm: str, seed: int, args, uri: str) -> float:
 def report(args, uri: str) -> None:
     cmd = [sys.executable, "-m", "gcpo.cli", "compare", "--experiment", EXPERIMENT, "--tracking-uri", uri,
            "--out", str(OUT), "--no-log", "--baseline", args.baseline]
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # a report is rebuilt after every piece: never stop the pilot
+        print("[pilot] gcpo compare failed; the pieces are kept (rerun with --report-only)", flush=True)
 
 
 def main() -> None:
@@ -84,7 +85,9 @@ def main() -> None:
     uri = f"sqlite:///{Path(args.work).resolve()}/pilot.db"
     record_path = OUT / "pilot.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {"pieces": {}}
-    record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", overrides=args.overrides,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+    record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", overrides=args.overrides, commit=commit.strip(),
+                  regime=(ROOT / "configs" / "study.yaml").read_text(),
                   arms={arm: ARMS.get(arm, []) for arm in args.arms.split(",")})
     if not args.report_only:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -97,6 +100,7 @@ def main() -> None:
                                                       "uptime_after": uptime(),
                                                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
                 record_path.write_text(json.dumps(record, indent=2) + "\n")
+                report(args, uri)
     report(args, uri)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
 
