@@ -73,7 +73,8 @@ def test_curves_hold_every_logged_key_and_items_the_final_evaluation(logged):
     intervals = cmp.statistics().intervals.set_index("arm")
     assert intervals.loc["golden_answers=True", "method"] == "seeds x items"
     assert intervals.loc["golden_answers=False", "method"] == "seeds"  # one of its runs has no items
-    assert any("intervals over seeds only: golden_answers=False" in n for n in cmp.statistics().notes)
+    assert any("intervals over seeds only" in n and n.endswith(": golden_answers=False")
+               for n in cmp.statistics().notes)
 
 
 def test_gcpo_compare_writes_the_statistics(logged, tmp_path, capsys):
@@ -81,22 +82,28 @@ def test_gcpo_compare_writes_the_statistics(logged, tmp_path, capsys):
 
     out = tmp_path / "report"
     assert main(["compare", "--experiment", EXPERIMENT, "--tracking-uri", logged, "--out", str(out), "--no-log",
-                 "--curves", "kl/mean,grad/norm,nothing/logged", "--bootstrap", "500", "--baseline",
-                 "golden_answers=False"]) == 0
+                 "--curves", "kl/mean,grad/norm,nothing/logged", "--baseline", "golden_answers=False",
+                 "--aa", "golden_answers=True"]) == 0
     printed = capsys.readouterr().out
     assert "no run logged nothing/logged; learning_curves.png leaves it out" in printed
-    assert "paired differences in final pass_at_1" in printed and "(500 resamples, seed 0;" in printed
+    assert "paired differences in final pass_at_1" in printed and "Student t over seeds" in printed
+    assert "golden_answers=True: " in printed and "halves of 1 seed x 20 items (items only)" in printed
     differences = pd.read_csv(out / "differences.csv")
     assert differences[["arm", "baseline"]].values.tolist() == [["golden_answers=True", "golden_answers=False"]]
-    assert differences["low"][0] > 0  # 0.6 vs 0.1 over 3 seeds x 20 items
-    assert json.loads((out / "comparison.json").read_text())["bootstrap"] == \
-        {"resamples": 500, "seed": 0, "baseline": "golden_answers=False"}
-    for name in ("curves.csv", "items.csv", "intervals.csv", "learning_curves.png", "intervals.png",
+    assert differences["low"][0] > 0  # 0.6 vs 0.1 over 3 seeds (seeds only: one of False's runs has no items)
+    assert differences["reading"][0] == "above 0" and "significant" not in printed
+    statistics = json.loads((out / "comparison.json").read_text())["statistics"]
+    assert (statistics["baseline"], statistics["aa"]) == ("golden_answers=False", ["golden_answers=True"])
+    assert len(pd.read_csv(out / "aa.csv")) == 2  # 3 seeds: halves 0|1 and 0|2
+    for name in ("curves.csv", "items.csv", "intervals.csv", "aa.csv", "learning_curves.png", "intervals.png",
                  "differences.png"):
         assert (out / name).stat().st_size > 0, name
     assert main(["compare", "--experiment", EXPERIMENT, "--tracking-uri", logged, "--out", str(out), "--no-log",
                  "--baseline", "nobody"]) == 2
     assert "no arm 'nobody' to compare against" in capsys.readouterr().out
+    assert main(["compare", "--experiment", EXPERIMENT, "--tracking-uri", logged, "--out", str(out), "--no-log",
+                 "--aa", "nobody"]) == 2
+    assert "no arm 'nobody' for the A/A check" in capsys.readouterr().out
 
 
 def test_notebook_plots_intervals_and_differences_from_the_report(logged, tmp_path):

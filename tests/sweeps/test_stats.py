@@ -271,3 +271,20 @@ def test_the_report_carries_intervals_and_differences(tmp_path):
     paths = write_report(merged, tmp_path / "aa", log_to_parent=False)
     assert len(pd.read_csv(paths["aa"])) == 2
     assert "a: 0 of 2 splits exclude 0 (0%), halves of 1 seed x 100 items (items only)" in paths["table"].read_text()
+
+
+def test_a_one_seed_report_gives_no_verdict(tmp_path):
+    """One seed per arm with items: the intervals hold items only, the difference reads "items only, no verdict"
+    (drawn dashed), the notes say a difference cannot be told from seed noise."""
+    runs, items = synthetic({"a": 0.0, "b": 0.3}, seeds=1, items=100)
+    runs = runs.assign(run_name="r", status="FINISHED", best=runs["final"], steps_to_target=math.nan,
+                       format=1.0, reward=0.0, golden_share=0.0, step_s=1.0, length=10.0, entropy=1.0)
+    items = items.assign(run_id=items["arm"] + "-" + items["seed"], step=4)
+    curves = pd.DataFrame(columns=["run_id", "arm", "seed", "key", "step", "value"])
+    cmp = Comparison("one", "", METRIC, "max", ["arm"], None, runs, summarize_arms(runs), curves, items=items)
+    paths = write_report(cmp, tmp_path / "one", log_to_parent=False)
+    table = paths["table"].read_text()
+    assert "items only, no verdict" in table and "cannot be told from seed noise" in table
+    assert "above 0" not in table and "significant" not in table
+    assert set(pd.read_csv(paths["intervals"])["method"]) == {"items only"}
+    assert paths["difference_plot"].stat().st_size > 0

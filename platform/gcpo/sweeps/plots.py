@@ -107,7 +107,7 @@ def plot_arm_intervals(intervals: pd.DataFrame, metric: str, path: Path, experim
     """Each arm's final metric with its 95% interval (an intervals.csv frame)."""
     name = metric.rsplit("/", 1)[-1]
     return plot_intervals(intervals, list(intervals["arm"]), path, xlabel=f"final {name}",
-                          title=f"{experiment}: final {name}, 95% interval (grey: seeds only; dashed: one seed, items only)")
+                          title=f"{experiment}: final {name}, 95% interval\n(grey: seeds only; dashed: one seed, items only)")
 
 
 def plot_differences(differences: pd.DataFrame, metric: str, path: Path, experiment: str = "") -> Path:
@@ -115,4 +115,4 @@ def plot_differences(differences: pd.DataFrame, metric: str, path: Path, experim
     name = metric.rsplit("/", 1)[-1]
     labels = [f"{a} - {b}" for a, b in zip(differences["arm"], differences["baseline"])]
     return plot_intervals(differences, labels, path, xlabel=f"difference in final {name}", zero_line=True,
-                          title=f"{experiment}: paired differences, 95% interval (grey: seeds only; dashed: one seed, no verdict)")
+                          title=f"{experiment}: paired differences, 95% interval\n(grey: seeds only; dashed: one seed, no verdict)")

@@ -47,6 +47,12 @@ do not shrink together: more seeds do not make the item set any less of a draw.
   interval of every such split: the share that excludes 0 is an empirical false-positive rate (about 5% when the
   intervals are right; most splits exclude 0 at one seed per half, where seed noise is read as an effect).
 
+Assumed: seeds independent draws of the training's randomness, items independent draws from the population the
+claim is about, seed and item effects (nearly) additive on the metric's scale, seed means near normal. Measured by
+simulation (binary items, logit-scale effects, 4000 studies a case): the arm interval covers 95.0-97.3% at 3, 5
+and 10 seeds with items (conservative at 3 seeds when seeds barely differ) and 93.9-95.5% over seeds only; the A/A
+false-positive rate of the paired difference is 4.0-5.3% at 3 and 5 seeds.
+
 No resampling: the intervals are deterministic, the same report gives the same numbers.
 
 What one item is worth: at N held-out items one item moves an arm's pass@1 by 1/N (0.02 at N = 50); the items'
