@@ -27,13 +27,21 @@ def test_top_level_layout():
         assert (ROOT / name).exists(), name
 
 
-def test_training_functions_read_at_once():
-    """No function in the training package is over 60 lines (the training layer is read top to bottom)."""
+# Files another change owns while it is under way, with the functions still allowed over 60 lines there (none now).
+LONG_FUNCTIONS_ALLOWED: dict[str, set[str]] = {}
+
+
+def test_functions_read_at_once():
+    """No function in `platform/gcpo` is over 60 lines (each is read top to bottom at once)."""
     import ast
 
+    package = ROOT / "platform" / "gcpo"
     long = []
-    for path in sorted((ROOT / "platform" / "gcpo" / "training").glob("*.py")):
+    for path in sorted(package.rglob("*.py")):
+        allowed = LONG_FUNCTIONS_ALLOWED.get(str(path.relative_to(package)), set())
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
-                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60 \
+                    and node.name not in allowed:
+                long.append(f"{path.relative_to(package)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long

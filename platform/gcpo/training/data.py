@@ -8,6 +8,7 @@ for the whole run: training verification and every held-out evaluation share its
 from __future__ import annotations
 
 from gcpo.config import ModelConfig, RunConfig
+from gcpo.console import PREFIX
 from gcpo.training.types import TrainingData
 
 
@@ -69,7 +70,7 @@ def _fill_golden_answers(task, cfg: RunConfig, verifier_pool):
                                                verifier_pool, model_id=str(cfg.task.golden_model))
     finally:
         golden_engine.shutdown()
-    print(f"[gcpo] golden answers from {report.model_id}: {report.accepted} accepted, {report.rejected} rejected "
+    print(f"{PREFIX} golden answers from {report.model_id}: {report.accepted} accepted, {report.rejected} rejected "
           f"by the verifier ({report.from_cache} from the cache {report.cache_path})", flush=True)
     return task
 
