@@ -146,3 +146,23 @@ def test_worker_output_reaching_the_driver(tmp_path, verbose):
     else:
         lines = sorted(line for line in text.splitlines() if line.strip())  # stdout and stderr: order unknown
         assert lines == ["[gcpo] step 1/1 kept", "[gcpo] warning: a warning that matters"], text
+
+
+def test_our_lines_are_prefixed_with_console_prefix():
+    """The worker-output filter keeps lines starting with `console.PREFIX`: no module writes it by hand."""
+    import ast
+    from pathlib import Path
+
+    package = Path(console.__file__).parent
+    by_hand = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "console.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        by_hand += [f"{path.relative_to(package)}:{node.lineno}" for node in ast.walk(tree)
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and console.PREFIX in node.value and id(node) not in docstrings]
+    assert not by_hand, f"write {console.PREFIX!r} as console.PREFIX: {by_hand}"

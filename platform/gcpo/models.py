@@ -162,8 +162,8 @@ def resolve_model(cfg: ModelConfig) -> Path:
     if cfg.name == WARMSTART_MODEL:
         if not (warmstart_dir() / "config.json").exists():
             raise ConfigError(f"model.name: {WARMSTART_MODEL!r} is not made yet: `gcpo warmstart --builtin` makes it "
-                              f"(about 7 minutes on 2 CPU cores; `gcpo train`, `gcpo sweep`, `gcpo eval` and `gcpo probe` make it on "
-                              f"first use)")
+                              f"(about 7 minutes on 2 CPU cores; `gcpo train`, `gcpo sweep`, `gcpo eval` and "
+                              f"`gcpo probe` make it on first use)")
         return warmstart_dir()
     path = Path(cfg.name).expanduser()
     if not (path / "config.json").exists():

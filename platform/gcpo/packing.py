@@ -129,10 +129,9 @@ class Packed:
     step: torch.Tensor
 
 
-def pack(groups: Sequence[Group], *, pad_token_id: int, padding_free: bool = False) -> Packed:
-    """Lay `groups` out for one forward (see the module docstring for the layout)."""
-    if any(len(p) == 0 for p, _ in groups):
-        raise ValueError("every group needs a non-empty prompt (its last token predicts the first response token)")
+def _rows(groups: Sequence[Group], pad_token_id: int, padding_free: bool) -> tuple[list[dict], list[tuple]]:
+    """The rows' token ids, positions, group ids and response ids (`ids`, `pos`, `gid`, `rid`; padded to one
+    width), and per response its (row, predicting columns, targets)."""
     rows: list[dict[str, list[int]]] = []
     preds: list[tuple[int, list[int], list[int]]] = []  # (row, predicting columns, targets) per response
     corner = max(len(p) for p, _ in groups) - 1  # the aligned prompt-last column of the row layout
@@ -171,14 +170,29 @@ def pack(groups: Sequence[Group], *, pad_token_id: int, padding_free: bool = Fal
         r["pos"] += [0] * extra
         r["gid"] += [-1] * extra
         r["rid"] += [0] * extra
-    ids, pos, gid, rid = (torch.tensor([r[k] for r in rows], dtype=torch.long) for k in ("ids", "pos", "gid", "rid"))
+    return rows, preds
+
+
+def _allowed(gid: torch.Tensor, rid: torch.Tensor) -> torch.Tensor:
+    """Which column each column attends to: earlier columns of its own group, its prompt and its own response
+    (and itself, so a padding column's softmax is defined)."""
+    width = gid.shape[1]
     col = torch.arange(width)
-    allowed = (
+    return (
         (gid[:, :, None] == gid[:, None, :]) & (gid[:, :, None] >= 0)
         & (col[None, None, :] <= col[None, :, None])
         & ((rid[:, None, :] == 0) | (rid[:, None, :] == rid[:, :, None]))
     ) | torch.eye(width, dtype=torch.bool)[None]
 
+
+def pack(groups: Sequence[Group], *, pad_token_id: int, padding_free: bool = False) -> Packed:
+    """Lay `groups` out for one forward (see the module docstring for the layout)."""
+    if any(len(p) == 0 for p, _ in groups):
+        raise ValueError("every group needs a non-empty prompt (its last token predicts the first response token)")
+    rows, preds = _rows(groups, pad_token_id, padding_free)
+    ids, pos, gid, rid = (torch.tensor([r[k] for r in rows], dtype=torch.long) for k in ("ids", "pos", "gid", "rid"))
+    width = ids.shape[1]
+    allowed = _allowed(gid, rid)
     needed = sorted({c for _, cols, _ in preds for c in cols}) or [width - 1]
     if len(rows) == 1:  # exact: only the predicting columns reach the LM head
         keep: int | torch.Tensor = torch.tensor(needed, dtype=torch.long)

@@ -177,6 +177,28 @@ def test_jobs_api_refuses_a_request_without_the_token(cluster):
     assert refused.value.code == 401
 
 
+JOIN = ("import ray, sys\nfrom gcpo.cluster.runtime import init_ray\ninit_ray(sys.argv[1])\n"
+        "print(int(ray.cluster_resources()['CPU']))\nray.shutdown()\n")
+
+
+@pytest.mark.integration
+def test_joining_the_token_cluster_sends_the_token(cluster, tmp_path):
+    """`gcpo train` / `gcpo sweep` join with `init_ray(cluster.address)`: without RAY_AUTH_MODE in the environment
+    the token `gcpo cluster up` wrote is sent, as `gcpo submit` sends it; with no token to be found the error says
+    where to put it, in one line."""
+    env = {k: v for k, v in cluster["env"].items() if not k.startswith("RAY_AUTH")}
+    address = f"127.0.0.1:{cluster['gcs']}"
+    joined = subprocess.run([sys.executable, "-c", JOIN, address], cwd=PROJECT, env=env, capture_output=True,
+                            text=True, timeout=180)
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    assert int(joined.stdout.strip().splitlines()[-1]) >= 4  # the head's and the worker's CPUs
+    (tmp_path / "home").mkdir()
+    refused = subprocess.run([sys.executable, "-c", JOIN, address], cwd=PROJECT, env={**env, "HOME": str(
+        tmp_path / "home")}, capture_output=True, text=True, timeout=180)
+    assert refused.returncode != 0
+    assert "no Ray authentication token was found" in refused.stderr and "~/.ray/auth_token" in refused.stderr
+
+
 @pytest.mark.integration
 def test_wrong_port_of_a_live_cluster_fails_within_seconds(cluster):
     start = time.time()

@@ -1,3 +1,4 @@
+import os
 import time
 
 import pytest
@@ -33,3 +34,24 @@ def test_placement_resources_pin_trainers_and_generators_to_their_groups():
     assert generator_resources(pinned.rollout.gpus_per_generator, pinned.rollout.placement_resource) == \
         {"generator_gpu": 2.0}
     assert generator_resources(0.0, "generator_cpu") == {"generator_cpu": 1.0}  # CPU generators: one unit each
+
+
+def test_a_token_at_hand_turns_token_authentication_on_and_none_is_said(tmp_path, monkeypatch):
+    """Joining a cluster uses the token `gcpo cluster up` wrote (`~/.ray/auth_token`), as `gcpo submit` does;
+    without one, a failed join says where to put it."""
+    from gcpo.cluster import runtime
+
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert not runtime.use_token_if_available() and "RAY_AUTH_MODE" not in os.environ
+    error = str(runtime._join_error("127.0.0.1:26379", ConnectionError("Failed to connect"), token=False))
+    assert "Failed to connect" in error and "~/.ray/auth_token" in error and "RAY_AUTH_TOKEN" in error
+    assert "auth_token" not in str(runtime._join_error("127.0.0.1:26379", ConnectionError("x"), token=True))
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t" * 32)
+    assert runtime.use_token_if_available() and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.delenv("RAY_AUTH_MODE")  # Ray's config re-read with the mode off again for the other tests
+    from ray._raylet import Config
+
+    Config.initialize("")

@@ -53,3 +53,35 @@ def test_training_data_never_holds_a_row_that_cannot_fit_the_context(tmp_path, s
     data = build_training_data(cfg, tokenizer, max_model_len=2048)
     assert len(data.questions) == 5 and long_question not in data.questions  # 8 rows - 2 held out - 1 too long
     assert max(len(p) for p in data.prompt_ids) + 8 <= 2048
+
+
+def test_skipped_rows_are_said_once_by_the_start_up_check_not_again_by_the_worker(tmp_path, monkeypatch, caplog):
+    """`task.skip_bad_rows=true`: the driver's check says what it skipped (a malformed row, a row too long for the
+    context); the worker, reading the same file after `mark_data_checked`, says nothing more."""
+    import logging
+
+    from gcpo import console
+    from gcpo.preflight import check_run
+    from gcpo.training.data import held_out_tasks
+
+    long_question = "What is " + " + ".join(["1"] * 1200) + "?"  # over 2,048 tokens
+    lines = [json.dumps({"question": long_question if i == 3 else f"What is {i} + {i}?", "answer": str(2 * i)})
+             for i in range(1, 11)]
+    lines[5] = "{not json"
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = load_config(overrides=["model.name=tiny", "task.name=jsonl", f"task.path={path}", "task.eval_size=2",
+                                 "task.skip_bad_rows=true", "rollout.max_new_tokens=8"])
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    monkeypatch.delenv(console.DATA_CHECKED_ENV, raising=False)
+    with caplog.at_level(logging.WARNING, logger="gcpo.tasks"):
+        checked = check_run(cfg)
+        said = [r.getMessage() for r in caplog.records]
+        assert sum(checked.skipped.values()) == 2 and len(said) == 2  # the malformed row, the long one
+        console.mark_data_checked()
+        caplog.clear()
+        tokenizer = AutoTokenizer.from_pretrained(tiny_dir())
+        data = build_training_data(cfg, tokenizer, max_model_len=checked.max_model_len)
+        held_out = held_out_tasks(cfg, tokenizer, checked.max_model_len)
+    assert len(data.questions) == len(checked.train) and len(held_out[0]) == len(checked.held_out[0])
+    assert [r.getMessage() for r in caplog.records] == []

@@ -1,4 +1,5 @@
-"""Ray runtime and (later) job submission: `init_ray` starts or joins Ray with safe defaults."""
+"""Ray clusters: starting or joining Ray (`runtime.init_ray`, with a token cluster's token), the local development
+cluster (`local`, its record `record`) and job submission (`jobs`: `gcpo submit`, `gcpo jobs`)."""
 
 from gcpo.cluster.runtime import ClusterError, init_ray
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from gcpo.cluster.record import load_record
-from gcpo.cluster.runtime import ClusterError
+from gcpo.cluster.runtime import ClusterError, use_token_if_available
 from gcpo.run_folder import RUNS
 from gcpo.network import host_port, is_loopback, reachable
 
@@ -68,18 +68,6 @@ def normalize_address(address: str) -> str:
     return address
 
 
-def _use_token_if_available() -> None:
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                 or (Path.home() / ".ray" / "auth_token").exists())
-    if has_token:
-        from ray._raylet import Config
-
-        os.environ["RAY_AUTH_MODE"] = "token"
-        Config.initialize("")  # Ray reads the mode once into its config; re-read it (as Ray's own setup does)
-
-
 @contextmanager
 def _address_env_cleared() -> Iterator[None]:
     """Ray's client lets RAY_ADDRESS override the address it is given; the caller's address must win."""
@@ -113,7 +101,7 @@ def connect(address: str, *, timeout_s: float = 5.0):
         raise ClusterError(f"the Ray Jobs API at {url} is unreachable (no connection within {timeout_s:.0f} s); "
                            f"check the address and that the cluster is up (`gcpo cluster status`)")
     _probe_http(url, timeout_s)
-    _use_token_if_available()
+    use_token_if_available()
     try:
         with _address_env_cleared():
             return JobSubmissionClient(url)

@@ -4,7 +4,10 @@
   executes whatever job it is sent; Ray Train's state queries need it), `num_cpus` logical CPUs (default `local_num_cpus()`: max(4, cores)).
 - `address=None` with `RAY_ADDRESS` set (a job's driver: the Jobs API sets it): join that cluster.
 - `address="ray://..."` / `"host:port"`: join an existing cluster. An unreachable address fails within
-  `timeout_s` with a `ClusterError` that names it, never a hang.
+  `timeout_s` with a `ClusterError` that names it, never a hang. A token-authenticated cluster (`gcpo cluster up`
+  starts one) is joined with the token found in `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`,
+  as `gcpo submit` and `gcpo jobs` do (`use_token_if_available`); when none is found and the join fails, the error
+  says where to put it.
 - A head killed without `ray stop` leaves Ray's `ray_current_cluster` file behind, and the next local start
   fails with "When connecting to an existing cluster, num_cpus and num_gpus must not be provided". We detect the
   stale file (its address answers no connection), remove it and start fresh.
@@ -41,6 +44,30 @@ def local_num_cpus() -> int:
     return max(4, os.cpu_count() or 1)
 
 
+def use_token_if_available() -> bool:
+    """Turn Ray's token authentication on for this process when a token is at hand (`RAY_AUTH_TOKEN`,
+    `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`, which a `gcpo cluster up` head writes); True when the mode is
+    on. A `RAY_AUTH_MODE` already set is left as it is. The token itself is never printed."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return os.environ["RAY_AUTH_MODE"] == "token"
+    token_file = Path.home() / ".ray" / "auth_token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or token_file.exists()):
+        return False
+    from ray._raylet import Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")  # Ray reads the mode once into its config; re-read it (as Ray's own setup does)
+    return True
+
+
+def _join_error(address: str, e: Exception, token: bool) -> ClusterError:
+    """Why joining failed; without a token, what to do if the cluster asks for one (Ray's own error then only
+    says it failed to connect)."""
+    hint = ("" if token else "; no Ray authentication token was found: if the cluster uses one (a `gcpo cluster up` "
+            "head does), copy the head's ~/.ray/auth_token to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN")
+    return ClusterError(f"could not connect to the Ray cluster at {address!r}: {e}{hint}")
+
+
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout_s: float = 10.0) -> None:
     """Start (address None) or join a Ray runtime; a no-op if this process is already connected."""
     import ray
@@ -73,8 +100,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
                            f"check the address and that the head is running")
     if num_cpus is not None:
         raise ClusterError("cluster.num_cpus applies only to a local runtime; a cluster's CPUs are its own")
+    token = use_token_if_available()  # a token cluster (`gcpo cluster up`) is joined with its token, as jobs are
     try:
         ray.init(address=address, runtime_env=env, logging_level=level)
     except Exception as e:  # Ray raises several types here (ConnectionError, RuntimeError, auth errors)
-        raise ClusterError(f"could not connect to the Ray cluster at {address!r}: {e}") from e
+        raise _join_error(address, e, token) from e
     console.filter_worker_output()

@@ -59,7 +59,6 @@ def _has_gpu() -> bool:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from gcpo.config import loggable, to_flat_dict
     from gcpo.evaluation import evaluate_config
     from gcpo.models import resolve_model
     from gcpo.preflight import check_eval_tasks
@@ -92,29 +91,39 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     print(f"[gcpo eval] {seconds:.0f}s in all", flush=True)
     if args.json:
-        record = {
-            "command": command_line(args),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{os.cpu_count()}-core {platform.machine()} {platform.system()}, no GPU"
-            if not _has_gpu() else f"{os.cpu_count()}-core {platform.machine()} {platform.system()} with GPU",
-            "model": cfg.model.name,
-            "backend": cfg.rollout.backend, "eval_size": cfg.task.eval_size, "k": cfg.trainer.eval_k,
-            "max_new_tokens": cfg.rollout.max_new_tokens, "seconds": round(seconds, 1),
-            "rows": result.rows(), "metrics": result.metrics(),
-        }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(_record(args, cfg, result, seconds), indent=2) + "\n")
     if args.items:
         Path(args.items).write_text(result.items_json())
     if not args.no_mlflow:
-        from gcpo.tracking import tags
-        from gcpo.tracking.training_run import TrainingRunLogger, absolute_tracking_uri
-
-        uri = absolute_tracking_uri(cfg.tracking.uri, Path.cwd())
-        logger = TrainingRunLogger(uri, cfg.tracking.experiment,
-                                   run_name=cfg.tracking.run_name or f"eval-{Path(cfg.model.name).name}",
-                                   params=to_flat_dict(loggable(cfg)), tags={tags.KIND: "eval"})
-        logger.log_metrics(result.metrics(), step=0)
-        logger.log_text(result.csv(), "eval.csv")
-        logger.finish()
-        print(f"[gcpo eval] logged to MLflow run {logger.run_id} ({uri}, experiment {cfg.tracking.experiment})")
+        _log_to_mlflow(cfg, result)
     return 0
+
+
+def _record(args: argparse.Namespace, cfg, result, seconds: float) -> dict:
+    """What `--json` writes: the command, the machine, the settings, the table's rows and the metrics."""
+    return {
+        "command": command_line(args),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()}-core {platform.machine()} {platform.system()}, no GPU"
+        if not _has_gpu() else f"{os.cpu_count()}-core {platform.machine()} {platform.system()} with GPU",
+        "model": cfg.model.name,
+        "backend": cfg.rollout.backend, "eval_size": cfg.task.eval_size, "k": cfg.trainer.eval_k,
+        "max_new_tokens": cfg.rollout.max_new_tokens, "seconds": round(seconds, 1),
+        "rows": result.rows(), "metrics": result.metrics(),
+    }
+
+
+def _log_to_mlflow(cfg, result) -> None:
+    """The evaluation as an MLflow run (`gcpo.kind` eval): every config leaf a param, the metrics, `eval.csv`."""
+    from gcpo.config import loggable, to_flat_dict
+    from gcpo.tracking import tags
+    from gcpo.tracking.training_run import TrainingRunLogger, absolute_tracking_uri
+
+    uri = absolute_tracking_uri(cfg.tracking.uri, Path.cwd())
+    logger = TrainingRunLogger(uri, cfg.tracking.experiment,
+                               run_name=cfg.tracking.run_name or f"eval-{Path(cfg.model.name).name}",
+                               params=to_flat_dict(loggable(cfg)), tags={tags.KIND: "eval"})
+    logger.log_metrics(result.metrics(), step=0)
+    logger.log_text(result.csv(), "eval.csv")
+    logger.finish()
+    print(f"[gcpo eval] logged to MLflow run {logger.run_id} ({uri}, experiment {cfg.tracking.experiment})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from gcpo.console import add_verbose_argument
+from gcpo.console import PREFIX, add_verbose_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     exported = export_checkpoint(args.run, args.out, step=args.step, force=args.force,
                                  say=lambda line: print(line, flush=True))
     size = sum(f.stat().st_size for f in exported.out.rglob("*") if f.is_file())
-    print(f"[gcpo] wrote step {exported.source.step} of run {exported.source.run_dir.name} to {exported.out} "
+    print(f"{PREFIX} wrote step {exported.source.step} of run {exported.source.run_dir.name} to {exported.out} "
           f"({size / 2**20:.1f} MiB); use it with model.name={exported.out}, e.g. "
           f"gcpo eval model.name={exported.out}", flush=True)
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from gcpo.commands.common import add_config_arguments
-from gcpo.console import add_verbose_argument
+from gcpo.console import PREFIX, add_verbose_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     r = cfg.rollout
     label = (f"gcpo probe {space.path.name}: preset {cfg.preset}, {r.prompts_per_step} prompts x {r.group_size}, "
              f"the policy {args.steps_off} step(s) off the batch's old log-probs")
-    print(f"[gcpo] probe: {len(variants)} values of {len({v.key for v in variants})} switches on one batch of "
+    print(f"{PREFIX} probe: {len(variants)} values of {len({v.key for v in variants})} switches on one batch of "
           f"{cfg.model.name}", flush=True)
     base_metrics, rows = run_probe(cfg, variants, steps_off=args.steps_off)
     print(format_report(label, base_metrics, rows, skipped))

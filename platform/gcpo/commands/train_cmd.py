@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from gcpo.commands.common import add_config_arguments, config_from_args
-from gcpo.console import add_verbose_argument, mark_data_checked
+from gcpo.console import PREFIX, add_verbose_argument, mark_data_checked
 
 DEFAULT_PRESET = "gcpo"
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         cfg, name = config_from_args(args), args.name
     ensure_builtin_warm_start(cfg.model)  # smollm2-warmstart: made on first use, said
     checked = check_run(cfg)  # config against data and model, before Ray starts (gcpo.preflight)
-    print(f"[gcpo] {checked.summary()}; starting Ray and the model", flush=True)
+    print(f"{PREFIX} {checked.summary()}; starting Ray and the model", flush=True)
     mark_data_checked()
     init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
     outcome = fit(cfg, run_name=name, base=base)

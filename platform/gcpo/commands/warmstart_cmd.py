@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from gcpo.commands.common import add_config_arguments, config_from_args
-from gcpo.console import add_verbose_argument
+from gcpo.console import PREFIX, add_verbose_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,4 +106,4 @@ def _report(record: dict, out: Path) -> None:
           f"{p['all_correct']:.2f}, format {p['format_rate']:.2f}")
     for key, value in record["held_out"].items():
         print(f"  {key:<40} {value:.3f}")
-    print(f"[gcpo] start a run from it: gcpo train model.name={out}", flush=True)
+    print(f"{PREFIX} start a run from it: gcpo train model.name={out}", flush=True)

@@ -1,10 +1,10 @@
 """A run's checkpoint as a Hugging Face model folder (`gcpo export`), usable as `model.name=DIR`.
 
 What it reads (written by `gcpo.training.checkpoint` through Ray Train):
-- a run folder `<trainer.output_dir>/<name>/` (`gcpo.run_folder`): the resolved `gcpo_config.yaml`, Ray Train's `checkpoint_<time>/`
-  folders, and `checkpoint_manager_snapshot.json`, Ray Train's record of the *committed* checkpoints and of the
-  metrics reported with each. A folder it does not list was never committed (a killed attempt's, maybe half
-  written): it is picked only when named itself, with a warning.
+- a run folder `<trainer.output_dir>/<name>/` (`gcpo.run_folder`): the resolved `gcpo_config.yaml`, Ray Train's
+  `checkpoint_<time>/` folders, and `checkpoint_manager_snapshot.json`, Ray Train's record of the *committed*
+  checkpoints and of the metrics reported with each. A folder it does not list was never committed (a killed
+  attempt's, maybe half written): it is picked only when named itself, with a warning.
 - a checkpoint folder: `gcpo_step.txt` (the step it was taken after), DeepSpeed's `latest` and tag folder
   `policy/`, and under LoRA `lora.json`. In the tag folder, ZeRO stage 0 writes `mp_rank_00_model_states.pt`,
   whose `module` is the full state dict in the run's dtype; stages 1-3 write every rank's
@@ -47,7 +47,7 @@ import torch
 import yaml
 
 from gcpo.config import ModelConfig, load_config
-from gcpo.console import is_verbose
+from gcpo.console import PREFIX, is_verbose
 from gcpo.models import resolve_model
 from gcpo.run_folder import RUN_CONFIG, find_run_folder
 from gcpo.training.checkpoint import CKPT_TAG, STEP_FILE
@@ -247,14 +247,14 @@ def export_checkpoint(target: str, out: str | Path, *, step: int | None = None, 
     base_dir = resolve_model(cfg)
     check_out(out, force, [source.run_dir, source.checkpoint, base_dir])
     if not source.committed:
-        say(f"[gcpo] warning: {source.checkpoint} is not among its run's committed checkpoints (Ray Train never "
+        say(f"{PREFIX} warning: {source.checkpoint} is not among its run's committed checkpoints (Ray Train never "
             f"registered it: it may be half-written)")
     lora = cfg.lora.rank > 0
     if lora:
         check_lora_file(source.checkpoint, cfg.name, cfg.lora)
-    say(f"[gcpo] exporting step {source.step} of run {source.run_dir.name} ({source.checkpoint})")
+    say(f"{PREFIX} exporting step {source.step} of run {source.run_dir.name} ({source.checkpoint})")
     trained = checkpoint_weights(source.checkpoint, lora)
-    say(f"[gcpo] base model {cfg.name} ({base_dir}), {cfg.dtype}"
+    say(f"{PREFIX} base model {cfg.name} ({base_dir}), {cfg.dtype}"
         + (f", LoRA rank {cfg.lora.rank} adapters merged (alpha {cfg.lora.alpha:g})" if lora else ""))
     model = build_model(cfg, base_dir, trained)
     write_folder(model, base_dir, out, export_record(source, cfg, base_dir))

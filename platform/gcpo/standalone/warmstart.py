@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from gcpo import console
+from gcpo.console import PREFIX
 from gcpo.config import ModelConfig, RunConfig, to_dict
 
 WARMSTART_FILE = "gcpo_warmstart.json"
@@ -105,7 +106,7 @@ def supervised_fine_tune(model, tokenizer, items, s: WarmStartSettings, seed: in
         optimizer.step()
         losses.append(loss.item())
         if (step + 1) % 10 == 0 or step + 1 == s.steps:
-            say(f"[gcpo] warm start: SFT step {step + 1}/{s.steps}, loss {statistics.fmean(losses[-10:]):.3f} "
+            say(f"{PREFIX} warm start: SFT step {step + 1}/{s.steps}, loss {statistics.fmean(losses[-10:]):.3f} "
                 f"({time.time() - started:.0f}s)")
     model.eval()
     return losses
@@ -166,7 +167,7 @@ def make_builtin_warm_start(*, say: Callable[[str], None] = print, probe: bool =
     from gcpo.config import load_config
     from gcpo.models import warmstart_dir
 
-    say(f"[gcpo] making the built-in warm start {warmstart_dir().name} (once; about 7 minutes on 2 CPU cores)")
+    say(f"{PREFIX} making the built-in warm start {warmstart_dir().name} (once; about 7 minutes on 2 CPU cores)")
     return warm_start(load_config(), warmstart_dir(), BUILTIN_RECIPE, say=say, probe=probe)
 
 
@@ -178,7 +179,7 @@ def ensure_builtin_warm_start(model: ModelConfig, *, say: Callable[[str], None] 
 
     if model.name != WARMSTART_MODEL or (warmstart_dir() / "config.json").exists():
         return False
-    say(f"[gcpo] model.name={WARMSTART_MODEL} is not made yet: making it now (supervised fine-tuning, once)")
+    say(f"{PREFIX} model.name={WARMSTART_MODEL} is not made yet: making it now (supervised fine-tuning, once)")
     make_builtin_warm_start(say=say)
     return True
 
@@ -197,7 +198,7 @@ def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable
     started = time.time()
     base_dir = resolve_model(cfg.model)
     items = warmstart_items(cfg, s.items).items
-    say(f"[gcpo] warm start: {len(items)} warm-start items of {cfg.task.name} (disjoint from its training and "
+    say(f"{PREFIX} warm start: {len(items)} warm-start items of {cfg.task.name} (disjoint from its training and "
         f"held-out splits), SFT {s.steps} steps x {s.batch} items at lr {s.lr:g}, base {cfg.model.name}")
     torch.manual_seed(cfg.trainer.seed)
     model = load_causal_lm(base_dir, cfg.model.dtype)
@@ -207,7 +208,7 @@ def warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Callable
               "config": to_dict(cfg), "sft_seconds": round(time.time() - started, 1),
               "made_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     write_folder(model, base_dir, out, record, record_file=WARMSTART_FILE)
-    say(f"[gcpo] warm start: saved to {out}")
+    say(f"{PREFIX} warm start: saved to {out}")
     return probe_warm_start(cfg, out, s, say=say, started=started) if probe else record
 
 
@@ -219,7 +220,7 @@ def probe_warm_start(cfg: RunConfig, out: Path, s: WarmStartSettings, *, say: Ca
     started = time.time() if started is None else started
     path = out / WARMSTART_FILE
     record = json.loads(path.read_text()) if path.exists() else {}
-    say(f"[gcpo] warm start: probing {s.probe_prompts} RL training prompts x G={s.probe_group} (temperature "
+    say(f"{PREFIX} warm start: probing {s.probe_prompts} RL training prompts x G={s.probe_group} (temperature "
         f"{cfg.rollout.temperature:g}) and the held-out split ({cfg.rollout.backend})")
     run_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=str(out)))
     probe, held_out = probe_and_evaluate(out, run_cfg, s)

@@ -115,9 +115,8 @@ def _lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
-def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> SearchSpace:
-    """Parse and validate a search-space file; `overrides` (dotted `key=value`) join its `base`."""
-    path = Path(path)
+def _read_space_file(path: Path) -> tuple[Any, Any]:
+    """The file's YAML and `fail(keys, message)`: a `SpaceError` naming `FILE:LINE` of `keys` and the keys."""
     if not path.exists():
         raise SpaceError(f"{path}: no such search-space file")
     text = path.read_text()
@@ -137,20 +136,12 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     for key in raw:
         if key not in TOP_KEYS:
             raise fail((key,), f"unknown key{suggest(str(key), TOP_KEYS)}; valid keys: {', '.join(TOP_KEYS)}")
-    known = set(valid_keys()) | {"preset"}
-    arms = _arms(raw.get("arms"), known, fail)
-    raw_space = raw.get("space", {} if arms else None)
-    if not isinstance(raw_space, dict) or not (raw_space or arms):
-        raise fail(("space",), "must map at least one dotted config key to a spec, e.g. "
-                               "`trainer.lr: {loguniform: [1.0e-6, 1.0e-4]}` (or give named `arms:`)")
-    if "arm" in raw_space:
-        raise fail(("space", "arm"), "`arm` is the grid over the names in `arms:`; list the arms there")
-    base = raw.get("base") or {}
-    if not isinstance(base, dict):
-        raise fail(("base",), "must be a mapping of config values")
-    base = _base_config(path, raw.get("base_config"), fail) | _flatten(base)
-    space = {"arm": Spec("grid", tuple(arms))} if arms else {}
-    space |= {key: _spec(key, value, known, fail) for key, value in raw_space.items()}
+    return raw, fail
+
+
+def _settings(raw: dict, space: dict[str, Spec], fail) -> dict[str, Any]:
+    """The file's settings beside its space (seeds, mode, search, trials, max_failures, keep_checkpoints,
+    metric), each checked."""
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise fail(("seeds",), f"must be a non-empty list of integers, got {seeds!r}")
@@ -174,20 +165,46 @@ def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) ->
     metric = raw.get("metric", SearchSpace.metric)
     if not isinstance(metric, str) or not metric:
         raise fail(("metric",), f"must name a logged metric such as eval/<task>/pass_at_1, got {metric!r}")
-    if search == "optuna":
-        grids = [k for k, s in space.items() if s.kind == "grid"]
-        if arms:
-            raise fail(("arms",), "optuna samples, it does not enumerate named arms: use search: grid")
-        if grids:
-            raise fail(("space", grids[0]), "optuna samples, it does not enumerate: use choice instead of grid")
-        if len(seeds) > 1:
-            raise fail(("seeds",), "an optuna search runs one seed per trial; give one seed or use search: grid")
+    return {"seeds": seeds, "mode": mode, "search": search, "trials": trials, "max_failures": max_failures,
+            "keep_checkpoints": keep, "metric": metric}
+
+
+def _check_optuna(settings: dict[str, Any], space: dict[str, Spec], arms: dict, fail) -> None:
+    """Optuna samples: no named arms, no grid, one seed."""
+    if settings["search"] != "optuna":
+        return
+    grids = [k for k, s in space.items() if s.kind == "grid"]
+    if arms:
+        raise fail(("arms",), "optuna samples, it does not enumerate named arms: use search: grid")
+    if grids:
+        raise fail(("space", grids[0]), "optuna samples, it does not enumerate: use choice instead of grid")
+    if len(settings["seeds"]) > 1:
+        raise fail(("seeds",), "an optuna search runs one seed per trial; give one seed or use search: grid")
+
+
+def load_space(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> SearchSpace:
+    """Parse and validate a search-space file; `overrides` (dotted `key=value`) join its `base`."""
+    path = Path(path)
+    raw, fail = _read_space_file(path)
+    known = set(valid_keys()) | {"preset"}
+    arms = _arms(raw.get("arms"), known, fail)
+    raw_space = raw.get("space", {} if arms else None)
+    if not isinstance(raw_space, dict) or not (raw_space or arms):
+        raise fail(("space",), "must map at least one dotted config key to a spec, e.g. "
+                               "`trainer.lr: {loguniform: [1.0e-6, 1.0e-4]}` (or give named `arms:`)")
+    if "arm" in raw_space:
+        raise fail(("space", "arm"), "`arm` is the grid over the names in `arms:`; list the arms there")
+    base = raw.get("base") or {}
+    if not isinstance(base, dict):
+        raise fail(("base",), "must be a mapping of config values")
+    base = _base_config(path, raw.get("base_config"), fail) | _flatten(base)
+    space = {"arm": Spec("grid", tuple(arms))} if arms else {}
+    space |= {key: _spec(key, value, known, fail) for key, value in raw_space.items()}
+    settings = _settings(raw, space, fail)
+    _check_optuna(settings, space, arms, fail)
     scheduler = _scheduler(raw.get("scheduler"), fail)
-    space_obj = SearchSpace(
-        name=str(raw.get("name") or path.stem), path=path, base=dict(base), space=space, seeds=seeds,
-        metric=metric, mode=mode, search=search, trials=trials, scheduler=scheduler, max_failures=max_failures,
-        keep_checkpoints=keep, description=str(raw.get("description", "")), arms=arms,
-    )
+    space_obj = SearchSpace(name=str(raw.get("name") or path.stem), path=path, base=dict(base), space=space,
+                            scheduler=scheduler, description=str(raw.get("description", "")), arms=arms, **settings)
     for key, value in (parse_override(o) for o in overrides):
         space_obj.base[key] = value
     _check_against_config(space_obj, fail)

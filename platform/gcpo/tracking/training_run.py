@@ -7,9 +7,10 @@
 - Relative `sqlite:` / `file:` URIs are resolved against the project folder by `absolute_tracking_uri` before
   the config reaches Ray workers (whose working directory is elsewhere).
 - A tracking server that stops answering mid-run never stops training: metrics, text artifacts and tables (the
-  rollout samples, `log_table`) are kept in order in a buffer and sent with the next call that finds the server back (`finish` retries for up to
-  `flush_timeout_s`). While the server's port refuses connections a call returns at once (a socket probe
-  first, so MLflow's own retries do not stall a step). Creating or resuming the run still needs the server.
+  rollout samples, `log_table`) are kept in order in a buffer and sent with the next call that finds the server
+  back (`finish` retries for up to `flush_timeout_s`). While the server's port refuses connections a call
+  returns at once (a socket probe first, so MLflow's own retries do not stall a step). Creating or resuming the
+  run still needs the server.
 - An experiment it creates (or finds without a kind) is tagged as a model-training experiment
   (`mlflow.experimentKind`), so MLflow's UI opens it on its training runs and their metric charts.
 

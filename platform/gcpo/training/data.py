@@ -8,20 +8,23 @@ for the whole run: training verification and every held-out evaluation share its
 from __future__ import annotations
 
 from gcpo.config import ModelConfig, RunConfig
+from gcpo.console import PREFIX
 from gcpo.training.types import TrainingData
 
 
-def fit_rows(cfg: RunConfig, task, tokenizer, max_model_len: int | None):
-    """`task` without the rows that cannot fit the generators' context (`task.skip_bad_rows`), or an error naming
-    the first such row. The driver checked and reported the same rows before Ray started (`gcpo.preflight`), so
-    skips are not said again here."""
+def fit_rows(cfg: RunConfig, load, tokenizer, max_model_len: int | None) -> list:
+    """The tasks `load()` reads, without the rows that cannot fit the generators' context
+    (`task.skip_bad_rows`), or an error naming the first such row. The driver read, checked and reported the same
+    rows before Ray started (`gcpo.preflight`), so the rows skipped when reading or fitting are not said again here
+    (`console.reported_on_driver`)."""
     from gcpo.console import reported_on_driver
     from gcpo.tasks.lengths import fit_task
 
-    if max_model_len is None:
-        return task
     with reported_on_driver():
-        return fit_task(cfg, task, tokenizer, max_model_len)
+        tasks = load()
+        if max_model_len is None:
+            return tasks
+        return [fit_task(cfg, task, tokenizer, max_model_len) for task in tasks]
 
 
 def build_training_data(cfg: RunConfig, tokenizer, verifier_pool=None,
@@ -32,7 +35,7 @@ def build_training_data(cfg: RunConfig, tokenizer, verifier_pool=None,
     from gcpo.tasks import load_task, render_negative_prompts, render_prompts, render_response
     from gcpo.tasks.pool import VerifierPool
 
-    task = fit_rows(cfg, load_task(cfg.task, "train"), tokenizer, max_model_len)
+    (task,) = fit_rows(cfg, lambda: [load_task(cfg.task, "train")], tokenizer, max_model_len)
     verifier_pool = verifier_pool or VerifierPool.from_config(cfg.task)
     if cfg.task.golden_model and any(it.golden is None for it in task.items):
         task = _fill_golden_answers(task, cfg, verifier_pool)
@@ -69,7 +72,7 @@ def _fill_golden_answers(task, cfg: RunConfig, verifier_pool):
                                                verifier_pool, model_id=str(cfg.task.golden_model))
     finally:
         golden_engine.shutdown()
-    print(f"[gcpo] golden answers from {report.model_id}: {report.accepted} accepted, {report.rejected} rejected "
+    print(f"{PREFIX} golden answers from {report.model_id}: {report.accepted} accepted, {report.rejected} rejected "
           f"by the verifier ({report.from_cache} from the cache {report.cache_path})", flush=True)
     return task
 
@@ -81,4 +84,4 @@ def held_out_tasks(cfg: RunConfig, tokenizer, max_model_len: int | None) -> list
 
     if cfg.trainer.eval_every <= 0:
         return []
-    return [fit_rows(cfg, task, tokenizer, max_model_len) for task in load_held_out(cfg.task)]
+    return fit_rows(cfg, lambda: load_held_out(cfg.task), tokenizer, max_model_len)

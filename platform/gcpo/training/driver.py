@@ -14,6 +14,7 @@ import sys
 import time
 
 from gcpo.config import RunConfig, dump_yaml, loggable, to_flat_dict
+from gcpo.console import PREFIX
 from gcpo.training.checkpoint import Restored
 from gcpo.training.data import build_training_data, held_out_tasks
 from gcpo.training.pipeline import Collected, RolloutPipeline, from_record, to_record
@@ -35,7 +36,7 @@ def progress_line(step: int, steps: int, m: dict, elapsed: float, first_step: in
     done, width = step + 1, 20
     filled = int(width * done / steps)
     eta = elapsed / max(done - first_step, 1) * (steps - done) + pending_s
-    return (f"[gcpo] step {done}/{steps} |{'#' * filled}{'.' * (width - filled)}| "
+    return (f"{PREFIX} step {done}/{steps} |{'#' * filled}{'.' * (width - filled)}| "
             f"reward {m.get('reward/mean', 0):.3f} acc {m.get('reward/accuracy', 0):.3f} "
             f"ga {m.get('ga/injected_frac', 0):.2f} step {m.get('time/step_s', 0):.1f}s "
             f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
@@ -133,9 +134,9 @@ class Rank0Driver(FollowerDriver):
         """The generators start from the base weights: give them the checkpoint's."""
         step = restored.step
         self.logger.mark_resumed(step)
-        say(f"[gcpo] resumed from the checkpoint of step {step}")
+        say(f"{PREFIX} resumed from the checkpoint of step {step}")
         if restored.removed_uncommitted:
-            say(f"[gcpo] removed {len(restored.removed_uncommitted)} uncommitted checkpoint folder(s) the "
+            say(f"{PREFIX} removed {len(restored.removed_uncommitted)} uncommitted checkpoint folder(s) the "
                 f"interrupted attempt left: {', '.join(restored.removed_uncommitted)}")
         self.rollout_engine.update_weights(state, version=step)
 
@@ -159,7 +160,7 @@ class Rank0Driver(FollowerDriver):
         from gcpo.evaluation import evaluate_config
 
         items = sum(min(len(task.items), self.cfg.task.eval_size) for task in self.held_out)
-        say(f"[gcpo] held-out evaluation {when}: {items} items, greedy then {self.cfg.trainer.eval_k} samples each")
+        say(f"{PREFIX} held-out evaluation {when}: {items} items, greedy then {self.cfg.trainer.eval_k} samples each")
         started = time.time()
         result = evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
                                  pool=self.verifier_pool)
@@ -167,7 +168,7 @@ class Rank0Driver(FollowerDriver):
         metrics = result.metrics()
         self.logger.log_text(result.items_json(), items_artifact(step))
         shown = [f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items() if k.endswith(("pass_at_1", "format_rate"))]
-        say(f"[gcpo] held-out evaluation {when}: {', '.join(shown)} ({self.eval_s:.0f}s)")
+        say(f"{PREFIX} held-out evaluation {when}: {', '.join(shown)} ({self.eval_s:.0f}s)")
         return metrics
 
     def pending_eval_s(self, step: int) -> float:
