@@ -78,9 +78,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, base_values(space_base, args.preset, args.overrides, args.config is not None))
     ensure_builtin_warm_start(cfg.model)
     r, t = cfg.rollout, cfg.trainer
-    print(f"[gcpo] probe --calibrate-clip: {args.batches} batches of {r.prompts_per_step} prompts x {r.group_size} "
+    print(f"{PREFIX} probe --calibrate-clip: {args.batches} batches of {r.prompts_per_step} prompts x {r.group_size} "
           f"of {cfg.model.name}, one update at lr {t.lr:g} on each first mini-batch", flush=True)
-    calibration = run_calibration(cfg, batches=args.batches, progress=lambda line: print(f"[gcpo] {line}", flush=True))
+    calibration = run_calibration(cfg, batches=args.batches, progress=lambda line: print(f"{PREFIX} {line}", flush=True))
     print(format_calibration(calibration, f"gcpo probe --calibrate-clip: preset {cfg.preset}, lr {t.lr:g}"))
     if args.out:
         Path(args.out).write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")

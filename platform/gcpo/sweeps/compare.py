@@ -30,12 +30,12 @@ __all__ = ["Comparison", "Statistics", "REPORT_FILES", "REPORT_META", "format_ta
 
 def _sweep_settings(parents: list, runs: list) -> tuple[list[str], str | None, str]:
     """The swept keys, the metric and its mode from the sweep parents' tags (keys: else the differing params)."""
-    from gcpo.tracking.reading import METRIC_TAG, MODE_TAG, SWEPT_KEYS_TAG
+    from gcpo.tracking import tags
 
-    swept = [k for p in parents for k in p.data.tags.get(SWEPT_KEYS_TAG, "").split(",") if k]
+    swept = [k for p in parents for k in p.data.tags.get(tags.SWEPT_KEYS, "").split(",") if k]
     keys = list(dict.fromkeys(swept)) or differing_params(runs)
-    metric = next((p.data.tags[METRIC_TAG] for p in parents if METRIC_TAG in p.data.tags), None)
-    mode = next((p.data.tags[MODE_TAG] for p in parents if MODE_TAG in p.data.tags), "max")
+    metric = next((p.data.tags[tags.METRIC] for p in parents if tags.METRIC in p.data.tags), None)
+    mode = next((p.data.tags[tags.MODE] for p in parents if tags.MODE in p.data.tags), "max")
     return keys, metric, mode
 
 

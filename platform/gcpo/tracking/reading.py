@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from gcpo.tracking import tags
+
 READ_THREADS = 8  # runs read at once from a tracking server
-SWEEP_PARENT_TAG = "gcpo.sweep_parent"  # "true" on a sweep's parent run
-SWEPT_KEYS_TAG = "gcpo.swept_keys"  # the parent's swept keys, comma-separated
-METRIC_TAG, MODE_TAG = "gcpo.metric", "gcpo.mode"  # the parent's metric and its direction
-SWEPT_TAG_PREFIX = "gcpo.swept."  # a child's swept value (a named arm is no config leaf, so no param)
-PARENT_TAG = "mlflow.parentRunId"
 
 
 @dataclass(frozen=True)
@@ -51,12 +48,12 @@ def select_runs(mlflow, experiment: str, tracking_uri: str, parent_run_id: str |
         names = [e.name for e in mlflow.search_experiments()]
         raise ValueError(f"no MLflow experiment named {experiment!r} at {tracking_uri}; found: {', '.join(names)}")
     every = mlflow.search_runs([exp.experiment_id], max_results=10000)
-    parents = [r for r in every if r.data.tags.get(SWEEP_PARENT_TAG) == "true"]
+    parents = [r for r in every if r.data.tags.get(tags.SWEEP_PARENT) == "true"]
     if parent_run_id:
         parents = [r for r in parents if r.info.run_id == parent_run_id]
-        runs = [r for r in every if r.data.tags.get(PARENT_TAG) == parent_run_id]
+        runs = [r for r in every if r.data.tags.get(tags.PARENT_RUN) == parent_run_id]
     else:
-        runs = [r for r in every if r.data.tags.get(SWEEP_PARENT_TAG) != "true"]
+        runs = [r for r in every if r.data.tags.get(tags.SWEEP_PARENT) != "true"]
     if not runs:
         raise ValueError(f"experiment {experiment!r} has no training runs"
                          + (f" under parent run {parent_run_id}" if parent_run_id else ""))
@@ -112,7 +109,7 @@ def read_runs(mlflow, runs: list, tracking_uri: str) -> list[RunRead]:
 
 def swept_value(run, key: str) -> str | None:
     """The run's value of a swept key: its param, else its `gcpo.swept.<key>` tag (a named arm)."""
-    return run.data.params.get(key, run.data.tags.get(f"{SWEPT_TAG_PREFIX}{key}"))
+    return run.data.params.get(key, run.data.tags.get(f"{tags.SWEPT_PREFIX}{key}"))
 
 
 def log_report(tracking_uri: str, parent_run_id: str, paths: list[Path]) -> None:
