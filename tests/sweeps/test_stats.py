@@ -94,6 +94,21 @@ def test_crossed_interval_hand_checked_on_two_by_two():
     assert (interval.low, interval.high) == (pytest.approx(0.75 - half), pytest.approx(0.75 + half))
 
 
+def test_both_strata_share_one_t_whose_df_takes_the_seed_stratum_at_its_upper_quartile():
+    """3 seeds x 4 items, both strata non-zero: SE^2 = MS_seed / (S N) + (MS_item - MS_resid) / (S N); df is
+    Welch-Satterthwaite's with the seed stratum divided by the lower quartile of chi^2_2 / 2 (= -ln 0.75)."""
+    values = np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    seed_var = 4 * np.var(values.mean(axis=1), ddof=1) / 12
+    resid = values - values.mean(axis=1)[:, None] - values.mean(axis=0)[None, :] + values.mean()
+    item_var = (3 * np.var(values.mean(axis=0), ddof=1) - (resid ** 2).sum() / 6) / 12
+    bound = seed_var / -math.log(0.75)
+    df = (bound + item_var) ** 2 / (bound ** 2 / 2 + item_var ** 2 / 3)
+    interval = stats.mean_interval(values)
+    assert item_var > 0 and 2 < interval.df < 5
+    assert (interval.se, interval.df) == (pytest.approx(math.sqrt(seed_var + item_var)), pytest.approx(df))
+    assert interval.high - interval.estimate == pytest.approx(scipy_stats.t.ppf(0.975, df) * interval.se)
+
+
 def test_paired_seeds_only_matches_scipys_paired_t_test():
     """Differences by seed: the same interval as scipy's ttest_rel, and it excludes 0 exactly when p < 0.05."""
     rng = np.random.default_rng(0)

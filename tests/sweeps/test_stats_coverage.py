@@ -61,7 +61,7 @@ def test_arm_interval_covers_95_percent_with_items(seeds, share):
     estimate, half, _, _ = stats.crossed_interval_arrays(y)
     coverage = covered(estimate, half, population_mean(0.0, SHARES[share]))
     print(f"\narm interval, seeds x items, {seeds} seeds, {share} seed share: coverage {coverage:.3f}")
-    assert 0.93 <= coverage <= 0.98, coverage  # 3 seeds, small share: conservative (0.975, docs/sweeps.md)
+    assert 0.93 <= coverage <= 0.97, coverage
 
 
 @pytest.mark.parametrize("share", SHARES)
@@ -132,7 +132,7 @@ def test_twice_the_detectable_difference_is_found_80_percent_of_the_time(seeds, 
     print(f"\npaired, {seeds} seeds, seed sd {seed_sd}: MDD {mdd:.3f}; found at 1 MDD {found[1]:.3f}, at 2 MDD "
           f"{found[2]:.3f}; coverage at 2 MDD {coverage:.3f}")
     assert found[2] >= 0.8, found
-    assert 0.93 <= coverage <= 0.98, coverage
+    assert 0.93 <= coverage <= 0.97, coverage
 
 
 def test_a_percentile_bootstrap_over_three_seeds_is_too_narrow():
