@@ -15,8 +15,9 @@ and held-out items, crossed); this module builds on them. docs/studies.md writes
   standard error a noncentral t on those degrees of freedom (`scipy.stats.nct`); the (t_{alpha/2} + t_power) se
   of `stats.minimum_detectable_difference` is the same at many degrees of freedom and a third too small at 3
   seeds. The level is the *adjusted* alpha / (m K) for m comparisons in the study and K looks (the first,
-  strictest step of Holm's procedure within a look, Bonferroni over looks). Seeds needed: the fewest S whose MDD is at most the target difference (none when the
-  item stratum alone leaves it above the target: then more items are needed, not seeds).
+  strictest step of Holm's procedure within a look, Bonferroni over looks). Seeds needed: the fewest S whose
+  MDD is at most the target difference (none when the item stratum alone leaves it above the target: then more
+  items are needed, not seeds).
 - **p-value of an interval**: the alpha at which the two-strata interval's half-width equals |estimate| (the
   interval is a function of its level; found by bisection in log alpha), so an interval at level 1 - a excludes
   0 exactly when p < a. Holm's procedure runs on these p-values.
@@ -36,7 +37,8 @@ and held-out items, crossed); this module builds on them. docs/studies.md writes
 - **Verdict words**, from the adjusted interval of a difference A - B (A better when `mode` is max and it is
   above 0): "A beats B by x (low to high)" when the interval excludes 0; "no difference larger than d" when it
   holds 0 and reaches no further than d = max(|low|, |high|) <= the claim's target difference; "too wide to tell"
-  otherwise. A comparison is decided in the first two cases.
+  otherwise; "no verdict" without an interval (one seed) or with a zero-width one (nothing varied: it bounds
+  nothing). A comparison is decided in the first two cases.
 """
 
 from __future__ import annotations
@@ -232,6 +234,9 @@ def verdict(better: str, worse: str, estimate: float, low: float, high: float, t
     BEATS, NO_DIFFERENCE or TOO_WIDE (module docstring); NO_VERDICT without an interval."""
     if math.isnan(low) or math.isnan(high):
         return NO_VERDICT, f"no verdict on {better} vs {worse}: no interval (one seed, or none)"
+    if low == high:
+        return NO_VERDICT, (f"no verdict on {better} vs {worse}: nothing varied (a zero-width interval does not "
+                            f"bound the difference; run more seeds)")
     if low > 0 or high < 0:
         winner, loser = (better, worse) if low > 0 else (worse, better)
         sign = 1 if low > 0 else -1
