@@ -69,6 +69,7 @@ def test_a_study_file_compiles_to_claims(tmp_path):
     (("    base: {preset: gcpo}\n    factors:", "    base: {preset: gcpo}\n    arms: {a: {}}\n    factors:"),
      r"claims.grid: give either `arms:` \(named arms\) or `factors:`"),
     (("looks: 3", "looks: 0"), r"until_decided.looks: must be a number > 0"),
+    (("  grid:", "  pieces:"), r"claim 'pieces': claims.pieces: a claim's name is a folder name"),
     (("target_difference: 0.1", "target_difference: -1"), r"claims.grid.target_difference: must be a number"),
 ])
 def test_malformed_study_files_fail_by_name(tmp_path, change, message):
@@ -76,6 +77,17 @@ def test_malformed_study_files_fail_by_name(tmp_path, change, message):
     assert text != GOOD
     with pytest.raises(StudyError, match=message):
         load_study(write(tmp_path, text))
+
+
+def test_every_claim_runs_at_the_studys_budget(tmp_path):
+    """The evidence study's method arms and ablation grid share steps, evaluation schedule and held-out items."""
+    from gcpo.studies.runner import space_file
+    from gcpo.sweeps.space import load_space, trial_config
+
+    study = load_study(ROOT / "studies" / "paper_claims.yaml")
+    configs = [trial_config(load_space(space_file(tmp_path, claim)), {}) for claim in study.claims.values()]
+    budgets = {(c.trainer.steps, c.trainer.eval_every, c.trainer.checkpoint_every, c.task.eval_size) for c in configs}
+    assert budgets == {(4, 2, 2, configs[0].task.eval_size)}
 
 
 def test_no_claims_and_no_file_fail(tmp_path):

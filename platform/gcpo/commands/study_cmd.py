@@ -9,7 +9,7 @@ claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and rep
   with the study's ETA; `--until-decided` adds seeds in rounds (the file's `until_decided`) until every
   comparison is decided or the budget is spent. Stopped (Ctrl-C) or failed pieces resume on the next run.
 - `report`: OUT/report.md (arms' means with 95% intervals and IQM, differences with Holm-adjusted intervals and
-  verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, claims/<claim>/.
+  verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, <claim>/.
 - `status`: pieces done per claim and each comparison's verdict, without writing the report.
 
 OUT defaults to reports/studies/<study name>. KEY=VALUE overrides join every trial's config (e.g.
@@ -48,14 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _out(args: argparse.Namespace, study) -> Path:
     return Path(args.out) if args.out else Path("reports") / "studies" / study.name
-
-
-def _done(study, out: Path) -> dict[str, tuple[int, int]]:
-    from gcpo.studies.runner import is_done, pieces
-
-    todo = pieces(study)
-    return {name: (sum(is_done(out, p) for p in todo if p["claim"] == name), sum(p["claim"] == name for p in todo))
-            for name in study.claims}
 
 
 def _plan(args: argparse.Namespace, study, out: Path) -> int:
@@ -109,24 +101,24 @@ def _run(args: argparse.Namespace, study, out: Path) -> int:
 
 def _report(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.report import format_status, write_study_report
-    from gcpo.studies.runner import merged
+    from gcpo.studies.runner import done_counts, merged
 
     comparisons = merged(study, out)
-    done = _done(study, out)
+    done = done_counts(study, out)
     totals = (sum(d for d, _ in done.values()), sum(t for _, t in done.values()))
     _, table = write_study_report(study, out, comparisons, totals)
     print(format_status(study, table, done))
-    print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, claims/)")
+    print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, one folder per claim)")
     return 0
 
 
 def _status(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.analysis import study_comparisons
     from gcpo.studies.report import format_status
-    from gcpo.studies.runner import load_state, merged, piece_cost
+    from gcpo.studies.runner import done_counts, load_state, merged, piece_cost
 
     table = study_comparisons(study, merged(study, out))
-    done = _done(study, out)
+    done = done_counts(study, out)
     print(format_status(study, table, done))
     cost, left = piece_cost(load_state(out)), sum(t - d for d, t in done.values())
     print(f"\n{left} planned pieces to run" + (f", about {cost * left / 3600:.2f} h" if cost and left else ""))

@@ -3,7 +3,7 @@
 `write_study_report(study, out, comparisons)` writes to OUT: report.md (per claim: the arms' means with 95%
 intervals and IQM, the comparisons with their 95% and Holm-adjusted intervals and verdicts in words, the learning
 curves), arms.csv, comparisons.csv, comparisons.png (the adjusted intervals); each claim's `gcpo compare` report
-(learning_curves.png with the seeds' range as a band, intervals.png, CSV) is in OUT/claims/<claim>/.
+(learning_curves.png with the seeds' range as a band, intervals.png, CSV) is in OUT/<claim>/.
 `plan_table` is the plan: per claim the MDD at the planned seeds and items, the seeds needed for the claim's
 target difference, the trials and the wall-clock estimate.
 """
@@ -105,7 +105,7 @@ def markdown_report(study: Study, arms: pd.DataFrame, table: pd.DataFrame, done:
             lines += ["No finished piece yet.", ""]
             continue
         lines += _arm_lines(chosen) + [""] + _comparison_lines(table[table["claim"] == name]) + [""]
-        lines += [f"![{name}: learning curves](claims/{name}/learning_curves.png)", ""]
+        lines += [f"![{name}: learning curves]({name}/learning_curves.png)", ""]
     lines += ["![adjusted intervals](comparisons.png)", ""]
     return "\n".join(lines)
 

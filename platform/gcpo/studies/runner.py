@@ -8,7 +8,7 @@ piece writes none and is resumed (its sweep `--resume`d) by the next run. The or
 every claim at a seed before the next seed, so a study stopped halfway is still a paired comparison.
 `OUT/study.json` records each piece's wall-clock time (the ETA and `gcpo study plan`'s cost use it) and the
 looks taken. After each piece the finished pieces of its claim are merged (`load_reports`) into
-`OUT/claims/<claim>/`.
+`OUT/<claim>/` (the layout of benchmarks/results/paper_claims/).
 
 `--until-decided`: the study's looks (`until_decided.looks`, `seeds_per_round` more seeds each) are run one after
 another; after each the study is analysed (`gcpo.studies.analysis`, Holm at alpha / looks) and it stops when every
@@ -55,6 +55,13 @@ def piece_dir(out: Path, piece: dict) -> Path:
 
 def is_done(out: Path, piece: dict) -> bool:
     return (piece_dir(out, piece) / "runs.csv").exists()
+
+
+def done_counts(study: Study, out: Path) -> dict[str, tuple[int, int]]:
+    """claim -> (pieces done, planned pieces)."""
+    todo = pieces(study)
+    return {name: (sum(is_done(out, p) for p in todo if p["claim"] == name), sum(p["claim"] == name for p in todo))
+            for name in study.claims}
 
 
 def load_state(out: Path) -> dict[str, Any]:
@@ -113,7 +120,7 @@ def run_piece(study: Study, piece: dict, overrides: list[str], out: Path, base: 
 
 
 def merge_claim(out: Path, claim: str):
-    """The finished pieces of `claim` merged into one comparison and written to OUT/claims/<claim>/ (None: no
+    """The finished pieces of `claim` merged into one comparison and written to OUT/<claim>/ (None: no
     piece yet)."""
     from gcpo.sweeps.compare import load_reports, write_report
 
@@ -121,7 +128,7 @@ def merge_claim(out: Path, claim: str):
     if not done:
         return None
     cmp = load_reports(done, name=claim)
-    write_report(cmp, out / "claims" / claim, log_to_parent=False)
+    write_report(cmp, out / claim, log_to_parent=False)
     return cmp
 
 

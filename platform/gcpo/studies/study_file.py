@@ -55,6 +55,7 @@ CLAIM_KEYS = ("description", "arms", "factors", "reference", "base", "seeds", "t
 UNTIL_DECIDED_KEYS = ("looks", "seeds_per_round")
 DEFAULT_METRIC = "eval/basic_arithmetic/pass_at_1"
 DEFAULT_TARGET = 0.05
+RESERVED = ("pieces", "spaces")  # folders of a study's output beside one folder per claim
 
 
 class StudyError(ValueError):
@@ -229,6 +230,9 @@ def _check_space(space: dict[str, Any], keys: tuple[str, ...], fail) -> None:
 
 def _claim(name: str, raw: Any, study_raw: dict, path: Path, fail) -> Claim:
     keys = ("claims", name)
+    if name in RESERVED or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise fail(keys, f"a claim's name is a folder name of letters, digits, _ . - and not one of "
+                         f"{', '.join(RESERVED)}")
     if not isinstance(raw, dict):
         raise fail(keys, "must be a mapping (arms or factors, reference, seeds, ...)")
     _unknown(raw, CLAIM_KEYS, keys, fail)
