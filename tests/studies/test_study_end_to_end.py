@@ -72,7 +72,7 @@ def test_a_tiny_study_plans_runs_resumes_and_reports(tmp_path, ray_local, mlflow
     assert study_command("plan", path, *overrides, "--out", out) == 0
     plan = capsys.readouterr().out
     assert "methods: 1 comparisons, 2 seeds x 2 items (4 trials" in plan
-    assert "variance from the claim's own arms" in plan
+    assert "its comparisons, from the claim's own arms" in plan and "the metric (grpo): sd seed" in plan
     assert load_state(out)["pieces"]["methods/gcpo_s1"]["wall_s"] > 0
     capsys.readouterr()
     assert study_command("run", *argv) == 0  # everything done: nothing trains

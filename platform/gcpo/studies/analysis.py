@@ -166,3 +166,15 @@ def pilot_components(claim: Claim, runs: pd.DataFrame, items: pd.DataFrame, metr
     scaled = method.Components(pooled.seed * scale, pooled.item * scale, pooled.resid * scale, pooled.seeds,
                                pooled.items)
     return scaled, f"paired differences of the pilot's arms ({', '.join(arms)}), scaled by {scale:g}"
+
+
+def metric_components(claim: Claim, runs: pd.DataFrame, items: pd.DataFrame, metric: str) -> tuple[
+        method.Components | None, str]:
+    """The components of the metric itself (one arm's seeds x items): the claim's reference arm where the pilot
+    has 2 or more of its seeds, else the pilot's first such arm; None without one."""
+    arms = list(runs["arm"].drop_duplicates())
+    frames = arm_frames(runs, items, metric, arms)
+    for arm in [claim.reference, *arms]:
+        if arm in frames and len(frames[arm].dropna(axis=1)) >= 2:
+            return method.variance_components(frames[arm].dropna(axis=1).to_numpy(float)), arm
+    return None, ""

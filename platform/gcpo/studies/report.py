@@ -17,12 +17,13 @@ from typing import Any
 import pandas as pd
 
 from gcpo.studies import method
-from gcpo.studies.analysis import pilot_components, study_arms, study_comparisons
+from gcpo.studies.analysis import metric_components, pilot_components, study_arms, study_comparisons
 from gcpo.studies.study_file import Study
 from gcpo.sweeps.tables import interval_text
 
 PLAN_COLUMNS = ["claim", "comparisons", "seeds", "items", "alpha", "sd_seed", "sd_item", "sd_resid", "mdd",
-                "target", "seeds_needed", "trials", "hours", "source"]
+                "target", "seeds_needed", "trials", "hours", "source", "metric_arm", "metric_sd_seed",
+                "metric_sd_item"]
 
 
 def _number(value: float, fmt: str = "{:.3f}") -> str:
@@ -42,6 +43,9 @@ def plan_table(study: Study, pilots: dict[str, Any], items: dict[str, int], cost
         row = {"claim": name, "comparisons": claim.comparisons, "seeds": seeds, "items": n, "alpha": alpha,
                "target": claim.target_difference, "trials": len(claim.arms) * seeds, "source": source}
         row["hours"] = cost_s * row["trials"] / 3600 if cost_s else math.nan
+        own, arm = metric_components(claim, pilot.runs, pilot.items, pilot.metric)
+        if own is not None:
+            row |= {"metric_arm": arm, "metric_sd_seed": math.sqrt(own.seed), "metric_sd_item": math.sqrt(own.item)}
         if parts is not None:
             row |= {"sd_seed": math.sqrt(parts.seed), "sd_item": math.sqrt(parts.item),
                     "sd_resid": math.sqrt(parts.resid), "mdd": method.planned_mdd(parts, max(seeds, 2), n,
@@ -58,11 +62,17 @@ def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None) -> str:
              f"power; a trial costs {_number(cost_s, '{:.0f}')} s on this machine"]
     for row in plan.to_dict("records"):
         needed = row["seeds_needed"]
-        needed = "more items needed: seeds alone cannot reach it" if needed is None or (
-            isinstance(needed, float) and math.isnan(needed)) else f"{int(needed)} seeds"
+        if math.isnan(row["mdd"]):
+            needed = "unknown: the pilot does not measure the variance"
+        elif needed is None or (isinstance(needed, float) and math.isnan(needed)):
+            needed = "more items needed: seeds alone cannot reach it"
+        else:
+            needed = f"{int(needed)} seeds"
         lines += [f"\n{row['claim']}: {row['comparisons']} comparisons, {row['seeds']} seeds x {row['items']} items "
                   f"({row['trials']} trials, {_number(row['hours'], '{:.2f}')} h)",
-                  f"  variance from {row['source']}: sd seed {_number(row['sd_seed'])}, sd item "
+                  f"  the metric ({row['metric_arm'] if isinstance(row['metric_arm'], str) else '-'}): sd seed "
+                  f"{_number(row['metric_sd_seed'])}, sd item {_number(row['metric_sd_item'])}",
+                  f"  its comparisons, from {row['source']}: sd seed {_number(row['sd_seed'])}, sd item "
                   f"{_number(row['sd_item'])}, sd of a seed on one item {_number(row['sd_resid'])}",
                   f"  detectable difference at the planned seeds: {_number(row['mdd'])}; for the target "
                   f"{row['target']:.3f}: {needed}"]
