@@ -83,10 +83,11 @@ def _plan(args: argparse.Namespace, study, out: Path) -> int:
 
 def _run(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.cluster.runtime import init_ray
-    from gcpo.studies.runner import run_study
+    from gcpo.studies.runner import is_done, pieces, run_study
     from gcpo.sweeps.runner import SweepInterrupted
 
-    init_ray(args.address)
+    if args.until_decided or not all(is_done(out, p) for p in pieces(study)):
+        init_ray(args.address)
     options = {"out": out, "overrides": list(args.overrides), "base": (args.base or Path.cwd()).resolve(),
                "tag": args.tag, "keep_checkpoints": args.keep_checkpoints, "until_decided": args.until_decided}
     try:
