@@ -1,6 +1,6 @@
-"""The evidence study (`benchmarks/paper_claims.py`) in its smoke form on the tiny model, so the study that
-produces docs/results.md cannot rot: every method arm trains, reaches MLflow on a real server, and the
-report (tables, CSVs, plots, study.json) is written."""
+"""The evidence study (`benchmarks/paper_claims.py`, a wrapper of `gcpo study` on `studies/paper_claims.yaml`) in
+its smoke form on the tiny model, so the study that produces docs/results.md cannot rot: every method arm trains,
+reaches MLflow on a real server, and the report (tables, CSVs, plots, study.json) is written."""
 
 import importlib.util
 import json
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ALL_ARMS = {"grpo", "dapo", "gpg", "gcpo", "gcpo_no_golden", "ga_sft"}
 # The smoke run trains the arms whose reports differ in kind (golden answers injected, imitated, none); the
-# others are the same code path with other values, and the pieces test covers that every arm is in the study.
+# others are the same code path with other values, and the narrowing test covers that every arm is in the study.
 ARMS = {"grpo", "gcpo", "ga_sft"}
 
 
@@ -23,30 +23,16 @@ def load_study():
     return module
 
 
-def test_ablation_runs_at_the_method_comparison_budget():
+def test_the_driver_narrows_the_study_file():
     study = load_study()
-    from gcpo.sweeps import load_space, trial_config
+    from gcpo.studies.study_file import load_study as load
 
-    budget = study.budget_overrides()
-    assert {b.split("=", 1)[0] for b in budget} == set(study.BUDGET_KEYS)
-    methods = trial_config(load_space(ROOT / "search_spaces" / "paper_claims.yaml"), {"arm": "gcpo"})
-    ablation = trial_config(load_space(ROOT / "search_spaces" / "ablation_ga_kl_is.yaml", budget), {})
-    for cfg in (methods, ablation):
-        assert (cfg.trainer.steps, cfg.trainer.eval_every, cfg.task.eval_size) == \
-            (methods.trainer.steps, methods.trainer.eval_every, methods.task.eval_size)
-
-
-@pytest.mark.integration
-def test_study_pieces_are_one_trial_each():
-    study = load_study()
-    methods = study.pieces("methods", [], [0, 1], None)
-    assert [p["name"] for p in methods[:2]] == ["grpo_s0", "dapo_s0"] and len(methods) == 2 * len(ALL_ARMS)
-    assert methods[-1] == {"study": "methods", "name": "ga_sft_s1", "seed": 1, "only": {"arm": ["ga_sft"]}}
-    ablation = study.pieces("ablation", study.budget_overrides(), [0], None)
-    assert len(ablation) == 8 and len({p["name"] for p in ablation}) == 8
-    assert ablation[0]["name"] == "golden_answers=True_kl_coef=0_ratio_level=token_s0"
-    assert ablation[0]["only"] == {"algorithm.golden_answers": [True], "algorithm.kl_coef": [0.0],
-                                   "algorithm.ratio_level": ["token"]}
+    full = study.select(load(study.STUDY), study.arguments([]))
+    assert set(full.claims) == {"methods", "ablation"} and set(full.claims["methods"].arms) == ALL_ARMS
+    assert full.claims["methods"].seeds == [0, 1, 2] and full.claims["ablation"].seeds == [0]
+    smoke = study.select(load(study.STUDY), study.arguments(["--smoke", "--skip-ablation", "--arms", *sorted(ARMS)]))
+    assert list(smoke.claims) == ["methods"] and smoke.claims["methods"].arms == ["grpo", "gcpo", "ga_sft"]
+    assert smoke.claims["methods"].seeds == [0] and smoke.claims["methods"].reference == "grpo"
 
 
 @pytest.mark.integration

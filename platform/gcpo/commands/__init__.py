@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "with mixed groups"),
     "sweep": ("gcpo.commands.sweep_cmd", "run a search space (grid, Optuna, ASHA) with Ray Tune, every trial in MLflow"),
     "compare": ("gcpo.commands.compare_cmd", "compare a sweep's arms from MLflow: table, learning curves, effects, CSV"),
+    "study": ("gcpo.commands.study_cmd", "an ablation study of named claims: plan its seeds, run it in resumable "
+              "pieces, report verdicts in words"),
     "probe": ("gcpo.commands.probe_cmd", "does each switch of a search space change the update? gradients on one batch"),
     "cluster": ("gcpo.commands.cluster_cmd", "start, stop or describe a local Ray cluster on loopback for development"),
     "submit": ("gcpo.commands.submit_cmd", "submit a gcpo command (train, sweep, ...) to a Ray cluster as a job"),

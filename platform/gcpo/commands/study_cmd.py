@@ -1,0 +1,142 @@
+"""`gcpo study {plan,run,report,status} STUDY.yaml [KEY=VALUE ...] [--out DIR]`: an ablation study of named
+claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and reported in words.
+
+- `plan`: from a pilot (`--experiment E [--tracking-uri U]`: runs already in MLflow; default: this study's
+  finished pieces) the seed and item variance of each claim's comparisons, then per claim the minimum
+  detectable difference at the planned seeds and items (95% confidence after Holm and the looks rule, 80%
+  power), the seeds its target difference needs, and the hours its trials take at the measured cost per trial.
+- `run`: every trial as a resumable piece (one arm x one seed), seed by seed across the arms, one progress line
+  with the study's ETA; `--until-decided` adds seeds in rounds (the file's `until_decided`) until every
+  comparison is decided or the budget is spent. Stopped (Ctrl-C) or failed pieces resume on the next run.
+- `report`: OUT/report.md (arms' means with 95% intervals and IQM, differences with Holm-adjusted intervals and
+  verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, <claim>/.
+- `status`: pieces done per claim and each comparison's verdict, without writing the report.
+
+OUT defaults to reports/studies/<study name>. KEY=VALUE overrides join every trial's config (e.g.
+`model.name=tiny`); the method is in docs/studies.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ACTIONS = ("plan", "run", "report", "status")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gcpo.config import TrackingConfig
+    from gcpo.console import add_verbose_argument
+
+    parser.add_argument("action", choices=ACTIONS, help="plan its size, run it, write its report, or show status")
+    parser.add_argument("study", metavar="STUDY.yaml", help="a study file, e.g. studies/paper_claims.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="run-config values for every trial")
+    parser.add_argument("--out", metavar="DIR", help="the study's folder (default: reports/studies/<name>)")
+    parser.add_argument("--experiment", "-e", help="plan: the pilot's MLflow experiment (default: the study's "
+                                                   "finished pieces)")
+    parser.add_argument("--tracking-uri", default=TrackingConfig.uri,
+                        help=f"plan: the pilot's MLflow store or server (default: {TrackingConfig.uri})")
+    parser.add_argument("--until-decided", action="store_true",
+                        help="run: add seeds in rounds until every comparison is decided or the budget is spent")
+    parser.add_argument("--tag", default="", help="run: suffix of the MLflow experiments (<study>-<claim><TAG>)")
+    parser.add_argument("--keep-checkpoints", choices=("none", "all"), default="none",
+                        help="run: keep each finished piece's checkpoints (default none: a study needs metrics)")
+    parser.add_argument("--base", type=Path, help="run: where runs/ and a relative MLflow store live (default: .)")
+    parser.add_argument("--address", metavar="ADDR", help="run: a Ray cluster to run on (default: a local Ray)")
+    add_verbose_argument(parser)
+
+
+def _out(args: argparse.Namespace, study) -> Path:
+    return Path(args.out) if args.out else Path("reports") / "studies" / study.name
+
+
+def _plan(args: argparse.Namespace, study, out: Path) -> int:
+    from gcpo.studies.report import format_plan, plan_table
+    from gcpo.studies.runner import load_state, merged, piece_cost, space_file
+    from gcpo.sweeps.space import load_space, trial_config
+
+    configs = {n: trial_config(load_space(space_file(out, c), args.overrides), {}) for n, c in study.claims.items()}
+    if args.experiment:
+        from gcpo.sweeps.compare import load_comparison
+        from gcpo.tracking.training_run import absolute_tracking_uri
+
+        pilot = load_comparison(args.experiment, absolute_tracking_uri(args.tracking_uri, Path.cwd()))
+        pilots = {name: pilot for name in study.claims}
+    else:
+        pilots = merged(study, out)
+    if not pilots:
+        print("gcpo study plan: no pilot: give --experiment, or run some pieces first (gcpo study run)")
+        return 2
+    cost = piece_cost(load_state(out))
+    if cost is None:  # no piece timed yet: the pilot's training seconds per step x the planned steps
+        step_s = next(iter(pilots.values())).runs["step_s"].mean()
+        cost = float(step_s * next(iter(configs.values())).trainer.steps) if step_s == step_s else None
+    fallback = next(iter(pilots.values()))
+    plan = plan_table(study, {n: pilots.get(n, fallback) for n in study.claims},
+                      {n: cfg.task.eval_size for n, cfg in configs.items()}, cost)
+    out.mkdir(parents=True, exist_ok=True)
+    plan.to_csv(out / "plan.csv", index=False)
+    print(format_plan(study, plan, cost))
+    print(f"\nplan: {out / 'plan.csv'}")
+    return 0
+
+
+def _run(args: argparse.Namespace, study, out: Path) -> int:
+    from gcpo.cluster.runtime import init_ray
+    from gcpo.studies.runner import is_done, pieces, run_study
+    from gcpo.sweeps.runner import SweepInterrupted
+
+    if args.until_decided or not all(is_done(out, p) for p in pieces(study)):
+        init_ray(args.address)
+    options = {"out": out, "overrides": list(args.overrides), "base": (args.base or Path.cwd()).resolve(),
+               "tag": args.tag, "keep_checkpoints": args.keep_checkpoints, "until_decided": args.until_decided}
+    try:
+        failed = run_study(study, options)
+    except SweepInterrupted as e:
+        print(f"gcpo study: stopped: {e}; run it again to go on")
+        return 130
+    if failed:
+        print(f"gcpo study: {failed} piece(s) failed; run it again to retry them")
+    return 1 if failed else _report(args, study, out)
+
+
+def _report(args: argparse.Namespace, study, out: Path) -> int:
+    from gcpo.studies.report import format_status, write_study_report
+    from gcpo.studies.runner import done_counts, merged
+
+    comparisons = merged(study, out)
+    done = done_counts(study, out)
+    totals = (sum(d for d, _ in done.values()), sum(t for _, t in done.values()))
+    _, table = write_study_report(study, out, comparisons, totals)
+    print(format_status(study, table, done))
+    print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, one folder per claim)")
+    return 0
+
+
+def _status(args: argparse.Namespace, study, out: Path) -> int:
+    from gcpo.studies.analysis import study_comparisons
+    from gcpo.studies.report import format_status
+    from gcpo.studies.runner import done_counts, load_state, merged, piece_cost
+
+    table = study_comparisons(study, merged(study, out))
+    done = done_counts(study, out)
+    print(format_status(study, table, done))
+    cost, left = piece_cost(load_state(out)), sum(t - d for d, t in done.values())
+    print(f"\n{left} planned pieces to run" + (f", about {cost * left / 3600:.2f} h" if cost and left else ""))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from gcpo.studies.study_file import StudyError, load_study
+
+    try:
+        study = load_study(args.study)
+    except StudyError as e:
+        print(f"gcpo study: {e}")
+        return 2
+    handler = {"plan": _plan, "run": _run, "report": _report, "status": _status}[args.action]
+    try:
+        return handler(args, study, _out(args, study))
+    except ValueError as e:
+        print(f"gcpo study {args.action}: {e}")
+        return 2

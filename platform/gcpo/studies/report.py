@@ -1,0 +1,147 @@
+"""A study's report (`gcpo study report`, `status`) and plan (`gcpo study plan`): text, markdown, CSV and figures.
+
+`write_study_report(study, out, comparisons)` writes to OUT: report.md (per claim: the arms' means with 95%
+intervals and IQM, the comparisons with their 95% and Holm-adjusted intervals and verdicts in words, the learning
+curves), arms.csv, comparisons.csv, comparisons.png (the adjusted intervals); each claim's `gcpo compare` report
+(learning_curves.png with the seeds' range as a band, intervals.png, CSV) is in OUT/<claim>/.
+`plan_table` is the plan: per claim the MDD at the planned seeds and items, the seeds needed for the claim's
+target difference, the trials and the wall-clock estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gcpo.studies import method
+from gcpo.studies.analysis import metric_components, pilot_components, study_arms, study_comparisons
+from gcpo.studies.study_file import Study
+from gcpo.sweeps.tables import interval_text
+
+PLAN_COLUMNS = ["claim", "comparisons", "seeds", "items", "alpha", "sd_seed", "sd_item", "sd_resid", "mdd",
+                "target", "seeds_needed", "trials", "hours", "source", "metric_arm", "metric_sd_seed",
+                "metric_sd_item"]
+
+
+def _number(value: float, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def plan_table(study: Study, pilots: dict[str, Any], items: dict[str, int], cost_s: float | None) -> pd.DataFrame:
+    """One row per claim (`pilots`: claim -> a comparison with runs, items and metric; `items`: claim -> held-out items;
+    `cost_s`: seconds per trial, None when unmeasured): the MDD at the planned seeds at alpha / (m K), the seeds
+    its target difference needs, and the hours its planned trials take."""
+    alpha = method.adjusted_alpha(study.comparisons, study.looks)
+    rows = []
+    for name, claim in study.claims.items():
+        pilot = pilots[name]
+        parts, source = pilot_components(claim, pilot.runs, pilot.items, pilot.metric)
+        seeds, n = len(claim.seeds), items[name]
+        row = {"claim": name, "comparisons": claim.comparisons, "seeds": seeds, "items": n, "alpha": alpha,
+               "target": claim.target_difference, "trials": len(claim.arms) * seeds, "source": source}
+        row["hours"] = cost_s * row["trials"] / 3600 if cost_s else math.nan
+        own, arm = metric_components(claim, pilot.runs, pilot.items, pilot.metric)
+        if own is not None:
+            row |= {"metric_arm": arm, "metric_sd_seed": math.sqrt(own.seed), "metric_sd_item": math.sqrt(own.item)}
+        if parts is not None:
+            row |= {"sd_seed": math.sqrt(parts.seed), "sd_item": math.sqrt(parts.item),
+                    "sd_resid": math.sqrt(parts.resid), "mdd": method.planned_mdd(parts, max(seeds, 2), n,
+                                                                                  alpha=alpha),
+                    "seeds_needed": method.seeds_needed(parts, n, claim.target_difference, alpha=alpha)}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+
+def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None) -> str:
+    """The plan as text: one block per claim, then the study's total."""
+    lines = [f"study {study.name}: {study.comparisons} comparisons, {study.looks} look(s); each planned at alpha "
+             f"{method.adjusted_alpha(study.comparisons, study.looks):.4f} (0.05 / (comparisons x looks)), 80% "
+             f"power; a trial costs {_number(cost_s, '{:.0f}')} s on this machine"]
+    for row in plan.to_dict("records"):
+        needed = row["seeds_needed"]
+        if math.isnan(row["mdd"]):
+            needed = "unknown: the pilot does not measure the variance"
+        elif needed is None or (isinstance(needed, float) and math.isnan(needed)):
+            needed = "more items needed: seeds alone cannot reach it"
+        else:
+            needed = f"{int(needed)} seeds"
+        lines += [f"\n{row['claim']}: {row['comparisons']} comparisons, {row['seeds']} seeds x {row['items']} items "
+                  f"({row['trials']} trials, {_number(row['hours'], '{:.2f}')} h)",
+                  f"  the metric ({row['metric_arm'] if isinstance(row['metric_arm'], str) else '-'}): sd seed "
+                  f"{_number(row['metric_sd_seed'])}, sd item {_number(row['metric_sd_item'])}",
+                  f"  its comparisons, from {row['source']}: sd seed {_number(row['sd_seed'])}, sd item "
+                  f"{_number(row['sd_item'])}, sd of a seed on one item {_number(row['sd_resid'])}",
+                  f"  detectable difference at the planned seeds: {_number(row['mdd'])}; for the target "
+                  f"{row['target']:.3f}: {needed}"]
+    total = plan["hours"].sum(min_count=1)
+    budget = f" of a budget of {study.budget_hours:g} h" if study.budget_hours else ""
+    lines.append(f"\ntotal: {int(plan['trials'].sum())} trials, {_number(total, '{:.2f}')} h{budget}")
+    return "\n".join(lines)
+
+
+def _arm_lines(arms: pd.DataFrame) -> list[str]:
+    lines = ["| arm | mean | 95% interval | IQM | seeds | items |", "|---|---|---|---|---|---|"]
+    for row in arms.to_dict("records"):
+        lines.append(f"| {row['arm']} | {_number(row['estimate'])} | {interval_text(row['low'], row['high'])} | "
+                     f"{_number(row['iqm'])} | {row['seeds']} | {row['items']} |")
+    return lines
+
+
+def _comparison_lines(table: pd.DataFrame) -> list[str]:
+    lines = ["| comparison | difference | 95% interval | Holm-adjusted interval | level | p (Holm) | reached MDD |",
+             "|---|---|---|---|---|---|---|"]
+    for row in table.to_dict("records"):
+        level = "-" if math.isnan(row["alpha"]) else f"{100 * (1 - row['alpha']):.2f}%"
+        lines.append(f"| {row['comparison']} | {_number(row['estimate'], '{:+.3f}')} | "
+                     f"{interval_text(row['low95'], row['high95'])} | {interval_text(row['low'], row['high'])} | "
+                     f"{level} | {_number(row['p_holm'], '{:.3g}')} | {_number(row['mdd'])} |")
+    return lines + [""] + [f"- **{row['verdict']}**: {row['words']}" for row in table.to_dict("records")]
+
+
+def markdown_report(study: Study, arms: pd.DataFrame, table: pd.DataFrame, done: tuple[int, int]) -> str:
+    family = method.look_alpha(study.looks)
+    lines = [f"# Study `{study.name}`", "", study.description, "",
+             f"{done[0]} of {done[1]} planned pieces done. Intervals over seeds and held-out items "
+             f"(`gcpo.sweeps.stats`); the comparisons Holm-adjusted together ({len(table)} of them) at family "
+             f"level {family:.4f} (0.05 over {study.looks} look(s)). The method: docs/studies.md.", ""]
+    for name, claim in study.claims.items():
+        lines += [f"## {name}", "", claim.description, "", f"Reference: `{claim.reference}`; target difference "
+                  f"{claim.target_difference:.3f}; metric `{claim.metric}`.", ""]
+        chosen = arms[arms["claim"] == name]
+        if chosen.empty:
+            lines += ["No finished piece yet.", ""]
+            continue
+        lines += _arm_lines(chosen) + [""] + _comparison_lines(table[table["claim"] == name]) + [""]
+        lines += [f"![{name}: learning curves]({name}/learning_curves.png)", ""]
+    lines += ["![adjusted intervals](comparisons.png)", ""]
+    return "\n".join(lines)
+
+
+def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
+                       done: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """report.md, arms.csv, comparisons.csv and comparisons.png in `out`; returns (arms, comparisons)."""
+    from gcpo.sweeps.plots import plot_intervals
+
+    arms, table = study_arms(study, comparisons), study_comparisons(study, comparisons)
+    out.mkdir(parents=True, exist_ok=True)
+    arms.to_csv(out / "arms.csv", index=False)
+    table.to_csv(out / "comparisons.csv", index=False)
+    if len(table):
+        labels = [f"{c}: {x}" for c, x in zip(table["claim"], table["comparison"])]
+        plot_intervals(table, labels, out / "comparisons.png", xlabel="difference (Holm-adjusted interval)",
+                       zero_line=True, title=f"{study.name}: comparisons, Holm-adjusted intervals")
+    (out / "report.md").write_text(markdown_report(study, arms, table, done))
+    return arms, table
+
+
+def format_status(study: Study, table: pd.DataFrame, done: dict[str, tuple[int, int]]) -> str:
+    """`gcpo study status`: per claim the pieces done and each comparison's verdict in words."""
+    lines = [f"study {study.name}"]
+    for name in study.claims:
+        finished, total = done[name]
+        lines.append(f"\n{name}: {finished} of {total} pieces done")
+        lines += [f"  {row['words']}" for row in table[table["claim"] == name].to_dict("records")]
+    return "\n".join(lines)

@@ -1,0 +1,197 @@
+"""Running a study (`gcpo study run`): its trials in resumable pieces, in a balanced order, with one progress line.
+
+A piece is one arm of one claim at one seed: a `gcpo.sweeps.runner.run_sweep` of the claim's search space
+(written to `OUT/spaces/<claim>.yaml`) narrowed to that arm and seed (MLflow experiment `<study>-<claim><TAG>`,
+one parent run per piece), read back with `load_comparison` and written to `OUT/pieces/<claim>/<arm>_s<seed>/`
+(`gcpo compare`'s report). A piece whose report exists is done and never trained again; a failed or interrupted
+piece writes none and is resumed (its sweep `--resume`d) by the next run. The order is seed by seed: every arm of
+every claim at a seed before the next seed, so a study stopped halfway is still a paired comparison.
+`OUT/study.json` records each piece's wall-clock time (the ETA and `gcpo study plan`'s cost use it) and the
+looks taken. After each piece the finished pieces of its claim are merged (`load_reports`) into
+`OUT/<claim>/` (the layout of benchmarks/results/paper_claims/).
+
+`--until-decided`: the study's looks (`until_decided.looks`, `seeds_per_round` more seeds each) are run one after
+another; after each the study is analysed (`gcpo.studies.analysis`, Holm at alpha / looks) and it stops when every
+comparison is decided, when the next look would pass `budget_hours`, or after the last look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gcpo.studies.study_file import Claim, Study, folder_name, look_seeds, write_space
+
+STATE_FILE = "study.json"
+
+
+def space_file(out: Path, claim: Claim) -> Path:
+    """The claim's search space under OUT/spaces/ (rewritten each time: the study file may have changed)."""
+    return write_space(claim.space, out / "spaces" / f"{claim.name}.yaml")
+
+
+def pieces(study: Study, look: int = 0) -> list[dict[str, Any]]:
+    """Every piece of the study up to `look` (0: the planned seeds), seed by seed across the claims' arms."""
+    seeds = {name: look_seeds(claim, study)[look] for name, claim in study.claims.items()}
+    out = []
+    for rank in range(max(len(s) for s in seeds.values())):
+        for name, claim in study.claims.items():
+            if rank >= len(seeds[name]):
+                continue
+            seed = seeds[name][rank]
+            out += [{"claim": name, "arm": arm, "seed": seed, "name": f"{folder_name(arm)}_s{seed}",
+                     "only": {key: [value] for key, value in claim.points[arm].items()}} for arm in claim.arms]
+    return out
+
+
+def piece_dir(out: Path, piece: dict) -> Path:
+    return out / "pieces" / piece["claim"] / piece["name"]
+
+
+def is_done(out: Path, piece: dict) -> bool:
+    return (piece_dir(out, piece) / "runs.csv").exists()
+
+
+def done_counts(study: Study, out: Path) -> dict[str, tuple[int, int]]:
+    """claim -> (pieces done, planned pieces)."""
+    todo = pieces(study)
+    return {name: (sum(is_done(out, p) for p in todo if p["claim"] == name), sum(p["claim"] == name for p in todo))
+            for name in study.claims}
+
+
+def load_state(out: Path) -> dict[str, Any]:
+    path = out / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {"pieces": {}, "looks": []}
+
+
+def save_state(out: Path, state: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    state["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    (out / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n")
+
+
+def piece_cost(state: dict[str, Any]) -> float | None:
+    """The mean wall-clock seconds of the finished pieces (None before the first)."""
+    times = [p["wall_s"] for p in state["pieces"].values() if not p.get("failed")]
+    return sum(times) / len(times) if times else None
+
+
+def progress_line(done: int, total: int, piece: dict, wall_s: float, cost: float | None) -> str:
+    """`[study] 5/20 done (methods: gcpo, seed 1, 31s); ETA 7m45s for 15 more`."""
+    left = total - done
+    eta = "unknown" if cost is None else _duration(cost * left)
+    return (f"[study] {done}/{total} done ({piece['claim']}: {piece['arm']}, seed {piece['seed']}, "
+            f"{wall_s:.0f}s); ETA {eta} for {left} more")
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def run_piece(study: Study, piece: dict, overrides: list[str], out: Path, base: Path, tag: str,
+              keep_checkpoints: str) -> dict[str, Any]:
+    """Run (or resume) one piece's sweep and write its report; returns its wall time and MLflow location."""
+    from gcpo.sweeps.compare import load_comparison, write_report
+    from gcpo.sweeps.runner import SWEEP_FILE, run_sweep, sweep_dir
+    from gcpo.sweeps.space import load_space, trial_config
+    from gcpo.training.fit import absolutize
+
+    space = space_file(out, study.claims[piece["claim"]])
+    experiment = f"{study.name}-{piece['claim']}{tag}"
+    overrides = [*overrides, f"tracking.experiment={experiment}"]
+    sweep = f"{experiment}_{piece['name']}"
+    existing = sweep_dir(absolutize(trial_config(load_space(space, overrides), {}), base), sweep, base)
+    started = time.time()
+    outcome = run_sweep(space, overrides, name=sweep, resume=(existing / SWEEP_FILE).exists(), base=base,
+                        seeds=[piece["seed"]], only=piece["only"], keep_checkpoints=keep_checkpoints)
+    failed = sum(t["status"] != "ok" for t in outcome.trials)
+    if not failed:  # no report for a failed piece: the next run retries it
+        cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id)
+        write_report(cmp, piece_dir(out, piece))
+    return {"wall_s": round(time.time() - started, 1), "failed": failed, "experiment": outcome.experiment,
+            "parent_run_id": outcome.parent_run_id}
+
+
+def merge_claim(out: Path, claim: str):
+    """The finished pieces of `claim` merged into one comparison and written to OUT/<claim>/ (None: no
+    piece yet)."""
+    from gcpo.sweeps.compare import load_reports, write_report
+
+    done = sorted(p for p in (out / "pieces" / claim).glob("*") if (p / "runs.csv").exists())
+    if not done:
+        return None
+    cmp = load_reports(done, name=claim)
+    write_report(cmp, out / claim, log_to_parent=False)
+    return cmp
+
+
+def merged(study: Study, out: Path) -> dict[str, Any]:
+    """claim -> its merged comparison, for every claim with a finished piece."""
+    found = {name: merge_claim(out, name) for name in study.claims}
+    return {name: cmp for name, cmp in found.items() if cmp is not None}
+
+
+def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: dict[str, Any]) -> int:
+    """Run the pending pieces of `todo` with the progress line; returns the failed pieces' count. Raises
+    `SweepInterrupted` when a piece is stopped (its state is saved first)."""
+    out = options["out"]
+    pending = [p for p in todo if not is_done(out, p)]
+    done, failed = len(todo) - len(pending), 0
+    print(f"[study] {study.name}: {done} of {len(todo)} pieces done; {len(pending)} to run", flush=True)
+    for piece in pending:
+        result = run_piece(study, piece, options["overrides"], out, options["base"], options["tag"],
+                           options["keep_checkpoints"])
+        state["pieces"][f"{piece['claim']}/{piece['name']}"] = result
+        save_state(out, state)
+        failed += result["failed"]
+        done += not result["failed"]
+        merge_claim(out, piece["claim"])
+        print(progress_line(done, len(todo), piece, result["wall_s"], piece_cost(state)), flush=True)
+    return failed
+
+
+def _within_budget(study: Study, state: dict, next_pieces: int) -> bool:
+    cost = piece_cost(state)
+    if study.budget_hours is None or cost is None:
+        return True
+    spent = sum(p["wall_s"] for p in state["pieces"].values())
+    return spent + cost * next_pieces <= study.budget_hours * 3600
+
+
+def run_study(study: Study, options: dict[str, Any]) -> int:
+    """Run the study's planned pieces, or with `options["until_decided"]` look after look until decided
+    (module docstring). `options`: out, overrides, base, tag, keep_checkpoints, until_decided. Returns the
+    failed pieces' count."""
+    from gcpo.studies.analysis import study_comparisons
+    from gcpo.studies.method import decided
+
+    out, state = options["out"], load_state(options["out"])
+    looks = study.looks if options.get("until_decided") else 1
+    for look in range(looks):
+        todo = pieces(study, look)
+        failed = run_pieces(study, todo, options, state)
+        if failed or not options.get("until_decided"):
+            return failed
+        table = study_comparisons(study, merged(study, out))
+        state["looks"] = [*state.get("looks", [])[:look], {"look": look + 1, "pieces": len(todo),
+                                                            "decided": int(table["verdict"].isin(
+                                                                ["beats", "no difference"]).sum()),
+                                                            "comparisons": len(table)}]
+        save_state(out, state)
+        if decided(list(table["verdict"])):
+            print(f"[study] look {look + 1}: every comparison decided; stopping", flush=True)
+            return 0
+        if look + 1 < looks and not _within_budget(study, state, len(pieces(study, look + 1)) - len(todo)):
+            print(f"[study] look {look + 1}: the next look would pass the budget of {study.budget_hours} h; "
+                  f"stopping", flush=True)
+            return 0
+        print(f"[study] look {look + 1} of {looks}: {len(table) - state['looks'][-1]['decided']} comparisons "
+              f"undecided; adding seeds", flush=True)
+    return 0

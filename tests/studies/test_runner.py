@@ -1,0 +1,74 @@
+"""The study's pieces (balanced order, looks), its progress line, and plan / report / status on the committed
+pieces of the evidence study (benchmarks/results/paper_claims: seeds-only results, no training)."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from gcpo.commands import build_parser
+from gcpo.studies.runner import pieces, progress_line
+from gcpo.studies.study_file import load_study
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = ROOT / "studies" / "paper_claims.yaml"
+OLD = ROOT / "benchmarks" / "results" / "paper_claims"
+
+
+def test_pieces_go_seed_by_seed_across_every_claims_arms():
+    study = load_study(STUDY)
+    todo = pieces(study)
+    assert len(todo) == 6 * 3 + 8 * 1
+    first = [(p["claim"], p["seed"]) for p in todo[:14]]
+    assert first == [("methods", 0)] * 6 + [("ablation", 0)] * 8  # every arm at seed 0 before seed 1
+    assert [p["seed"] for p in todo[14:]] == [1] * 6 + [2] * 6
+    assert todo[0] == {"claim": "methods", "arm": "grpo", "seed": 0, "name": "grpo_s0", "only": {"arm": ["grpo"]}}
+    grid = todo[6]
+    assert grid["name"] == "golden_answers=True_kl_coef=0_ratio_level=token_s0"  # the old driver's piece names
+    assert grid["only"] == {"algorithm.golden_answers": [True], "algorithm.kl_coef": [0.0],
+                            "algorithm.ratio_level": ["token"]}
+    later = pieces(study, 1)  # the second look: 2 more seeds for every claim
+    assert later[:len(todo)] != todo and {p["seed"] for p in later if p["claim"] == "ablation"} == {0, 1, 2}
+    assert len(later) == 6 * 5 + 8 * 3
+
+
+def test_the_progress_line_carries_the_eta():
+    piece = {"claim": "methods", "arm": "gcpo", "seed": 1}
+    assert progress_line(5, 20, piece, 31.2, 31.0) == \
+        "[study] 5/20 done (methods: gcpo, seed 1, 31s); ETA 7m45s for 15 more"
+    assert progress_line(1, 2, piece, 3, None).endswith("ETA unknown for 1 more")
+
+
+def run_command(*argv) -> int:
+    args = build_parser().parse_args(["study", *map(str, argv)])
+    from gcpo.commands import study_cmd
+
+    return study_cmd.run(args)
+
+
+def test_plan_report_and_status_read_the_finished_pieces(tmp_path, capsys):
+    out = tmp_path / "study"
+    shutil.copytree(OLD / "pieces", out / "pieces")
+    shutil.copy(OLD / "study.json", out / "study.json")
+    assert run_command("plan", STUDY, "--out", out) == 0
+    text = capsys.readouterr().out
+    assert "methods: 5 comparisons, 3 seeds x 100 items (18 trials" in text
+    assert "detectable difference at the planned seeds: 0." in text and "for the target 0.050: " in text
+    plan = pd.read_csv(out / "plan.csv").set_index("claim")
+    assert plan.loc["methods", "seeds_needed"] > 3 and plan.loc["methods", "hours"] > 0
+    assert run_command("report", STUDY, "--out", out) == 0
+    assert "methods: 14 of 18 pieces done" in capsys.readouterr().out
+    for name in ("report.md", "arms.csv", "comparisons.csv", "comparisons.png", "methods/learning_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    table = pd.read_csv(out / "comparisons.csv")
+    assert len(table) == 5 + 7 and set(table["claim"]) == {"methods", "ablation"}
+    assert "too wide to tell gcpo from grpo" in (out / "report.md").read_text()
+    assert run_command("status", STUDY, "--out", out) == 0
+    assert "ablation: 4 of 8 pieces done" in capsys.readouterr().out
+
+
+def test_a_malformed_study_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("claims: {a: {arms: {x: {preset: grpo}, y: {preset: gcpo}}, refrence: x}}\n")
+    assert run_command("status", bad, "--out", tmp_path) == 2
+    assert "claims.a.refrence: unknown key; did you mean 'reference'?" in capsys.readouterr().out
