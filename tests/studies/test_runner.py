@@ -52,7 +52,8 @@ def test_plan_report_and_status_read_the_finished_pieces(tmp_path, capsys):
     shutil.copy(OLD / "study.json", out / "study.json")
     assert run_command("plan", STUDY, "--out", out) == 0
     text = capsys.readouterr().out
-    assert "methods: 5 comparisons, 3 seeds x 100 items (18 trials" in text
+    # the planned items are the regime's task.eval_size (configs/study.yaml: 300)
+    assert "methods: 5 comparisons, 3 seeds x 300 items (18 trials" in text
     assert "detectable difference at the planned seeds: 0." in text and "for the target 0.050: " in text
     plan = pd.read_csv(out / "plan.csv").set_index("claim")
     assert plan.loc["methods", "seeds_needed"] > 3 and plan.loc["methods", "hours"] > 0

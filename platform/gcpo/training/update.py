@@ -22,7 +22,7 @@ first epoch's forward), so losses that train on golden answers and losses that d
 GPG's alpha scales each optimiser step's learning rate (`step_with_grad_norm`), not the loss.
 
 `score_rollouts` and `update_gradient` expose the old-log-prob pass and one update's gradient (the same
-micro-batch losses and backward passes, nothing stepped) for `gcpo probe` (`gcpo.training.probe`).
+micro-batch losses and backward passes, nothing stepped) for `gcpo probe` (`gcpo.standalone.probe`).
 
 Metrics are named totals (`Tally`), summed over micro-batches and updates, and reduced over ranks once, at the end;
 totals the objective keeps per optimiser update (`name@u`) make the per-mini-batch metrics (`*_u<k>`). KL is taken
