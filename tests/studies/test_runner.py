@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from gcpo.commands import build_parser
 from gcpo.studies.runner import pieces, progress_line
@@ -73,3 +74,31 @@ def test_a_malformed_study_is_named(tmp_path, capsys):
     bad.write_text("claims: {a: {arms: {x: {preset: grpo}, y: {preset: gcpo}}, refrence: x}}\n")
     assert run_command("status", bad, "--out", tmp_path) == 2
     assert "claims.a.refrence: unknown key; did you mean 'reference'?" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_the_notebook_renders_the_study_report(tmp_path):
+    """notebooks/study_report.ipynb executed headless (a real Jupyter kernel) against the report `gcpo study report`
+    writes from the committed pieces: the verdicts, the tables, the adjusted-interval figure, the curves."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    out = tmp_path / "study"
+    shutil.copytree(OLD / "pieces", out / "pieces")
+    shutil.copy(OLD / "study.json", out / "study.json")
+    assert run_command("report", STUDY, "--out", out) == 0
+    nb = nbformat.read(ROOT / "notebooks" / "study_report.ipynb", as_version=4)
+    os.environ["GCPO_STUDY_REPORT"] = str(out)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        del os.environ["GCPO_STUDY_REPORT"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "2 claims" in text
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "no verdict on dapo vs grpo" in markdown
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1 + 2  # the adjusted intervals, and each claim's learning curves
