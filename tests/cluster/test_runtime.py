@@ -51,7 +51,14 @@ def test_a_token_at_hand_turns_token_authentication_on_and_none_is_said(tmp_path
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("t" * 32)
     assert runtime.use_token_if_available() and os.environ["RAY_AUTH_MODE"] == "token"
-    monkeypatch.delenv("RAY_AUTH_MODE")  # Ray's config re-read with the mode off again for the other tests
+    # a local runtime started later by the same process is a plain one again (it calls forget_token_mode): the
+    # suite's later tests start local runtimes in this process and in children that inherit its environment
+    runtime.forget_token_mode()
+    assert "RAY_AUTH_MODE" not in os.environ
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the user's own choice is never undone
+    runtime.forget_token_mode()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.delenv("RAY_AUTH_MODE")
     from ray._raylet import Config
 
-    Config.initialize("")
+    Config.initialize("")  # Ray's config re-read with the mode off again for the other tests

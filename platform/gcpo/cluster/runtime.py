@@ -44,20 +44,39 @@ def local_num_cpus() -> int:
     return max(4, os.cpu_count() or 1)
 
 
+_TOKEN_MODE = {"ours": False}  # True while RAY_AUTH_MODE=token is set by use_token_if_available, not by the user
+
+
 def use_token_if_available() -> bool:
     """Turn Ray's token authentication on for this process when a token is at hand (`RAY_AUTH_TOKEN`,
     `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`, which a `gcpo cluster up` head writes); True when the mode is
-    on. A `RAY_AUTH_MODE` already set is left as it is. The token itself is never printed."""
+    on. A `RAY_AUTH_MODE` already set is left as it is. The token itself is never printed. The mode lasts until
+    `forget_token_mode` (a local runtime started later by this process calls it)."""
     if "RAY_AUTH_MODE" in os.environ:
         return os.environ["RAY_AUTH_MODE"] == "token"
     token_file = Path.home() / ".ray" / "auth_token"
     if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or token_file.exists()):
         return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    _TOKEN_MODE["ours"] = True
+    _reload_ray_config()
+    return True
+
+
+def forget_token_mode() -> None:
+    """Undo what `use_token_if_available` turned on (a mode the user set is left alone): a local runtime started
+    by a process that joined a token cluster before is a plain local runtime, and so are the processes it starts
+    (they inherit the environment)."""
+    if _TOKEN_MODE["ours"]:
+        os.environ.pop("RAY_AUTH_MODE", None)
+        _TOKEN_MODE["ours"] = False
+        _reload_ray_config()
+
+
+def _reload_ray_config() -> None:
     from ray._raylet import Config
 
-    os.environ["RAY_AUTH_MODE"] = "token"
     Config.initialize("")  # Ray reads the mode once into its config; re-read it (as Ray's own setup does)
-    return True
 
 
 def _join_error(address: str, e: Exception, token: bool) -> ClusterError:
@@ -82,6 +101,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
     env = {**output, "env_vars": {"TOKENIZERS_PARALLELISM": "false", **output["env_vars"]}}
     level = "WARNING" if console.is_verbose() else "ERROR"
     if address is None:
+        forget_token_mode()  # a token cluster joined earlier by this process does not make this runtime one
         stale = _stale_cluster_file()
         if stale is not None:
             stale.unlink(missing_ok=True)
