@@ -44,6 +44,10 @@ def test_a_token_at_hand_turns_token_authentication_on_and_none_is_said(tmp_path
     for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
+    # the environment alone: Ray's process-wide config is left as it was (monkeypatch restores the environment at
+    # the end, and a config re-read here would then disagree with it for the suite's later local runtimes)
+    monkeypatch.setattr(runtime, "_reload_ray_config", lambda: None)
+    monkeypatch.setitem(runtime._TOKEN_MODE, "ours", False)
     assert not runtime.use_token_if_available() and "RAY_AUTH_MODE" not in os.environ
     error = str(runtime._join_error("127.0.0.1:26379", ConnectionError("Failed to connect"), token=False))
     assert "Failed to connect" in error and "~/.ray/auth_token" in error and "RAY_AUTH_TOKEN" in error
@@ -59,6 +63,3 @@ def test_a_token_at_hand_turns_token_authentication_on_and_none_is_said(tmp_path
     runtime.forget_token_mode()
     assert os.environ["RAY_AUTH_MODE"] == "token"
     monkeypatch.delenv("RAY_AUTH_MODE")
-    from ray._raylet import Config
-
-    Config.initialize("")  # Ray's config re-read with the mode off again for the other tests

@@ -102,6 +102,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
     level = "WARNING" if console.is_verbose() else "ERROR"
     if address is None:
         forget_token_mode()  # a token cluster joined earlier by this process does not make this runtime one
+        _reload_ray_config()  # the driver's mode as the environment says, which the GCS it starts inherits
         stale = _stale_cluster_file()
         if stale is not None:
             stale.unlink(missing_ok=True)
