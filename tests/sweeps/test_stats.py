@@ -259,16 +259,21 @@ def test_item_columns_and_pairs():
         stats.arm_pairs(["x", "y", "z"], "w")
 
 
-def test_the_report_carries_intervals_and_differences(tmp_path):
-    """A synthetic report through write_report and load_reports: items.csv, intervals.csv, differences.csv, the
-    tables and the plots (never the word "significant"); the merged report draws the same intervals; --aa adds
-    aa.csv and its lines."""
-    runs, items = synthetic({"a": 0.0, "b": 0.1}, items=100)
+def synthetic_comparison(name: str, means: dict, **kwargs) -> Comparison:
+    """A `Comparison` of `synthetic` runs with per-item results and no curves, as `load_comparison` builds one."""
+    runs, items = synthetic(means, **kwargs)
     runs = runs.assign(run_name="r", status="FINISHED", best=runs["final"], steps_to_target=math.nan,
                        format=1.0, reward=0.0, golden_share=0.0, step_s=1.0, length=10.0, entropy=1.0)
     items = items.assign(run_id=items["arm"] + "-" + items["seed"], step=4)
     curves = pd.DataFrame(columns=["run_id", "arm", "seed", "key", "step", "value"])
-    cmp = Comparison("known", "", METRIC, "max", ["arm"], None, runs, summarize_arms(runs), curves, items=items)
+    return Comparison(name, "", METRIC, "max", ["arm"], None, runs, summarize_arms(runs), curves, items=items)
+
+
+def test_the_report_carries_intervals_and_differences(tmp_path):
+    """A synthetic report through write_report and load_reports: items.csv, intervals.csv, differences.csv, the
+    tables and the plots (never the word "significant"); the merged report draws the same intervals; --aa adds
+    aa.csv and its lines."""
+    cmp = synthetic_comparison("known", {"a": 0.0, "b": 0.1}, items=100)
     paths = write_report(cmp, tmp_path / "known", log_to_parent=False)
     differences = pd.read_csv(paths["differences"])
     assert differences[["arm", "baseline", "method"]].values.tolist() == [["a", "b", "seeds x items"]]
@@ -291,12 +296,7 @@ def test_the_report_carries_intervals_and_differences(tmp_path):
 def test_a_one_seed_report_gives_no_verdict(tmp_path):
     """One seed per arm with items: the intervals hold items only, the difference reads "items only, no verdict"
     (drawn dashed), the notes say a difference cannot be told from seed noise."""
-    runs, items = synthetic({"a": 0.0, "b": 0.3}, seeds=1, items=100)
-    runs = runs.assign(run_name="r", status="FINISHED", best=runs["final"], steps_to_target=math.nan,
-                       format=1.0, reward=0.0, golden_share=0.0, step_s=1.0, length=10.0, entropy=1.0)
-    items = items.assign(run_id=items["arm"] + "-" + items["seed"], step=4)
-    curves = pd.DataFrame(columns=["run_id", "arm", "seed", "key", "step", "value"])
-    cmp = Comparison("one", "", METRIC, "max", ["arm"], None, runs, summarize_arms(runs), curves, items=items)
+    cmp = synthetic_comparison("one", {"a": 0.0, "b": 0.3}, seeds=1, items=100)
     paths = write_report(cmp, tmp_path / "one", log_to_parent=False)
     table = paths["table"].read_text()
     assert "items only, no verdict" in table and "cannot be told from seed noise" in table
