@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from gcpo.tracking.reading import finished_run_names
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "pilot"
 # The arms' own overrides on top of their presets. gcpo's sequence range is the calibrated one
@@ -36,18 +38,6 @@ EXPERIMENT = "pilot"
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
-def finished_runs(uri: str) -> set[str]:
-    """The run names of the experiment's finished runs."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        return set()
-    runs = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'")
-    return {run.info.run_name for run in runs}
 
 
 def run_piece(arm: str, seed: int, args, uri: str) -> float:
@@ -92,7 +82,7 @@ def main() -> None:
     if not args.report_only:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for arm in args.arms.split(","):
-                if f"pilot-{arm}-s{seed}" in finished_runs(uri):
+                if f"pilot-{arm}-s{seed}" in finished_run_names(uri, EXPERIMENT):
                     continue
                 before = uptime()
                 seconds = run_piece(arm, seed, args, uri)

@@ -60,11 +60,10 @@ class Calibration:
 
 def halves(batch: StepBatch, mini_batches: int) -> tuple[StepBatch, StepBatch]:
     """The first mini-batch's groups and the second's (`update_policy`'s split of one rank's groups)."""
-    n = batch.num_groups
-    size = -(-n // mini_batches)
-    first = [g < size for g in range(n)]
-    second = [size <= g < 2 * size for g in range(n)]
-    return batch.keep_groups(first), batch.keep_groups(second)
+    from gcpo.training.update import split_mini_batches
+
+    parts = split_mini_batches(list(range(batch.num_groups)), mini_batches)
+    return tuple(batch.keep_groups([g in part for g in range(batch.num_groups)]) for part in parts[:2])
 
 
 def second_half(policy_engine, batch: StepBatch, cfg: RunConfig, *, pad_id: int) -> SecondHalf:

@@ -40,6 +40,17 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def finished_run_names(tracking_uri: str, experiment: str) -> set[str]:
+    """The run names of `experiment`'s finished runs (none when the experiment does not exist yet): what a
+    resumable driver (benchmarks/pilot.py) skips."""
+    mlflow = client(tracking_uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return set()
+    runs = mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=10000)
+    return {run.info.run_name for run in runs}
+
+
 def select_runs(mlflow, experiment: str, tracking_uri: str, parent_run_id: str | None) -> tuple[list, list]:
     """The training runs of `experiment` (or the children of `parent_run_id`) and the sweep parents above them.
     ValueError naming what was found when the experiment or its runs are missing."""

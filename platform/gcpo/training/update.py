@@ -172,7 +172,7 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     train = _training_rows(batch, t.micro_batch_size, objective)
     grad_norms = []
     for epoch in range(t.epochs):
-        for mini in _split(list(train.groups), t.mini_batches):
+        for mini in split_mini_batches(list(train.groups), t.mini_batches):
             tally.update = len(grad_norms)
             _backward_on(ctx, mini, train, scores, first_epoch=epoch == 0)
             grad_norms.append(step_with_grad_norm(policy_engine, lr_scale=batch.alpha))
@@ -240,7 +240,9 @@ def update_gradient(policy_engine, batch: StepBatch, cfg: RunConfig, scores: Row
     return grad, objective.summarize(tally.reduced() | {"updates": 1.0}, 1)
 
 
-def _split(items: list, parts: int) -> list[list]:
+def split_mini_batches(items: list, parts: int) -> list[list]:
+    """`items` (a rank's groups) in `parts` consecutive mini-batches of ceil(len / parts) (the last may be short or
+    empty): the one split of the update, also the clip calibration's (gcpo.standalone.calibrate)."""
     size = -(-len(items) // parts) if items else 0
     return [items[i * size : (i + 1) * size] for i in range(parts)]
 
