@@ -89,15 +89,18 @@ def default_metric(runs) -> str:
 
 
 def differing_params(runs) -> list[str]:
-    """The params whose values differ between the MLflow `runs` (seeds, tracking and cluster keys excepted)."""
+    """The params whose values differ between the MLflow `runs` (seeds, tracking and cluster keys excepted). When
+    the runs' presets differ (plain `gcpo train --preset` runs, not a sweep), `preset` stands for every value a
+    preset sets: the keys are `preset` and those that differ between runs of one preset."""
     keys = set().union(*(r.data.params for r in runs)) if runs else set()
-    out = []
-    for key in sorted(keys):
-        if key in SEED_KEYS or key.startswith(IGNORED_PARAM_PREFIXES):
-            continue
-        if len({r.data.params.get(key) for r in runs}) > 1:
-            out.append(key)
-    return out
+    keys = sorted(k for k in keys if k not in SEED_KEYS and not k.startswith(IGNORED_PARAM_PREFIXES))
+    differing = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    if "preset" not in differing:
+        return differing
+    presets = {r.data.params.get("preset") for r in runs}
+    within = [k for k in differing if k != "preset" and any(
+        len({r.data.params.get(k) for r in runs if r.data.params.get("preset") == p}) > 1 for p in presets)]
+    return ["preset", *within]
 
 
 def run_row(run, ident: dict, params: dict, histories: dict[str, list], metric: str, mode: str,

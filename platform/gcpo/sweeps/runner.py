@@ -76,8 +76,8 @@ def sweep_dir(base_cfg: RunConfig, name: str, base: Path) -> Path:
 
 def arm_label(params: dict[str, Any], keys: list[str]) -> str:
     """`golden_answers=True, kl_coef=0.0` — the swept values of an arm, short key names, in space order; a named
-    arm (`arms:`) is its bare name: `gcpo_no_golden, lr=0.001`."""
-    return ", ".join(str(params[k]) if k == "arm" else f"{k.rsplit('.', 1)[-1]}={_short(params[k])}"
+    arm (`arms:`) and a preset are their bare names: `gcpo_no_golden, lr=0.001`, `grpo`."""
+    return ", ".join(str(params[k]) if k in ("arm", "preset") else f"{k.rsplit('.', 1)[-1]}={_short(params[k])}"
                      for k in keys if k in params)
 
 
