@@ -54,11 +54,66 @@ def run_piece(arm: str, seed: int, args, uri: str) -> float:
     return time.time() - t0
 
 
+# What the regime's review asked a run to show (docs/results.md, "The study regime"): the KL term's share of the
+# gradient per update (bounded?), the clip fraction over learnable tokens per update (equal data across ratio
+# levels?), the samples a step drew, the golden-answer share, and the held-out curve. kl/grad_share_u<k> is 1 in
+# an update whose mini-batch has no policy gradient (every group all-wrong or all-right, no golden answer): those
+# updates are counted apart ("KL-only updates"), the share's median is over the others.
+def _kl_share(run) -> str:
+    shares = run.loc[run.key.isin(["kl/grad_share_u1", "kl/grad_share_u2"]), "value"]
+    if shares.empty:
+        return "-"
+    mixed = shares[shares < 0.999]
+    return f"{mixed.median():.4f} (max {mixed.max():.4f})" if len(mixed) else "-"
+
+
+def _column(key: str, how: str):
+    def cell(run) -> str:
+        values = run.loc[run.key == key].sort_values("step")["value"]
+        if values.empty:
+            return "-"
+        return f"{(values.iloc[-1] if how == 'last' else getattr(values, how)()):.4g}"
+    return cell
+
+
+DIAGNOSTICS = {
+    "KL share of the gradient, median (max)": _kl_share,
+    "KL-only updates": lambda run: str(int((run.loc[run.key.isin(["kl/grad_share_u1", "kl/grad_share_u2"]),
+                                                      "value"] >= 0.999).sum())),
+    "clip frac learnable, update 1 (mean)": _column("policy/clip_frac_learnable_u1", "mean"),
+    "clip frac learnable, update 2 (mean)": _column("policy/clip_frac_learnable_u2", "mean"),
+    "samples (sum)": _column("batch/samples", "sum"),
+    "golden share (mean)": _column("ga/injected_frac", "mean"),
+    "entropy (last)": _column("policy/entropy", "last"),
+    "train accuracy (mean)": _column("reward/accuracy", "mean"),
+}
+
+
+def diagnostics(out: Path, metric: str) -> str:
+    """A markdown table, one row per run, from the report's curves.csv: DIAGNOSTICS over the run's steps and the
+    held-out metric at each evaluation."""
+    import pandas as pd
+
+    curves = pd.read_csv(out / "curves.csv", dtype={"arm": str, "seed": str})
+    evals = sorted(curves.loc[curves.key == metric, "step"].unique())
+    head = ["arm", "seed", *DIAGNOSTICS, *[f"{metric.rsplit('/', 1)[-1]} @{s}" for s in evals]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (arm, seed), run in curves.groupby(["arm", "seed"]):
+        at = run.loc[run.key == metric].set_index("step")["value"]
+        cells = [arm, seed, *[cell(run) for cell in DIAGNOSTICS.values()],
+                 *[f"{at[s]:.3f}" if s in at.index else "-" for s in evals]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def report(args, uri: str) -> None:
     cmd = [sys.executable, "-m", "gcpo.cli", "compare", "--experiment", EXPERIMENT, "--tracking-uri", uri,
            "--out", str(OUT), "--no-log", "--baseline", args.baseline]
     if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # a report is rebuilt after every piece: never stop the pilot
         print("[pilot] gcpo compare failed; the pieces are kept (rerun with --report-only)", flush=True)
+    elif (OUT / "curves.csv").exists():
+        metric = json.loads((OUT / "comparison.json").read_text()).get("metric", "eval/basic_arithmetic/pass_at_1")
+        (OUT / "diagnostics.md").write_text(diagnostics(OUT, metric))
 
 
 def main() -> None:
