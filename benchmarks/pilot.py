@@ -1,16 +1,18 @@
 """The study regime's pilot (docs/results.md, "The study regime"): can two arms differ in this regime, and what
 would it take to tell them apart?
 
-    .venv/bin/python benchmarks/pilot.py [--arms gcpo,grpo] [--seeds 0,1] [--work DIR] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/pilot.py [--arms gcpo,grpo] [--seeds 0,1] [--work DIR] [--name NAME] [KEY=VALUE ...]
     .venv/bin/python benchmarks/pilot.py --report-only
+    .venv/bin/python benchmarks/pilot.py --name pilot_multi --seeds 0 task.name=multi_arithmetic  # a harder task
 
 Each piece is one `gcpo train --config configs/study.yaml --preset ARM trainer.seed=S` (the regime as committed,
 the arm's overrides from `ARMS`, KEY=VALUE on top), logged to the MLflow store `WORK/pilot.db` (experiment
-`pilot`) under the run name `pilot-ARM-sS`. A piece whose run finished is skipped, so the pilot resumes where it
+NAME, default `pilot`) under the run name `NAME-ARM-sS`. A piece whose run finished is skipped, so the pilot resumes where it
 stopped; a finished piece's checkpoints are deleted (the pilot needs only the metrics). Pieces run seed by seed
 across the arms, so a pilot stopped halfway is still paired. After each piece, `gcpo compare` reads the finished runs
 (intervals per arm over seeds and held-out items, the paired differences against `--baseline`, the curves) into
-`benchmarks/results/pilot/`, and `pilot.json` records the machine, the regime, each piece's wall clock and the
+`benchmarks/results/NAME/` with `diagnostics.md` (per run: the KL term's share of the gradient, clip fractions per
+update, samples, golden share, the held-out curve), and `pilot.json` records the machine, the regime, each piece's wall clock and the
 uptime before and after it.
 """
 
@@ -29,11 +31,10 @@ from pathlib import Path
 from gcpo.tracking.reading import finished_run_names
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "pilot"
+RESULTS = ROOT / "benchmarks" / "results"
 # The arms' own overrides on top of their presets. gcpo's sequence range is the calibrated one
 # (benchmarks/results/clip_calibration.json: the second mini-batch's clip fraction equal to the token level's).
 ARMS: dict[str, list[str]] = {"gcpo": [], "grpo": []}
-EXPERIMENT = "pilot"
 
 
 def uptime() -> str:
@@ -44,8 +45,8 @@ def run_piece(arm: str, seed: int, args, uri: str) -> float:
     """Train one piece; its wall clock in seconds."""
     work = Path(args.work)
     cmd = [sys.executable, "-m", "gcpo.cli", "train", "--config", str(ROOT / "configs" / "study.yaml"), "--preset",
-           arm, "--name", f"pilot-{arm}-s{seed}", f"trainer.seed={seed}", *ARMS.get(arm, []), *args.overrides,
-           f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}", f"trainer.output_dir={work}/runs",
+           arm, "--name", f"{args.name}-{arm}-s{seed}", f"trainer.seed={seed}", *ARMS.get(arm, []), *args.overrides,
+           f"tracking.uri={uri}", f"tracking.experiment={args.name}", f"trainer.output_dir={work}/runs",
            "tracking.log_rollouts_every=0"]
     print(f"[pilot] {arm} seed {seed}: {' '.join(cmd[3:])}", flush=True)
     t0 = time.time()
@@ -107,13 +108,14 @@ def diagnostics(out: Path, metric: str) -> str:
 
 
 def report(args, uri: str) -> None:
-    cmd = [sys.executable, "-m", "gcpo.cli", "compare", "--experiment", EXPERIMENT, "--tracking-uri", uri,
-           "--out", str(OUT), "--no-log", "--baseline", args.baseline]
+    out = RESULTS / args.name
+    cmd = [sys.executable, "-m", "gcpo.cli", "compare", "--experiment", args.name, "--tracking-uri", uri,
+           "--out", str(out), "--no-log", "--baseline", args.baseline]
     if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # a report is rebuilt after every piece: never stop the pilot
         print("[pilot] gcpo compare failed; the pieces are kept (rerun with --report-only)", flush=True)
-    elif (OUT / "curves.csv").exists():
-        metric = json.loads((OUT / "comparison.json").read_text()).get("metric", "eval/basic_arithmetic/pass_at_1")
-        (OUT / "diagnostics.md").write_text(diagnostics(OUT, metric))
+    elif (out / "curves.csv").exists():
+        metric = json.loads((out / "comparison.json").read_text()).get("metric", "eval/basic_arithmetic/pass_at_1")
+        (out / "diagnostics.md").write_text(diagnostics(out, metric))
 
 
 def main() -> None:
@@ -122,13 +124,16 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--baseline", default="grpo")
     parser.add_argument("--work", default=os.environ.get("GCPO_PILOT_WORK", "/tmp/gcpo-pilot"))
+    parser.add_argument("--name", default="pilot", help="the MLflow experiment, the run names' prefix and the folder "
+                        "benchmarks/results/NAME (default: pilot)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / args.name
+    out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{Path(args.work).resolve()}/pilot.db"
-    record_path = OUT / "pilot.json"
+    record_path = out / "pilot.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {"pieces": {}}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", overrides=args.overrides, commit=commit.strip(),
@@ -137,7 +142,7 @@ def main() -> None:
     if not args.report_only:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for arm in args.arms.split(","):
-                if f"pilot-{arm}-s{seed}" in finished_run_names(uri, EXPERIMENT):
+                if f"{args.name}-{arm}-s{seed}" in finished_run_names(uri, args.name):
                     continue
                 before = uptime()
                 seconds = run_piece(arm, seed, args, uri)
