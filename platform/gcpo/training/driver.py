@@ -227,19 +227,12 @@ class Rank0Driver(FollowerDriver):
         generators hold the model folder's weights at step 0 (a LoRA run's too: its adapters start at zero and
         the generators load the base folder), so the result is the same computation in every such run.
         Returns (result, None), or (result, a note saying where it was stored) when reused."""
-        from gcpo.eval_cache import EvalCache
-
-        cache = EvalCache(eval_cache_folder(self.cfg.trainer.eval_cache_dir)) if self.cfg.trainer.eval_reuse else None
-        key = None
-        if cache is not None:
-            try:
-                key, inputs = step0_cache_key(self.cfg, self.model_dir, self.held_out, cache.memo_file)
-            except OSError as e:  # an unreadable model file or cache folder: evaluate as without the cache
-                say(f"{PREFIX} step-0 evaluation cache unavailable ({e}); evaluating")
-            stored = cache.load(key) if key is not None else None
-            if stored is not None:
-                self.eval_s = sum(task.seconds for task in stored.tasks)  # the ETA's estimate of the next ones
-                return stored, f"reused: not evaluated again, stored for this model, items and settings in {cache.path(key)}"
+        cache, key, inputs = self._step0_cache()
+        stored = cache.load(key) if key is not None else None
+        if stored is not None:
+            self.eval_s = sum(task.seconds for task in stored.tasks)  # the ETA's estimate of the next ones
+            return stored, (f"reused: not evaluated again, stored for this model, items and settings in "
+                            f"{cache.path(key)}")
         result = self._evaluate("before training")
         if key is not None:
             try:
@@ -247,6 +240,21 @@ class Rank0Driver(FollowerDriver):
             except OSError as e:
                 say(f"{PREFIX} could not store the step-0 evaluation in {cache.folder} ({e})")
         return result, None
+
+    def _step0_cache(self):
+        """(the step-0 cache, this run's key, its inputs); no key when `trainer.eval_reuse` is off or the key
+        cannot be made (an unreadable model file or cache folder: the run evaluates as without the cache)."""
+        from gcpo.eval_cache import EvalCache
+
+        t = self.cfg.trainer
+        if not t.eval_reuse:
+            return None, None, None
+        cache = EvalCache(eval_cache_folder(t.eval_cache_dir))
+        try:
+            return cache, *step0_cache_key(self.cfg, self.model_dir, self.held_out, cache.memo_file)
+        except OSError as e:
+            say(f"{PREFIX} step-0 evaluation cache unavailable ({e}); evaluating")
+            return cache, None, None
 
     def pending_eval_s(self, step: int) -> float:
         """The expected seconds of the held-out evaluations after `step` (each as long as the last one)."""
@@ -256,9 +264,9 @@ class Rank0Driver(FollowerDriver):
         """The held-out metrics before training (logged at step 0), when evaluation is on."""
         before = {}
         if self.cfg.trainer.eval_every > 0:
-            result, reused = self._step0_evaluation()
-            before = self._log_evaluation(result, "before training", 0, note=reused)
-            self.logger.log_metrics({**before, STEP0_REUSED: float(reused is not None)}, 0)
+            result, note = self._step0_evaluation()
+            before = self._log_evaluation(result, "before training", 0, note=note)
+            self.logger.log_metrics({**before, STEP0_REUSED: float(note is not None)}, 0)
         self.started = time.time()  # the progress line's ETA counts training steps only
         return before
 
