@@ -32,3 +32,17 @@ def test_the_step0_settings_name_what_the_evaluation_depends_on_and_not_what_a_t
                  "model.lora.rank=16", "algorithm.kl_coef=0.04", "trainer.steps=20"):
         assert step0_settings(load_config(preset="gcpo", overrides=[same])) == base, same
     assert step0_settings(load_config(preset="grpo")) == base
+
+
+def test_the_eval_cache_folder_is_absolute_for_the_workers_and_defaults_under_the_gcpo_cache(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from gcpo.config import load_config
+    from gcpo.training.driver import eval_cache_folder
+    from gcpo.training.fit import absolutize
+
+    monkeypatch.setenv("GCPO_CACHE", str(tmp_path / "cache"))
+    assert eval_cache_folder("") == tmp_path / "cache" / "eval"
+    assert absolutize(load_config(), tmp_path).trainer.eval_cache_dir == ""  # the default stays the default
+    cfg = absolutize(load_config(overrides=["trainer.eval_cache_dir=evals"]), tmp_path)
+    assert cfg.trainer.eval_cache_dir == str(tmp_path / "evals") and Path(cfg.trainer.eval_cache_dir).is_absolute()
