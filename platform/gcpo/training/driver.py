@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from gcpo.config import RunConfig, dump_yaml, loggable, to_flat_dict
 from gcpo.console import PREFIX
@@ -50,6 +51,46 @@ def evaluations_after(step: int, steps: int, every: int) -> int:
     return sum(1 for k in range(step + 2, steps) if k % every == 0) + 1
 
 
+STEP0_REUSED = "eval_cache/step0_reused"  # logged at step 0: 1 when the evaluation before training was reused
+
+
+def eval_cache_folder(configured: str) -> Path:
+    """`trainer.eval_cache_dir`, or "" for `eval/` under the gcpo cache folder ($GCPO_CACHE or ~/.cache/gcpo)."""
+    from gcpo.models import cache_dir
+
+    return Path(configured).expanduser() if configured else cache_dir() / "eval"
+
+
+def step0_settings(cfg: RunConfig) -> dict:
+    """Every setting that can change the result of the evaluation before training, as plain values: what it asks
+    for (items, k, tokens, stop, the samples' seed, the verifier's timeout, the system prompt) and what generates
+    (backend, dtypes, generators and their resources: batching and threads can move low bits)."""
+    from gcpo.rollout.types import generator_dtype
+    from gcpo.tasks.prompts import SYSTEM_PROMPT
+
+    r = cfg.rollout
+    return {"eval_size": cfg.task.eval_size, "eval_k": cfg.trainer.eval_k, "max_new_tokens": r.max_new_tokens,
+            "stop": list(r.stop), "seed": r.seed, "verify_timeout_s": cfg.task.verify_timeout_s,
+            "system_prompt": SYSTEM_PROMPT, "model_dtype": cfg.model.dtype,
+            "generator_dtype": generator_dtype(r.dtype, cfg.model.dtype), "backend": r.backend,
+            "num_generators": r.num_generators, "enforce_eager": r.enforce_eager, "kv_cache_gib": r.kv_cache_gib,
+            "memory_fraction": r.memory_fraction, "cpus_per_generator": r.cpus_per_generator,
+            "gpus_per_generator": r.gpus_per_generator}
+
+
+def step0_cache_key(cfg: RunConfig, model_dir, held_out: list, memo_file: Path) -> tuple[str, dict]:
+    """The cache key of this run's evaluation before training, and its inputs (readable, stored beside it)."""
+    from gcpo.eval_cache import environment, held_out_items, model_content_hash, step0_key
+
+    model_hash = model_content_hash(model_dir, memo_file)
+    items, settings = held_out_items(held_out, cfg.task.eval_size), step0_settings(cfg)
+    env = environment(gpu=cfg.rollout.gpus_per_generator > 0)
+    key = step0_key(model_hash=model_hash, items=items, settings=settings, environment=env)
+    inputs = {"model_dir": str(model_dir), "model_hash": model_hash, "items": sum(len(t["items"]) for t in items),
+              "settings": settings, "environment": env}
+    return key, inputs
+
+
 class FollowerDriver:
     """Ranks > 0: no rollout engine, data, evaluation or logger; the batch arrives by broadcast."""
 
@@ -82,7 +123,7 @@ class Rank0Driver(FollowerDriver):
         from gcpo.rollout import build_engine, sampling_settings
         from gcpo.tasks.pool import VerifierPool
 
-        self.cfg, self.tokenizer = cfg, tokenizer
+        self.cfg, self.tokenizer, self.model_dir = cfg, tokenizer, model_dir
         self.rollout_engine = build_engine(cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
         self.verifier_pool = None
         try:
@@ -156,7 +197,9 @@ class Rank0Driver(FollowerDriver):
         """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool), with
         a line when it starts and one with its result when it ends (`when`: "before training", "at step 4"); the
         per-item results are logged as the artifact `eval/items_step_<step>.json`."""
-        from gcpo.eval_items import items_artifact
+        return self._log_evaluation(self._evaluate(when), when, step)
+
+    def _evaluate(self, when: str):
         from gcpo.evaluation import evaluate_config
 
         items = sum(min(len(task.items), self.cfg.task.eval_size) for task in self.held_out)
@@ -165,11 +208,53 @@ class Rank0Driver(FollowerDriver):
         result = evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
                                  pool=self.verifier_pool)
         self.eval_s = time.time() - started
+        return result
+
+    def _log_evaluation(self, result, when: str, step: int, note: str | None = None) -> dict:
+        """Log an evaluation's per-item artifact and say its result (`note` in place of its seconds); its
+        metrics."""
+        from gcpo.eval_items import items_artifact
+
         metrics = result.metrics()
         self.logger.log_text(result.items_json(), items_artifact(step))
         shown = [f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items() if k.endswith(("pass_at_1", "format_rate"))]
-        say(f"{PREFIX} held-out evaluation {when}: {', '.join(shown)} ({self.eval_s:.0f}s)")
+        say(f"{PREFIX} held-out evaluation {when}: {', '.join(shown)} ({note or f'{self.eval_s:.0f}s'})")
         return metrics
+
+    def _step0_evaluation(self):
+        """The evaluation before training: the stored one of the same model content, items and settings when
+        `trainer.eval_reuse` is on and one is stored (`gcpo.eval_cache`), else a fresh one (then stored). The
+        generators hold the model folder's weights at step 0 (a LoRA run's too: its adapters start at zero and
+        the generators load the base folder), so the result is the same computation in every such run.
+        Returns (result, None), or (result, a note saying where it was stored) when reused."""
+        cache, key, inputs = self._step0_cache()
+        stored = cache.load(key) if key is not None else None
+        if stored is not None:
+            self.eval_s = sum(task.seconds for task in stored.tasks)  # the ETA's estimate of the next ones
+            return stored, (f"reused: not evaluated again, stored for this model, items and settings in "
+                            f"{cache.path(key)}")
+        result = self._evaluate("before training")
+        if key is not None:
+            try:
+                cache.store(key, result, inputs)
+            except OSError as e:
+                say(f"{PREFIX} could not store the step-0 evaluation in {cache.folder} ({e})")
+        return result, None
+
+    def _step0_cache(self):
+        """(the step-0 cache, this run's key, its inputs); no key when `trainer.eval_reuse` is off or the key
+        cannot be made (an unreadable model file or cache folder: the run evaluates as without the cache)."""
+        from gcpo.eval_cache import EvalCache
+
+        t = self.cfg.trainer
+        if not t.eval_reuse:
+            return None, None, None
+        cache = EvalCache(eval_cache_folder(t.eval_cache_dir))
+        try:
+            return cache, *step0_cache_key(self.cfg, self.model_dir, self.held_out, cache.memo_file)
+        except OSError as e:
+            say(f"{PREFIX} step-0 evaluation cache unavailable ({e}); evaluating")
+            return cache, None, None
 
     def pending_eval_s(self, step: int) -> float:
         """The expected seconds of the held-out evaluations after `step` (each as long as the last one)."""
@@ -179,8 +264,9 @@ class Rank0Driver(FollowerDriver):
         """The held-out metrics before training (logged at step 0), when evaluation is on."""
         before = {}
         if self.cfg.trainer.eval_every > 0:
-            before = self.evaluate("before training", 0)
-            self.logger.log_metrics(before, 0)
+            result, note = self._step0_evaluation()
+            before = self._log_evaluation(result, "before training", 0, note=note)
+            self.logger.log_metrics({**before, STEP0_REUSED: float(note is not None)}, 0)
         self.started = time.time()  # the progress line's ETA counts training steps only
         return before
 

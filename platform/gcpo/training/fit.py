@@ -32,7 +32,9 @@ def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
     """Resolve paths (files, local model folders) that Ray workers (whose cwd differs) must see the same way as
     the driver."""
     tracking = dataclasses.replace(cfg.tracking, uri=absolute_tracking_uri(cfg.tracking.uri, base))
-    trainer = dataclasses.replace(cfg.trainer, output_dir=str((base / cfg.trainer.output_dir).resolve()))
+    trainer = dataclasses.replace(cfg.trainer, output_dir=str((base / cfg.trainer.output_dir).resolve()),
+                                  eval_cache_dir=cfg.trainer.eval_cache_dir and str((base / Path(
+                                      cfg.trainer.eval_cache_dir).expanduser()).resolve()))
     model = dataclasses.replace(cfg.model, name=absolute_model_name(cfg.model.name, base))
     task = dataclasses.replace(absolute_paths(cfg.task, base),
                                golden_model=absolute_model_name(cfg.task.golden_model, base))
