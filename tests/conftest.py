@@ -168,3 +168,10 @@ def two_gloo_ranks(free_port):
         return result
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def own_eval_cache(tmp_path_factory, monkeypatch):
+    """Each test its own step-0 evaluation cache (`trainer.eval_reuse` is on by default): no test reads an
+    evaluation another test stored. A test that checks the reuse sets `trainer.eval_cache_dir` itself."""
+    monkeypatch.setenv("GCPO_EVAL_CACHE", str(tmp_path_factory.mktemp("eval-cache")))

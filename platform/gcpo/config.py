@@ -235,8 +235,8 @@ class TrainerConfig:
     eval_every: int = 4
     eval_k: int = 4
     # Reuse the held-out evaluation before training: computed once per model content, held-out items and evaluation
-    # settings, stored in eval_cache_dir ("" = eval/ under $GCPO_CACHE or ~/.cache/gcpo), read back by every later
-    # run that shares them (gcpo.eval_cache). false = evaluate in every run.
+    # settings, stored in eval_cache_dir ("" = $GCPO_EVAL_CACHE, else eval/ under $GCPO_CACHE or ~/.cache/gcpo),
+    # read back by every later run that shares them (gcpo.eval_cache). false = evaluate in every run.
     eval_reuse: bool = True
     eval_cache_dir: str = ""
     output_dir: str = "runs"

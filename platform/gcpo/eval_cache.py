@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 from gcpo.eval_items import ItemResult
 from gcpo.evaluation import EvalResult, TaskEval
 
+EVAL_CACHE_ENV = "GCPO_EVAL_CACHE"  # the folder when trainer.eval_cache_dir is "" (the test suite sets one per test)
 FORMAT = 1  # the stored layout and the key's recipe: a new one never reads an old entry
 CHUNK = 1 << 22
 # the source files whose change can change an evaluation's result (relative to the gcpo package)

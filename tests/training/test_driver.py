@@ -42,7 +42,11 @@ def test_the_eval_cache_folder_is_absolute_for_the_workers_and_defaults_under_th
     from gcpo.training.fit import absolutize
 
     monkeypatch.setenv("GCPO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GCPO_EVAL_CACHE")  # the suite's own (tests/conftest.py)
     assert eval_cache_folder("") == tmp_path / "cache" / "eval"
     assert absolutize(load_config(), tmp_path).trainer.eval_cache_dir == ""  # the default stays the default
+    monkeypatch.setenv("GCPO_EVAL_CACHE", str(tmp_path / "suite"))  # the driver's environment, passed to the workers
+    assert eval_cache_folder("") == tmp_path / "suite"
+    assert absolutize(load_config(), tmp_path).trainer.eval_cache_dir == str(tmp_path / "suite")
     cfg = absolutize(load_config(overrides=["trainer.eval_cache_dir=evals"]), tmp_path)
     assert cfg.trainer.eval_cache_dir == str(tmp_path / "evals") and Path(cfg.trainer.eval_cache_dir).is_absolute()

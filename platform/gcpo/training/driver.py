@@ -55,10 +55,16 @@ STEP0_REUSED = "eval_cache/step0_reused"  # logged at step 0: 1 when the evaluat
 
 
 def eval_cache_folder(configured: str) -> Path:
-    """`trainer.eval_cache_dir`, or "" for `eval/` under the gcpo cache folder ($GCPO_CACHE or ~/.cache/gcpo)."""
+    """`trainer.eval_cache_dir`, or "" for $GCPO_EVAL_CACHE, else `eval/` under the gcpo cache folder ($GCPO_CACHE
+    or ~/.cache/gcpo)."""
+    import os
+
+    from gcpo.eval_cache import EVAL_CACHE_ENV
     from gcpo.models import cache_dir
 
-    return Path(configured).expanduser() if configured else cache_dir() / "eval"
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ[EVAL_CACHE_ENV]) if os.environ.get(EVAL_CACHE_ENV) else cache_dir() / "eval"
 
 
 def step0_settings(cfg: RunConfig) -> dict:

@@ -8,11 +8,13 @@ directly; a sweep's Tune trial (`gcpo.sweeps.runner`) calls it with Tune's repor
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gcpo.config import RunConfig, TrainerConfig, from_dict, load_config, to_dict
+from gcpo.eval_cache import EVAL_CACHE_ENV
 from gcpo.models import absolute_model_name, resolve_model
 from gcpo.run_folder import RUN_CONFIG, create_run_folder, find_run_folder
 from gcpo.tasks.loading import absolute_paths
@@ -32,9 +34,9 @@ def absolutize(cfg: RunConfig, base: Path) -> RunConfig:
     """Resolve paths (files, local model folders) that Ray workers (whose cwd differs) must see the same way as
     the driver."""
     tracking = dataclasses.replace(cfg.tracking, uri=absolute_tracking_uri(cfg.tracking.uri, base))
+    eval_cache = cfg.trainer.eval_cache_dir or os.environ.get(EVAL_CACHE_ENV, "")  # the driver's env, for the workers
     trainer = dataclasses.replace(cfg.trainer, output_dir=str((base / cfg.trainer.output_dir).resolve()),
-                                  eval_cache_dir=cfg.trainer.eval_cache_dir and str((base / Path(
-                                      cfg.trainer.eval_cache_dir).expanduser()).resolve()))
+                                  eval_cache_dir=eval_cache and str((base / Path(eval_cache).expanduser()).resolve()))
     model = dataclasses.replace(cfg.model, name=absolute_model_name(cfg.model.name, base))
     task = dataclasses.replace(absolute_paths(cfg.task, base),
                                golden_model=absolute_model_name(cfg.task.golden_model, base))
