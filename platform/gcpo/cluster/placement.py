@@ -117,6 +117,8 @@ def check_placement(cfg: RunConfig) -> None:
     """See the module docstring; a no-op on a one-node runtime."""
     import ray
 
+    if not ray.is_initialized():
+        return
     nodes = ray.nodes()
     trainers = candidate_nodes(nodes, cfg.trainer.placement_resource)
     generators = candidate_nodes(nodes, cfg.rollout.placement_resource)
