@@ -174,7 +174,7 @@ def test_file_transport_across_hosts_is_refused_at_start(two_hosts):
     start = time.time()
     done = train(two_hosts, "rollout.weight_transport=file", "trainer.steps=2", name="file-across", timeout=300)
     elapsed = time.time() - start
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]  # a config error
     assert "rollout.weight_transport: 'file'" in done.stderr and "collective" in done.stderr
     assert elapsed < 90, elapsed  # interpreter, data check and join included; no engine or trainer started
     assert not (two_hosts["shared"] / "runs" / "file-across").exists()
@@ -187,7 +187,7 @@ def test_a_task_file_only_the_head_sees_is_refused_naming_it(two_hosts, tmp_path
                             for i in range(12)))
     done = train(two_hosts, "task.name=jsonl", f"task.path={data}", "task.eval_size=2",
                  "trainer.placement_resource=gen_node", "trainer.steps=1", name="head-only", timeout=300)
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]  # a config error
     assert f"task.path: {data} is not seen" in done.stderr and "127.0.0.2" in done.stderr
 
 
