@@ -47,7 +47,7 @@ from gcpo.algorithms.presets import preset_values
 from gcpo.errors import ConfigError, suggest
 
 # How new weights reach the engines (rollout.weight_transport); gcpo.rollout.weight_sync builds each.
-WeightTransport = Literal["file", "collective"]
+WeightTransport = Literal["auto", "file", "collective"]
 RolloutBackend = Literal["vllm", "transformers"]
 
 
@@ -116,9 +116,10 @@ class RolloutConfig:
     # deployment files); each generator asks for max(gpus_per_generator, 1) units of it. "" = no pinning.
     placement_resource: str = ""
     gpus_per_generator: float = 0.0  # > 0 on a GPU cluster (the CUDA vLLM build); each generator's GPU share
-    # How new weights reach the engines: "file" (a safetensors file in /dev/shm, one node) or "collective" (a
-    # broadcast group of the trainer and the engines: gloo on CPU, NCCL when generators hold GPUs).
-    weight_transport: WeightTransport = "file"
+    # How new weights reach the engines: "file" (a safetensors file in /dev/shm: every generator on the trainer's
+    # node), "collective" (a broadcast group of the trainer and the engines: gloo on CPU, NCCL when generators hold
+    # GPUs), or "auto": file when every placed generator shares the trainer's node, else collective.
+    weight_transport: WeightTransport = "auto"
     # Skip vLLM's torch.compile warm-up. Compiled, measured here (2026-12-01): 86 s to start instead of 15, 250
     # instead of 197 tokens/s unseeded, but 188 instead of 205 seeded (the path training takes): eager by default.
     enforce_eager: bool = True

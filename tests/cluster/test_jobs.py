@@ -20,29 +20,12 @@ from gcpo.cluster.local import ClusterSpec, check_spec
 from gcpo.cluster.runtime import ClusterError
 from gcpo.network import reachable
 from gcpo.commands import build_parser
+from .local_cli import PROJECT, free_ports, gcpo
 
-PROJECT = Path(__file__).resolve().parents[2]
 PARSER = build_parser()  # the command line's own parser checks a submitted command
 TINY_TRAIN = ["gcpo", "train", "--preset", "gcpo", "model.name=tiny", "rollout.backend=transformers",
               "rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=6", "task.train_size=12",
               "task.eval_size=2", "trainer.eval_every=0", "trainer.checkpoint_every=1", "tracking.log_rollouts_every=0"]
-
-
-def gcpo(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gcpo.cli", *args], cwd=PROJECT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 # Canary secrets in the environment of the cluster and of `gcpo submit`: none may reach MLflow.

@@ -11,7 +11,7 @@ from gcpo.config import ConfigError, RolloutConfig, WeightTransport, load_config
 from gcpo.rollout.vllm_pool import VLLMPool
 from gcpo.rollout.weight_sync import SharedFileTransport, build_transport, check_transport
 
-REFUSED = r"rollout\.weight_transport: unknown transport 'nccl'; allowed: 'file', 'collective'"
+REFUSED = r"rollout\.weight_transport: unknown transport 'nccl'; allowed: 'auto', 'file', 'collective'"
 
 
 def test_unknown_transport_is_refused_naming_the_key_and_the_allowed_values():
@@ -24,9 +24,10 @@ def test_unknown_transport_is_refused_naming_the_key_and_the_allowed_values():
 
 
 def test_every_configurable_transport_is_accepted():
-    assert typing.get_args(WeightTransport) == ("file", "collective")
+    assert typing.get_args(WeightTransport) == ("auto", "file", "collective")
     for kind in typing.get_args(WeightTransport):
         check_transport(kind)
+    assert load_config().rollout.weight_transport == "auto"
     assert isinstance(build_transport("file", lambda: [], backend="gloo"), SharedFileTransport)
 
 

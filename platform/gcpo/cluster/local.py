@@ -10,6 +10,9 @@ Contracts:
   temp folder (`/tmp/gcpo-ray-<port>[-w<i>]`), so the cluster never touches `/tmp/ray`: a plain `ray.init()`
   elsewhere on the machine still starts its own runtime. `down` ends exactly those sessions' processes (and
   their children), never other Ray processes on the machine (no `ray stop`).
+- `isolated` (`--isolate-workers`): each worker node a "host" of its own on this machine, with a private /tmp,
+  /dev/shm and cache folder and its own loopback address, and `shared_dir` for the storage every node sees
+  (`gcpo.cluster.hosts`). The shared folder is kept by `down` (it holds the runs).
 - The record (`gcpo.cluster.record`: `cluster.json` in `$GCPO_CLUSTER_DIR`, default `$GCPO_CACHE/cluster`) lets
   `submit`, `jobs` and `status` find the cluster without an address.
 """
@@ -25,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gcpo.cluster.hosts import (check_isolation, check_shared_dir, default_shared_dir, host_env, isolated_command,
+                                worker_ip)
 from gcpo.cluster.record import ClusterRecord, ClusterSpec, load_record, record_path, save_record
 from gcpo.cluster.runtime import ClusterError, local_num_cpus
 from gcpo.network import free_port, is_loopback, reachable
@@ -56,13 +61,17 @@ def check_spec(spec: ClusterSpec, *, allow_remote: bool) -> None:
         raise ClusterError("workers must be >= 0, worker_cpus and num_cpus >= 1")
 
 
-def _ray_start(args: list[str], temp_dir: str) -> int:
-    """Run `ray start ARGS` in a new session; returns the session id (its daemons stay in it)."""
+def _ray_start(args: list[str], temp_dir: str, *, isolated: bool = False) -> int:
+    """Run `ray start ARGS` in a new session (`isolated`: in a mount namespace of its own, `gcpo.cluster.hosts`);
+    returns the session id (its daemons stay in it). Its output goes to `temp_dir`/gcpo-ray-start.log on the
+    machine (an isolated node's `temp_dir` itself lies in its private /tmp)."""
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args, f"--temp-dir={temp_dir}",
            f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
+    if isolated:
+        cmd, env = isolated_command(cmd, temp_dir), host_env(env)
     Path(temp_dir).mkdir(parents=True, exist_ok=True)
     log = Path(temp_dir) / "gcpo-ray-start.log"
     with open(log, "w") as out:
@@ -92,6 +101,9 @@ def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRe
     if existing is not None:
         stop_cluster(existing)  # a stale record: its head no longer answers
     check_spec(spec, allow_remote=allow_remote)
+    if spec.isolated:
+        check_isolation(spec.workers, spec.host)
+        spec.shared_dir = str(check_shared_dir(spec.shared_dir or default_shared_dir(spec.port)))
     head_dir = str(Path(tempfile.gettempdir()) / f"gcpo-ray-{spec.port}")
     cpus = spec.num_cpus or local_num_cpus()
     head = _ray_start(["--head", f"--node-ip-address={spec.host}", f"--port={spec.port}",
@@ -101,10 +113,12 @@ def start_cluster(spec: ClusterSpec, *, allow_remote: bool = False) -> ClusterRe
     record = ClusterRecord(spec, [head_dir], [head])
     save_record(record)  # before the workers: a failed worker start leaves a record `down` can clean up
     for i in range(spec.workers):
-        worker_dir = f"{head_dir}-w{i}"
-        record.session_ids.append(_ray_start([f"--address=127.0.0.1:{spec.port}", f"--node-ip-address={spec.host}",
+        # an isolated node's temp folder lies in its own private /tmp (whatever TMPDIR says here)
+        worker_dir = f"/tmp/gcpo-ray-{spec.port}-w{i}" if spec.isolated else f"{head_dir}-w{i}"
+        ip = worker_ip(i) if spec.isolated else spec.host
+        record.session_ids.append(_ray_start([f"--address=127.0.0.1:{spec.port}", f"--node-ip-address={ip}",
                                               f"--num-cpus={spec.worker_cpus}", *_resources(spec.worker_resource)],
-                                             worker_dir))
+                                             worker_dir, isolated=spec.isolated))
         record.temp_dirs.append(worker_dir)
         save_record(record)
     return record
@@ -163,6 +177,7 @@ def describe(record: ClusterRecord, *, timeout_s: float = 5.0) -> dict:
     """The cluster's addresses, and (when its head answers) its nodes and jobs by status."""
     info: dict = {"dashboard": record.dashboard_url, "gcs_address": record.gcs_address,
                   "client_address": f"ray://127.0.0.1:{record.spec.client_port}",
+                  "shared_dir": record.spec.shared_dir or None,
                   "temp_dirs": record.temp_dirs, "up": reachable(record.gcs_address, timeout_s=1.0)}
     if not info["up"]:
         return info

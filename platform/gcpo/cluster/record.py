@@ -28,6 +28,10 @@ class ClusterSpec:
     # `rollout.placement_resource` can put training workers and generators on different nodes. "" = none.
     head_resource: str = ""
     worker_resource: str = ""
+    # Each worker node a "host" of its own (`gcpo.cluster.hosts`): its own mount namespace (private /dev/shm, /tmp
+    # and cache folder) and loopback address (127.0.0.2, ...); `shared_dir` stands for the cluster's shared storage.
+    isolated: bool = False
+    shared_dir: str = ""
 
 
 @dataclass

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--worker-resource", default="", metavar="NAME",
                     help="a custom Ray resource each worker node declares (100 units), e.g. generator: with "
                          "rollout.placement_resource=generator the vLLM generators run there")
+    up.add_argument("--isolate-workers", action="store_true",
+                    help="run each worker node as a host of its own on this machine: a private /tmp, /dev/shm and "
+                         "cache folder (a mount namespace; needs root) and its own loopback address 127.0.0.2, ...")
+    up.add_argument("--shared-dir", default="", metavar="DIR",
+                    help="with --isolate-workers: the folder every node sees, standing for shared storage (default "
+                         "/var/tmp/gcpo-shared-PORT); put trainer.output_dir and the MLflow store there")
     up.add_argument("--allow-remote", action="store_true",
                     help="allow a non-loopback --host (anyone reaching it can run code: firewall it)")
     sub.add_parser("down", help="stop the local cluster's processes (only its own) and remove its record")
@@ -48,12 +54,16 @@ def _up(args: argparse.Namespace) -> int:
     spec = ClusterSpec(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
                        client_port=args.client_port, num_cpus=args.num_cpus, workers=args.workers,
                        worker_cpus=args.worker_cpus, head_resource=args.head_resource,
-                       worker_resource=args.worker_resource)
+                       worker_resource=args.worker_resource, isolated=args.isolate_workers,
+                       shared_dir=args.shared_dir)
     record = start_cluster(spec, allow_remote=args.allow_remote)
     print(f"local Ray cluster up: {1 + spec.workers} node(s)")
     print(f"  dashboard / Jobs API  {record.dashboard_url}")
     print(f"  GCS (ray.init)        {record.gcs_address}")
     print(f"  Ray Client            ray://127.0.0.1:{spec.client_port}")
+    if spec.isolated:
+        print(f"  shared storage        {spec.shared_dir} (worker nodes: private /tmp, /dev/shm, cache; "
+              f"addresses 127.0.0.2-{2 + spec.workers - 1})")
     print("submit a run:  gcpo submit -- gcpo train trainer.steps=4     stop it all:  gcpo cluster down")
     return 0
 

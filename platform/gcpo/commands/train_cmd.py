@@ -41,11 +41,12 @@ def before_after_table(uri: str, run_id: str, eval_every: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gcpo.cluster.placement import check_placement
     from gcpo.cluster.runtime import init_ray
     from gcpo.preflight import check_run
     from gcpo.standalone.warmstart import ensure_builtin_warm_start
     from gcpo.tracking.training_run import ui_command
-    from gcpo.training.fit import fit, load_run_config
+    from gcpo.training.fit import absolutize, fit, load_run_config
 
     base = Path.cwd()
     if args.resume:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{PREFIX} {checked.summary()}; starting Ray and the model", flush=True)
     mark_data_checked()
     init_ray(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus)
+    check_placement(absolutize(cfg, base))  # on a cluster: transport and paths against its nodes (seconds)
     outcome = fit(cfg, run_name=name, base=base)
     print()
     if outcome.mlflow_run_id:

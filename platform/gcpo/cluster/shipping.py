@@ -1,0 +1,66 @@
+"""Folders shipped to another node through Ray's object store: the model a generator on another host loads.
+
+A generator placed on the trainer's node opens the trainer's model folder as it is. One placed on another node
+first compares that path's contents there with the trainer's (`folder_fingerprint`: a SHA-256 of every file's
+relative name and bytes); when they match (shared storage, or the same model made there), it is used in place.
+Otherwise the trainer packs the folder once (`pack_folder`, one object in Ray's object store) and the generator
+unpacks it into its node's own temp folder (`unpack_folder`, under `<tmp>/gcpo-models/<fingerprint>`; written
+to a temp name and renamed, so a half-written copy is never used; a copy already there is reused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def folder_fingerprint(folder: str | Path) -> str | None:
+    """SHA-256 (hex) of every file's relative name and contents under `folder`; None when it is no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in _files(folder):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def pack_folder(folder: str | Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative name (what `unpack_folder` writes back)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in _files(folder)}
+
+
+def unpack_folder(files: dict[str, bytes], fingerprint: str, root: str | Path | None = None) -> Path:
+    """`files` written under `root` (default: this node's temp folder)/gcpo-models/<fingerprint>; returns it."""
+    base = Path(root or tempfile.gettempdir()) / "gcpo-models"
+    target = base / fingerprint[:32]
+    if target.is_dir():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{target.name}-"))
+    try:
+        for name, data in files.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another generator of this node finished first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
