@@ -15,3 +15,22 @@ def test_the_eta_adds_the_pending_evaluations_to_the_remaining_steps():
     assert "step 2/8" in line and "reward 0.500" in line
     assert "ETA 2m00s" in line  # 6 steps x 10 s (20 s over 2 steps) + 60 s of evaluation
     assert "ETA 1m00s" in progress_line(1, 8, {}, elapsed=20.0, first_step=0)  # without evaluations
+
+
+def test_the_run_logs_the_requested_dtype_and_the_resolved_ones(capfd):
+    from gcpo.config import load_config
+    from gcpo.training.driver import as_requested, resolved_dtype_params
+    from gcpo.training.loop import with_concrete_dtype
+
+    asked = load_config(overrides=["model.dtype=auto"])
+    ran = with_concrete_dtype(asked, rank=0)  # single process: this machine's choice
+    assert ran.model.dtype in ("float32", "bfloat16") and asked.model.dtype == "auto"
+    assert f"[gcpo] model.dtype=auto: {ran.model.dtype} (" in capfd.readouterr().out  # said in one line
+    assert as_requested(ran, {"run": {"model": {"dtype": "auto"}}}).model.dtype == "auto"
+    assert as_requested(ran, {}).model.dtype == ran.model.dtype
+    assert resolved_dtype_params(ran) == {"model.dtype_resolved": ran.model.dtype,
+                                          "rollout.dtype_resolved": ran.model.dtype}  # rollout.dtype=auto
+    fp32_trainer = load_config(overrides=["model.dtype=float32", "rollout.dtype=bfloat16"])
+    assert with_concrete_dtype(fp32_trainer, rank=0) is fp32_trainer
+    assert resolved_dtype_params(fp32_trainer) == {"model.dtype_resolved": "float32",
+                                                   "rollout.dtype_resolved": "bfloat16"}
