@@ -44,3 +44,12 @@ def test_the_start_up_line_names_request_result_and_reason():
 
 def test_auto_resolves_on_this_machine_to_a_concrete_dtype():
     assert resolve_dtype("auto").dtype in ("float32", "bfloat16")
+
+
+def test_gcpo_config_keys_shows_the_dtype_choices(capsys):
+    from gcpo.cli import main
+
+    assert main(["config", "--keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "model.dtype = 'float32'  # one of float32, bfloat16, auto" in lines
+    assert "model.name = 'smollm2-135m-instruct'" in lines  # a free key: its default only
