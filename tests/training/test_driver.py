@@ -34,3 +34,20 @@ def test_the_run_logs_the_requested_dtype_and_the_resolved_ones(capfd):
     assert with_concrete_dtype(fp32_trainer, rank=0) is fp32_trainer
     assert resolved_dtype_params(fp32_trainer) == {"model.dtype_resolved": "float32",
                                                    "rollout.dtype_resolved": "bfloat16"}
+
+
+def test_a_sync_gap_above_its_pair_s_threshold_is_warned_once(capfd):
+    from gcpo.config import load_config
+    from gcpo.rollout.agreement import sync_tolerance
+    from gcpo.training.driver import Rank0Driver
+
+    driver = Rank0Driver.__new__(Rank0Driver)  # only the check's state: no engines, data or run
+    driver.cfg, driver.sync_warned = load_config(overrides=["rollout.dtype=bfloat16"]), False
+    tolerance = sync_tolerance("float32", "bfloat16")
+    driver.check_sync(0, {"sync/logprob_abs_diff": tolerance})  # at the threshold: in sync
+    driver.check_sync(1, {})  # no rows sampled with the current weights: nothing to check
+    assert capfd.readouterr().out == ""
+    driver.check_sync(2, {"sync/logprob_abs_diff": 2 * tolerance})
+    driver.check_sync(3, {"sync/logprob_abs_diff": 2 * tolerance})
+    out = capfd.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("[gcpo] warning: step 3: sync check:") and "generators bfloat16" in out[0]
