@@ -6,6 +6,11 @@ Tolerance: the masters agree with the fp32 reference to 1e-6 absolute, 0.1% of o
 same fp32 arithmetic in another order); the bf16 weights equal the masters rounded to bf16 exactly. A bf16-only
 optimiser fails both: its weights move in steps of bf16's resolution (about 1e-4 at the tiny model's 0.02-sized
 weights, a tenth of this step), so the masters must also hold what bf16 cannot.
+
+Found on the way (DeepSpeed 0.19): the bf16 wrapper (`FP16_UnfusedOptimizer`, and ZeRO's optimisers alike)
+initialises the optimiser's state with one step on zero gradients when it is built, so Adam's step count starts
+at 1 (its bias correction one step ahead of plain AdamW's; weight decay applied once). The reference takes the
+same zero-gradient step first; without it the first updates differ by up to a quarter of the learning rate.
 """
 
 import pytest
@@ -32,6 +37,9 @@ def test_bf16_steps_update_fp32_masters_with_adamw_on_the_bf16_gradients():
     assert len(masters) == len(weights) and all(m.dtype == torch.float32 for m in masters)
     reference = [p.detach().float().clone().requires_grad_(True) for p in weights]
     adamw = torch.optim.AdamW(reference, lr=LR, weight_decay=cfg.trainer.weight_decay)
+    for r in reference:  # DeepSpeed's wrapper steps the optimiser once with zero gradients when it is built
+        r.grad = torch.zeros_like(r)
+    adamw.step()
     gen = torch.Generator().manual_seed(0)
     for _ in range(STEPS):
         for k in range(MICRO_BATCHES):  # the gradients of a step's micro-batches summed, as gcpo.training.update does
