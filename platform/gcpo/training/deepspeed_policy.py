@@ -26,7 +26,9 @@ def deepspeed_config(t: TrainerConfig, dtype: str) -> dict:
     the optimiser steps fp32 master copies, then rounds them into the model (checked in DeepSpeed 0.19: ZeRO 0
     wraps the optimiser in `FP16_UnfusedOptimizer`, ZeRO 1-3 keep fp32 partitions; tested,
     tests/training/test_bf16_master_weights.py). At ZeRO 0 the gradients of a step's micro-batches are summed in
-    the parameters' bf16 `.grad` (DeepSpeed 0.19 refuses an fp32 gradient-accumulation dtype without ZeRO)."""
+    the parameters' bf16 `.grad` (DeepSpeed 0.19 refuses an fp32 gradient-accumulation dtype without ZeRO). The
+    bf16 wrapper (as ZeRO's optimisers) steps the optimiser once on zero gradients when it is built: Adam's step
+    count starts at 1, its bias correction one step ahead of the fp32 ZeRO-0 path's plain AdamW."""
     cfg = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
