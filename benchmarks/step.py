@@ -6,25 +6,35 @@ of new tokens, the same learning rate and plain GRPO without KL (TRL beta 0 = ou
 `algorithm.kl_coef=0`), one process of training on this machine. Stop strings are off on both sides (TRL's
 default generation has none), so both generate until EOS or the token limit.
 
+**Like for like.** Each of our arms is compared only with TRL in the same configuration (`trl_setting`): full
+fine-tuning with TRL's full fine-tuning, LoRA with TRL given the same `peft` LoRA config (rank, alpha, target
+modules, dropout 0), fp32 with fp32 (`bf16=False`) and `model.dtype=bfloat16` (DeepSpeed bf16, fp32 master
+weights, bf16 generators) with TRL `bf16=True`. TRL runs once per distinct setting the chosen arms need; an arm
+with no TRL counterpart (bf16 generators beside an fp32 trainer) gets no ratio. How our update features are
+implemented (the shared prompt, the token budget) is not a configuration: the arms that differ only in them all
+face TRL's full fine-tuning in their dtype.
+
 Our per-step time is read back from the run's MLflow metrics, broken into generation, verification, old
 log-probs, update and weight sync. TRL gives one number per step (timed by a callback). TRL is installed into the
 project environment on first use (`trl==1.16.0`); nothing else needs it.
 
     .venv/bin/python benchmarks/step.py [--prompts 4] [--group 4] [--max-new-tokens 64] [--steps 3]
                                         [--backend vllm] [--model smollm2-135m-instruct] [--skip-trl]
-                                        [--arms today,shared_prefix,token_budget,lora,all_full_ft,all,all_bf16_gen]
+                                        [--arms today,shared_prefix,token_budget,lora,all_full_ft,all,all_bf16_gen,
+                                                bf16_full_ft,bf16_lora]
 
 Our side runs once per arm, in one invocation, in this order: `today` (the padded forward, fixed micro-batches:
 `trainer.shared_prefix=false`, no token budget, full fine-tuning), each new feature alone (LoRA: rank 16, alpha
 32, every projection), the two update features with full fine-tuning, all together, and all together with bf16
-generators (`rollout.dtype=bfloat16`, opt-in: they sample from a bf16 copy of the policy) (see `ARMS`).
+generators (`rollout.dtype=bfloat16`, opt-in: they sample from a bf16 copy of the policy), then bf16 mixed
+precision (`model.dtype=bfloat16`) with full fine-tuning and with LoRA (see `ARMS`).
 
 The update's achieved FLOP rate: 6 N FLOPs per computed token position for full fine-tuning (forward 2N,
 backward 4N) and 4 N with LoRA (the frozen weights need no weight gradient; the adapters' own FLOPs are under 3%
 at rank 16), N the model's parameters (a tied LM head counted once: its matmul runs once per token), token
 positions from `batch/token_slots` (padding included: it is computed too); attention's quadratic term is left
-out (under 1% at these lengths). Against the machine's fp32 GEMM rate measured here (torch.mm of 2048 x 2048
-matrices on every core), the practical peak of dense fp32 work on this CPU.
+out (under 1% at these lengths). Against the machine's GEMM rate of the arm's dtype measured here (torch.mm of
+2048 x 2048 matrices on every core, fp32 and bf16), the practical peak of dense work in that dtype on this CPU.
 
 Writes benchmarks/results/step.json and step.md.
 """
@@ -52,7 +62,25 @@ ARMS: dict[str, list[str]] = {
     "all_full_ft": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048"],
     "all": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", *LORA],
     "all_bf16_gen": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", *LORA, "rollout.dtype=bfloat16"],
+    "bf16_full_ft": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", "model.dtype=bfloat16"],
+    "bf16_lora": ["trainer.shared_prefix=true", "trainer.max_tokens_per_micro=2048", *LORA, "model.dtype=bfloat16"],
 }
+LORA_RANK, LORA_ALPHA = 16, 32  # LORA's values: TRL's peft config gets the same (and our default target modules)
+
+
+def trl_setting(arm: str) -> str | None:
+    """TRL's configuration like our arm's ("full fp32", "lora bf16", ...), or None where TRL has no counterpart
+    (bf16 generators beside an fp32 trainer: TRL generates with its training model)."""
+    overrides = ARMS[arm]
+    bf16 = "model.dtype=bfloat16" in overrides
+    if "rollout.dtype=bfloat16" in overrides and not bf16:
+        return None
+    lora = any(o.startswith("model.lora.rank=") for o in overrides)
+    return f"{'lora' if lora else 'full'} {'bf16' if bf16 else 'fp32'}"
+
+
+def arm_dtype(arm: str) -> str:
+    return "bfloat16" if "model.dtype=bfloat16" in ARMS[arm] else "float32"
 BREAKDOWN = ["time/generate_s", "time/verify_s", "time/old_logprobs_s", "time/update_s", "time/sync_s", "time/step_s"]
 
 
@@ -104,14 +132,15 @@ def model_parameters(cfg) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
 
 
-def gemm_gflops_per_s(size: int = 2048, repeats: int = 10) -> float:
-    """The machine's dense fp32 rate as torch reaches it: size x size matmuls on every core, best of `repeats`."""
+def gemm_gflops_per_s(dtype: str = "float32", size: int = 2048, repeats: int = 10) -> float:
+    """The machine's dense rate in `dtype` as torch reaches it: size x size matmuls on every core, best of
+    `repeats`."""
     import os
 
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -121,17 +150,26 @@ def gemm_gflops_per_s(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def run_trl(args, work: Path) -> dict:
+def run_trl(args, work: Path, setting: str) -> dict:
+    """TRL's GRPOTrainer in `setting` (`trl_setting`): LoRA through the same peft config as ours, bf16=True for
+    bf16."""
     ensure_trl()
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from gcpo.config import load_config
+    from gcpo.config import LORA_MODULES, load_config
     from gcpo.models import resolve_model
     from gcpo.tasks import SYSTEM_PROMPT, VerifierPool, load_task
 
+    lora, bf16 = setting.startswith("lora"), setting.endswith("bf16")
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=list(LORA_MODULES),
+                                 lora_dropout=0.0, task_type="CAUSAL_LM")
     cfg = load_config(overrides=[f"model.name={args.model}"])
     model_dir = resolve_model(cfg.model)
     task = load_task(cfg.task, "train")
@@ -158,16 +196,17 @@ def run_trl(args, work: Path) -> dict:
     timer = StepTimer()
     n = args.prompts * args.group
     config = GRPOConfig(
-        output_dir=str(work / "trl"), per_device_train_batch_size=n, num_generations=args.group,
+        output_dir=str(work / f"trl-{setting.replace(' ', '-')}"), per_device_train_batch_size=n,
+        num_generations=args.group,
         generation_batch_size=n, max_completion_length=args.max_new_tokens, learning_rate=args.lr, beta=0.0,
-        max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False,
+        max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=bf16,
         temperature=1.0, loss_type="grpo", scale_rewards="group", seed=0,
     )
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=config,
                           train_dataset=Dataset.from_list(rows),
                           processing_class=AutoTokenizer.from_pretrained(model_dir, padding_side="left"),
-                          callbacks=[timer])
+                          callbacks=[timer], peft_config=peft_config)
     t0 = time.time()
     trainer.train()
     pool.close()
@@ -196,8 +235,9 @@ def main() -> None:
         print(f"[bench] ours, arm {arm}", flush=True)
         ours[arm] = run_ours(args, work, arm)
         ray.shutdown()
-    trl = None if args.skip_trl else run_trl(args, work)
-    peak = gemm_gflops_per_s()
+    settings = dict.fromkeys(s for s in map(trl_setting, ours) if s is not None)
+    trl = {} if args.skip_trl else {s: run_trl(args, work, s) for s in settings}
+    peak = {dtype: gemm_gflops_per_s(dtype) for dtype in sorted({arm_dtype(a) for a in ours})}
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
         "no GPU", "settings": vars(args), "ours": ours, "trl": trl,
@@ -211,29 +251,37 @@ def main() -> None:
     print(md)
 
 
-def _table(args, result: dict, ours: dict, trl: dict | None) -> str:
-    """Per-phase seconds per step for every arm, and the ratios against the first arm (today's path) and TRL."""
+def _table(args, result: dict, ours: dict, trl: dict) -> str:
+    """Per-phase seconds per step for every arm; its ratio against the first arm of the same configuration, and
+    against TRL in that configuration only (`trl_setting`)."""
     arms = list(ours)
     lines = ["| phase | " + " | ".join(f"{a} (s/step)" for a in arms) + " |", "|---" * (len(arms) + 1) + "|"]
     for k in BREAKDOWN + ["batch/pad_frac"]:
         name = k.split("/")[1].removesuffix("_s")
         lines.append(f"| {name} | " + " | ".join(f"{ours[a]['mean'].get(k, float('nan')):.2f}" for a in arms) + " |")
     peak = result["gemm_gflops_per_s"]
-    lines.append("| update GFLOP/s (share of the fp32 GEMM rate) | " + " | ".join(
-        f"{ours[a]['mean']['update_gflops_per_s']:.1f} ({ours[a]['mean']['update_gflops_per_s'] / peak:.0%})"
-        for a in arms) + " |")
-    base = ours[arms[0]]["mean"]["time/step_s"]
-    lines.append(f"| **step / {arms[0]}'s** | " + " | ".join(
-        f"**{ours[a]['mean']['time/step_s'] / base:.2f}x**" for a in arms) + " |")
+    rates = {a: ours[a]["mean"]["update_gflops_per_s"] for a in arms}
+    lines.append("| update GFLOP/s (share of the GEMM rate of its dtype) | " + " | ".join(
+        f"{rates[a]:.1f} ({rates[a] / peak[arm_dtype(a)]:.0%} of {arm_dtype(a)})" for a in arms) + " |")
+    # against the first arm of the same configuration (e.g. today's path for the full-fp32 arms): never across them
+    first = {}
+    for a in arms:
+        first.setdefault(trl_setting(a) or a, a)
+    lines.append("| **step / the first arm of its configuration** | " + " | ".join(
+        f"**{ours[a]['mean']['time/step_s'] / ours[first[trl_setting(a) or a]]['mean']['time/step_s']:.2f}x** "
+        f"(/ {first[trl_setting(a) or a]})" for a in arms) + " |")
+    lines.append("| TRL like for like | " + " | ".join(trl_setting(a) or "none (no counterpart)" for a in arms) + " |")
     if trl:
-        result["trl_over_ours"] = {a: trl["mean_step_s"] / ours[a]["mean"]["time/step_s"] for a in arms}
-        lines.append(f"| **TRL GRPOTrainer step** | {trl['mean_step_s']:.2f} |" + " |" * (len(arms) - 1))
+        matched = {a: trl[trl_setting(a)] for a in arms if trl_setting(a) in trl}
+        result["trl_over_ours"] = {a: t["mean_step_s"] / ours[a]["mean"]["time/step_s"] for a, t in matched.items()}
+        lines.append("| **TRL GRPOTrainer step** | " + " | ".join(
+            f"{matched[a]['mean_step_s']:.2f}" if a in matched else "" for a in arms) + " |")
         lines.append("| **TRL time / our time** | " + " | ".join(
-            f"**{result['trl_over_ours'][a]:.2f}x**" for a in arms) + " |")
+            f"**{result['trl_over_ours'][a]:.2f}x**" if a in matched else "" for a in arms) + " |")
     return (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
             f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']}; {result['date']}; "
             f"load average before {' '.join(result['load_before'])}, after {' '.join(result['load_after'])}; "
-            f"fp32 GEMM rate measured here {peak:.0f} GFLOP/s.\n\n"
+            "GEMM rates measured here: " + ", ".join(f"{d} {r:.0f} GFLOP/s" for d, r in peak.items()) + ".\n\n"
             + "\n".join(lines) + "\n")
 
 

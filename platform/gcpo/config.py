@@ -71,7 +71,11 @@ class ModelConfig:
     # built-in warm start, gcpo.standalone.warmstart), "tiny" (random init, the same tokenizer), or a local Hugging
     # Face directory.
     name: str = "smollm2-135m-instruct"
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    # The trainer's compute dtype (and the generators' when rollout.dtype=auto). bfloat16: bf16 weights and compute,
+    # fp32 master weights in the optimiser. auto: bfloat16 where the hardware has bf16 arithmetic (CUDA with bf16,
+    # CPUs with AMX or AVX-512 BF16), float32 elsewhere (gcpo.hardware); the run says which and logs it as the
+    # param model.dtype_resolved. Not the default until a learning comparison says so.
+    dtype: Literal["float32", "bfloat16", "auto"] = "float32"
     tiny_layers: int = 2
     tiny_hidden: int = 128
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -135,11 +135,14 @@ def pad_token_id(tokenizer) -> int:
 
 
 def load_causal_lm(model_dir: str | Path, dtype: str):
-    """The model in `model_dir` as a transformers causal LM in `dtype` (`model.dtype`: float32 or bfloat16)."""
+    """The model in `model_dir` as a transformers causal LM in `dtype` (`model.dtype`: float32, bfloat16, or auto:
+    what `gcpo.hardware` resolves it to on this machine)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    from gcpo.hardware import concrete_dtype
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, concrete_dtype(dtype)))
 
 
 def check_target_modules(model, lora: LoraConfig) -> None:

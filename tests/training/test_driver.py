@@ -50,3 +50,38 @@ def test_the_eval_cache_folder_is_absolute_for_the_workers_and_defaults_under_th
     assert absolutize(load_config(), tmp_path).trainer.eval_cache_dir == str(tmp_path / "suite")
     cfg = absolutize(load_config(overrides=["trainer.eval_cache_dir=evals"]), tmp_path)
     assert cfg.trainer.eval_cache_dir == str(tmp_path / "evals") and Path(cfg.trainer.eval_cache_dir).is_absolute()
+
+def test_the_run_logs_the_requested_dtype_and_the_resolved_ones(capfd):
+    from gcpo.config import load_config
+    from gcpo.training.driver import as_requested, resolved_dtype_params
+    from gcpo.training.loop import with_concrete_dtype
+
+    asked = load_config(overrides=["model.dtype=auto"])
+    ran = with_concrete_dtype(asked, rank=0)  # single process: this machine's choice
+    assert ran.model.dtype in ("float32", "bfloat16") and asked.model.dtype == "auto"
+    assert f"[gcpo] model.dtype=auto: {ran.model.dtype} (" in capfd.readouterr().out  # said in one line
+    assert as_requested(ran, {"run": {"model": {"dtype": "auto"}}}).model.dtype == "auto"
+    assert as_requested(ran, {}).model.dtype == ran.model.dtype
+    assert resolved_dtype_params(ran) == {"model.dtype_resolved": ran.model.dtype,
+                                          "rollout.dtype_resolved": ran.model.dtype}  # rollout.dtype=auto
+    fp32_trainer = load_config(overrides=["model.dtype=float32", "rollout.dtype=bfloat16"])
+    assert with_concrete_dtype(fp32_trainer, rank=0) is fp32_trainer
+    assert resolved_dtype_params(fp32_trainer) == {"model.dtype_resolved": "float32",
+                                                   "rollout.dtype_resolved": "bfloat16"}
+
+
+def test_a_sync_gap_above_its_pair_s_threshold_is_warned_once(capfd):
+    from gcpo.config import load_config
+    from gcpo.rollout.agreement import sync_tolerance
+    from gcpo.training.driver import Rank0Driver
+
+    driver = Rank0Driver.__new__(Rank0Driver)  # only the check's state: no engines, data or run
+    driver.cfg, driver.sync_warned = load_config(overrides=["rollout.dtype=bfloat16"]), False
+    tolerance = sync_tolerance("float32", "bfloat16")
+    driver.check_sync(0, {"sync/logprob_abs_diff": tolerance})  # at the threshold: in sync
+    driver.check_sync(1, {})  # no rows sampled with the current weights: nothing to check
+    assert capfd.readouterr().out == ""
+    driver.check_sync(2, {"sync/logprob_abs_diff": 2 * tolerance})
+    driver.check_sync(3, {"sync/logprob_abs_diff": 2 * tolerance})
+    out = capfd.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("[gcpo] warning: step 3: sync check:") and "generators bfloat16" in out[0]

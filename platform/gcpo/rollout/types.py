@@ -60,8 +60,11 @@ class RolloutEngine(Protocol):
 
 
 def generator_dtype(rollout_dtype: str, model_dtype: str) -> str:
-    """The generators' weights dtype: `rollout.dtype`, or the model's when that is "auto"."""
-    return model_dtype if rollout_dtype == "auto" else rollout_dtype
+    """The generators' weights dtype: `rollout.dtype`, or the model's when that is "auto" (a model dtype of "auto"
+    resolved on this machine, `gcpo.hardware`)."""
+    from gcpo.hardware import concrete_dtype
+
+    return concrete_dtype(model_dtype) if rollout_dtype == "auto" else rollout_dtype
 
 
 def generate_many(engine: RolloutEngine, jobs: Sequence[tuple[Sequence[Sequence[int]], SamplingSettings]]

@@ -19,7 +19,8 @@ Choices:
 - The exported model is the base (`resolve_model` of the run's `model.name`, at `model.dtype`) with the
   checkpoint's weights loaded into it: every base parameter must be covered (a tied LM head is covered by the
   embeddings it shares), no name may be unknown. `save_pretrained` writes `model.safetensors` (a tied head once,
-  as transformers ties it again on loading) and `config.json` (its dtype `model.dtype`).
+  as transformers ties it again on loading) and `config.json` (its dtype `model.dtype`; a run with
+  `model.dtype=auto` is exported in float32, which holds its weights exactly whatever it resolved to).
 - LoRA: the checkpoint holds the adapters alone; they are merged into the base's adapted layers,
   `W + (alpha / rank) B A` (`gcpo.training.lora.merged_weights`, what the generators get during training),
   computed in fp32 and rounded once to `model.dtype`: a plain dense model, no peft needed to load it.
@@ -34,6 +35,7 @@ Choices:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import json
@@ -243,6 +245,8 @@ def export_checkpoint(target: str, out: str | Path, *, step: int | None = None, 
     """Export `target`'s checkpoint (see `find_source`) into the folder `out`; `say` gets the progress lines."""
     source = find_source(target, base or Path.cwd(), step)
     cfg = load_config(source.run_dir / RUN_CONFIG).model
+    if cfg.dtype == "auto":  # whatever the run resolved it to, fp32 holds its weights exactly, on any machine
+        cfg = dataclasses.replace(cfg, dtype="float32")
     out = Path(out).expanduser()
     base_dir = resolve_model(cfg)
     check_out(out, force, [source.run_dir, source.checkpoint, base_dir])

@@ -14,12 +14,21 @@ from typing import Callable
 import torch
 
 from gcpo.config import TrainerConfig
+from gcpo.hardware import concrete_dtype
 from gcpo.training.distributed import world
 from gcpo.training.lora import ADAPTER, is_lora, merged_weights, sync_names
 
 
 def deepspeed_config(t: TrainerConfig, dtype: str) -> dict:
-    """We micro-batch ourselves: GAS=1 with the accumulation boundary set by hand on the last micro-batch."""
+    """We micro-batch ourselves: GAS=1 with the accumulation boundary set by hand on the last micro-batch.
+
+    bf16 (`dtype` bfloat16, or auto resolved to it): the model's weights, activations and gradients are bf16 and
+    the optimiser steps fp32 master copies, then rounds them into the model (checked in DeepSpeed 0.19: ZeRO 0
+    wraps the optimiser in `FP16_UnfusedOptimizer`, ZeRO 1-3 keep fp32 partitions; tested,
+    tests/training/test_bf16_master_weights.py). At ZeRO 0 the gradients of a step's micro-batches are summed in
+    the parameters' bf16 `.grad` (DeepSpeed 0.19 refuses an fp32 gradient-accumulation dtype without ZeRO). The
+    bf16 wrapper (as ZeRO's optimisers) steps the optimiser once on zero gradients when it is built: Adam's step
+    count starts at 1, its bias correction one step ahead of the fp32 ZeRO-0 path's plain AdamW."""
     cfg = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
@@ -28,7 +37,7 @@ def deepspeed_config(t: TrainerConfig, dtype: str) -> dict:
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,
     }
-    if dtype == "bfloat16":
+    if concrete_dtype(dtype) == "bfloat16":
         cfg["bf16"] = {"enabled": True}
     return cfg
 

@@ -10,12 +10,15 @@ the training loop (`gcpo.training.loop`) reads the same on every rank.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from gcpo.config import RunConfig, dump_yaml, loggable, to_flat_dict
 from gcpo.console import PREFIX
+from gcpo.rollout.agreement import sync_warning
+from gcpo.rollout.types import generator_dtype
 from gcpo.training.checkpoint import Restored
 from gcpo.training.data import build_training_data, held_out_tasks
 from gcpo.training.pipeline import Collected, RolloutPipeline, from_record, to_record
@@ -154,20 +157,23 @@ class Rank0Driver(FollowerDriver):
                                         queued={k: from_record(v) for k, v in restored.queued.items()})
         self.first_step, self.started = restored.step, time.time()
         self.eval_s = 0.0  # the last held-out evaluation's seconds (the ETA's estimate of the next)
+        self.sync_warned = False  # the sync check's warning is said once per run
 
     def _logger(self, run: dict, restored: Restored):
         from gcpo.tracking import tags
         from gcpo.tracking.training_run import TrainingRunLogger
 
         cfg = self.cfg
+        requested = as_requested(cfg, run)
         logger = TrainingRunLogger(
             cfg.tracking.uri, cfg.tracking.experiment, run_name=run["run_name"],
-            params=to_flat_dict(loggable(cfg)),  # a password in a URI shows as ***
+            params=to_flat_dict(loggable(requested)),  # a password in a URI shows as ***
             run_id=restored.mlflow_run_id or run.get("mlflow_run_id"), parent_run_id=run.get("parent_run_id"),
             tags={tags.PRESET: str(cfg.preset), tags.RUN_NAME: run["run_name"]},
         )
         if restored.step == 0:
-            logger.log_text(dump_yaml(loggable(cfg)), "config.yaml")
+            logger.log_text(dump_yaml(loggable(requested)), "config.yaml")
+            logger.log_params(resolved_dtype_params(cfg))  # also into a sweep trial's run, created beforehand
         return logger
 
     def rollout_state(self) -> dict:
@@ -283,6 +289,7 @@ class Rank0Driver(FollowerDriver):
         settled = self.pipeline.settle()  # weights never change under a batch being sampled
         metrics["time/rollout_wait_s"] += settled.pop("time/rollout_settle_s")
         metrics.update(settled)
+        self.check_sync(step, metrics)
         metrics["time/sync_s"] = self.rollout_engine.update_weights(state, version=step + 1)
         metrics["time/step_s"] = time.time() - started
         metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
@@ -300,6 +307,18 @@ class Rank0Driver(FollowerDriver):
                           self.pending_eval_s(step)))
         return held_out
 
+    def check_sync(self, step: int, metrics: dict) -> None:
+        """Warn (once per run) when a step's sync check exceeds the threshold of its dtype pair
+        (`gcpo.rollout.agreement.SYNC_TOLERANCE`)."""
+        diff = metrics.get("sync/logprob_abs_diff")
+        if diff is None or self.sync_warned:
+            return
+        params = resolved_dtype_params(self.cfg)
+        warning = sync_warning(diff, params["model.dtype_resolved"], params["rollout.dtype_resolved"])
+        if warning is not None:
+            say(f"{PREFIX} warning: step {step + 1}: {warning}")
+            self.sync_warned = True
+
     def finish(self) -> dict:
         """The held-out metrics after training (logged at the last step), and the MLflow run closed."""
         after = {}
@@ -316,6 +335,18 @@ class Rank0Driver(FollowerDriver):
         if self.verifier_pool is not None:
             self.verifier_pool.close()
         self.rollout_engine.shutdown()
+
+
+def as_requested(cfg: RunConfig, run: dict) -> RunConfig:
+    """`cfg` with the `model.dtype` the run asked for (`run["run"]`, e.g. auto; `cfg`'s is the resolved one)."""
+    requested = run.get("run", {}).get("model", {}).get("dtype", cfg.model.dtype)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype=requested))
+
+
+def resolved_dtype_params(cfg: RunConfig) -> dict[str, str]:
+    """The dtypes that ran (`cfg.model.dtype` already resolved): the trainer's and the generators'."""
+    return {"model.dtype_resolved": cfg.model.dtype,
+            "rollout.dtype_resolved": generator_dtype(cfg.rollout.dtype, cfg.model.dtype)}
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:

@@ -9,6 +9,7 @@ and the gathered weights go to the generators with the step number as their vers
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -17,10 +18,12 @@ import time
 import torch
 
 from gcpo.config import RunConfig, from_dict
+from gcpo.console import PREFIX
+from gcpo.hardware import dtype_line, resolve_dtype
 from gcpo.training.checkpoint import Restored, report_with_checkpoint, restore_checkpoint
 from gcpo.training.deepspeed_policy import build_policy, generator_weights
 from gcpo.training.distributed import broadcast_object, world
-from gcpo.training.driver import FollowerDriver, Rank0Driver
+from gcpo.training.driver import FollowerDriver, Rank0Driver, say
 from gcpo.training.lora import apply_lora
 from gcpo.training.update import update_policy
 
@@ -46,6 +49,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world_size))
     torch.manual_seed(t.seed + rank)
     random.seed(t.seed + rank)
+    cfg = with_concrete_dtype(cfg, rank)
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad_id = pad_token_id(tokenizer)
@@ -64,6 +68,18 @@ def train_loop_per_worker(config: dict) -> None:
         train(cfg, policy_engine, driver, restored, pad_id=pad_id, ref_model=ref_model)
     finally:
         driver.close()
+
+
+def with_concrete_dtype(cfg: RunConfig, rank: int) -> RunConfig:
+    """`cfg` with `model.dtype` float32 or bfloat16: `auto` resolved on rank 0's machine (`gcpo.hardware`), said in
+    one line, and the same on every rank (one DeepSpeed configuration). The MLflow run keeps the requested value
+    as `model.dtype` and the resolved one as `model.dtype_resolved` (`Rank0Driver`)."""
+    if cfg.model.dtype != "auto":
+        return cfg
+    choice = broadcast_object(resolve_dtype(cfg.model.dtype) if rank == 0 else None)
+    if rank == 0:
+        say(f"{PREFIX} {dtype_line(cfg.model.dtype, choice)}")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype=choice.dtype))
 
 
 def train(cfg: RunConfig, policy_engine, driver: FollowerDriver, restored: Restored, *, pad_id: int,
