@@ -60,10 +60,10 @@ def uptime() -> str:
 
 
 def cpu_flags_that_matter() -> list[str]:
-    from gcpo.hardware import CPUINFO, parse_cpu_flags
+    from gcpo.eval_cache import cpu_flags
 
-    flags = parse_cpu_flags(CPUINFO.read_text()) if CPUINFO.exists() else frozenset()
-    return sorted(f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2") if f in flags)
+    return sorted(name for name, present in cpu_flags(("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")).items()
+                  if present)
 
 
 def updated_copy(master, results, dtype: str, lr: float, steps: int):

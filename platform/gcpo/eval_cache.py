@@ -155,7 +155,9 @@ def cpu_model() -> str:
 
 def cpu_flags(names: Sequence[str] = ISA_FLAGS) -> dict[str, bool]:
     """Which of the instruction sets `names` the CPU has (/proc/cpuinfo's flags; all False where unreadable)."""
-    flags = set((cpuinfo_field("flags") or "").split())
+    from gcpo.hardware import cpu_flags as machine_cpu_flags
+
+    flags = machine_cpu_flags()
     return {name: name in flags for name in names}
 
 

@@ -61,14 +61,21 @@ def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
     return frozenset(flags)
 
 
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU flags (/proc/cpuinfo; none where it cannot be read): the one reader of them."""
+    try:
+        return parse_cpu_flags(CPUINFO.read_text())
+    except OSError:
+        return frozenset()
+
+
 def machine_facts() -> MachineFacts:
     """This process's CUDA devices (as torch sees them) and CPU flags."""
     import torch
 
     cuda = torch.cuda.is_available()
     cuda_bf16 = cuda and torch.cuda.is_bf16_supported()
-    flags = parse_cpu_flags(CPUINFO.read_text()) if CPUINFO.exists() else frozenset()
-    return MachineFacts(cuda=cuda, cuda_bf16=cuda_bf16, cpu_flags=flags)
+    return MachineFacts(cuda=cuda, cuda_bf16=cuda_bf16, cpu_flags=cpu_flags())
 
 
 @functools.cache
