@@ -100,6 +100,14 @@ def test_evaluate_computes_pass_at_1_mean_at_k_format_and_length():
     assert t.response_length == pytest.approx(sum(len(g[0]) // 4 + 1 for g in greedy) / 3)
     assert [(r.index, r.item_id, r.correct, r.mean_at_k, r.format) for r in result.items()] == [
         (0, "t:0", 1.0, 0.5, 1.0), (1, "t:1", 0.0, 0.25, 0.0), (2, "t:2", 0.0, 1.0, 1.0)]
+    # k = 0 (an intermediate evaluation with trainer.eval_intermediate=greedy): the greedy results alone
+    with VerifierPool(workers=1) as pool:
+        greedy_only = evaluate(ScriptedEngine(greedy, sampled), tokenizer, [Task("arith", "held_out", items, "math")],
+                               eval_size=3, k=0, max_new_tokens=8, pool=pool)
+    assert [(r.correct, r.mean_at_k, r.format) for r in greedy_only.items()] == [
+        (1.0, None, 1.0), (0.0, None, 0.0), (0.0, None, 1.0)]
+    assert sorted(greedy_only.metrics()) == sorted(k for k in result.metrics() if "mean_at" not in k)
+    assert "mean@0" not in greedy_only.table()
 
 
 @pytest.mark.integration

@@ -239,11 +239,18 @@ class TrainerConfig:
     keep_checkpoints: int = 1
     eval_every: int = 4
     eval_k: int = 4
+    # The held-out evaluations between the first and the last: "full" (greedy pass@1 and mean@eval_k, as the first
+    # and last) or "greedy" (pass@1, format and length only: no sampled answers, about half the generation; the
+    # curves show pass@1, the comparisons read the last evaluation, which stays full).
+    eval_intermediate: Literal["full", "greedy"] = "full"
     # Reuse the held-out evaluation before training: computed once per model content, held-out items and evaluation
     # settings, stored in eval_cache_dir ("" = $GCPO_EVAL_CACHE, else eval/ under $GCPO_CACHE or ~/.cache/gcpo),
     # read back by every later run that shares them (gcpo.eval_cache). false = evaluate in every run.
     eval_reuse: bool = True
     eval_cache_dir: str = ""
+    # Start the vLLM generators while the policy is loaded and DeepSpeed is built (their engines load in their own
+    # processes); false = one after the other (as before; benchmarks/trial.py's "today" path). Changes no result.
+    overlap_startup: bool = True
     output_dir: str = "runs"
 
 

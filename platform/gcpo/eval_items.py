@@ -30,7 +30,7 @@ class ItemResult:
     index: int
     item_id: str
     correct: float
-    mean_at_k: float
+    mean_at_k: float | None  # None: greedy only (an intermediate evaluation with trainer.eval_intermediate=greedy)
     format: float
 
 
@@ -40,13 +40,14 @@ ITEM_COLUMNS = [f.name for f in fields(ItemResult)]
 def item_results(task: str, items: Sequence[Any], greedy: Sequence[Any], sampled: Sequence[Any],
                  k: int) -> tuple[ItemResult, ...]:
     """Per-item results from the verdicts of one task's evaluation: `greedy`, one verdict per item; `sampled`,
-    k per item, item by item (as `evaluate_task` asks for them). Verdicts need `accuracy` and `format`."""
+    k per item, item by item (as `evaluate_task` asks for them; k = 0: none, `mean_at_k` None). Verdicts need
+    `accuracy` and `format`."""
     if len(greedy) != len(items) or len(sampled) != k * len(items):
         raise ValueError(f"{len(items)} items need {len(items)} greedy and {k * len(items)} sampled verdicts, "
                          f"got {len(greedy)} and {len(sampled)}")
     return tuple(
-        ItemResult(task, i, item.id, float(g.accuracy), sum(v.accuracy for v in sampled[i * k:(i + 1) * k]) / k,
-                   float(g.format))
+        ItemResult(task, i, item.id, float(g.accuracy),
+                   sum(v.accuracy for v in sampled[i * k:(i + 1) * k]) / k if k else None, float(g.format))
         for i, (item, g) in enumerate(zip(items, greedy))
     )
 

@@ -4,7 +4,9 @@
 items (`evaluate_config(engine, tokenizer, cfg)` takes all of these from a run config):
 - pass@1: one greedy response (temperature 0) per item; the fraction verified correct;
 - mean@k: `k` samples per item at temperature 1, top-p 1 (the policy's own distribution); the mean accuracy
-  over all k x items samples (an unbiased estimate of the per-sample accuracy, not pass@k);
+  over all k x items samples (an unbiased estimate of the per-sample accuracy, not pass@k); `k = 0` asks for
+  greedy responses alone (no mean@k metric; an item's `mean_at_k` is None): a training run's intermediate
+  evaluations with `trainer.eval_intermediate=greedy`;
 - format_rate and response_length: over the greedy responses (deterministic, so runs compare exactly);
   length in generated tokens;
 - timeouts: verifications that timed out (scored 0), greedy and sampled together.
@@ -53,21 +55,23 @@ class TaskEval:
     item_results: tuple[ItemResult, ...] = field(default=(), repr=False)
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
+        """MLflow metrics; no `mean_at_<k>` when greedy only (k = 0)."""
         base = f"{prefix}/{self.task}/"
+        sampled = {f"{base}mean_at_{self.k}": self.mean_at_k} if self.k else {}
         return {
             f"{base}pass_at_1": self.pass_at_1,
-            f"{base}mean_at_{self.k}": self.mean_at_k,
+            **sampled,
             f"{base}format_rate": self.format_rate,
             f"{base}response_length": self.response_length,
             f"{base}timeouts": float(self.timeouts),
         }
 
     def row(self) -> dict[str, Any]:
+        sampled = {f"mean@{self.k}": round(self.mean_at_k, 4)} if self.k else {}
         return {
-            "task": self.task, "items": self.items, "pass@1": round(self.pass_at_1, 4),
-            f"mean@{self.k}": round(self.mean_at_k, 4), "format_rate": round(self.format_rate, 4),
-            "response_length": round(self.response_length, 1), "timeouts": self.timeouts,
-            "seconds": round(self.seconds, 1),
+            "task": self.task, "items": self.items, "pass@1": round(self.pass_at_1, 4), **sampled,
+            "format_rate": round(self.format_rate, 4), "response_length": round(self.response_length, 1),
+            "timeouts": self.timeouts, "seconds": round(self.seconds, 1),
         }
 
 
@@ -125,11 +129,13 @@ def evaluate_task(engine: RolloutEngine, tokenizer: Any, task: Task, pool: Verif
     start = time.monotonic()
     items = task.items
     prompts = render_prompts(tokenizer, items, system_prompt)
-    greedy, sampled = generate_many(engine, [  # one call where the engine can: the two passes share decode steps
-        (prompts, SamplingSettings(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=tuple(stop))),
-        (prompts, SamplingSettings(n=k, temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=tuple(stop),
-                                   seed=seed)),
-    ])
+    jobs = [(prompts, SamplingSettings(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
+                                       stop=tuple(stop)))]
+    if k:
+        jobs.append((prompts, SamplingSettings(n=k, temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens,
+                                               stop=tuple(stop), seed=seed)))
+    greedy, *rest = generate_many(engine, jobs)  # one call where the engine can: the two passes share decode steps
+    sampled = rest[0] if rest else []
     greedy_texts = [r.completions[0].text for r in greedy]
     sampled_texts = [c.text for r in sampled for c in r.completions]
     batch = pool.verify(greedy_texts + sampled_texts, list(items) + [item for item in items for _ in range(k)])
@@ -139,7 +145,7 @@ def evaluate_task(engine: RolloutEngine, tokenizer: Any, task: Task, pool: Verif
     return TaskEval(
         task=task.name, items=len(items), k=k,
         pass_at_1=sum(r.correct for r in per_item) / n,
-        mean_at_k=sum(r.mean_at_k for r in per_item) / n,
+        mean_at_k=sum(r.mean_at_k for r in per_item) / n if k else float("nan"),
         format_rate=sum(r.format for r in per_item) / n,
         response_length=sum(len(r.completions[0].token_ids) for r in greedy) / n,
         timeouts=batch.timeouts, seconds=time.monotonic() - start, item_results=per_item,
@@ -164,9 +170,9 @@ def evaluate(
     the mean@k samples (`SamplingSettings.seed`: the same draws at every evaluation of a run, so successive
     evaluations differ only through the weights); None draws from the engine's own stream. A temporary
     `VerifierPool(timeout_s=verify_timeout_s)` is used when `pool` is None (the format weight plays no part:
-    accuracy and format are reported apart)."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1 (mean@k samples per item), got {k}")
+    accuracy and format are reported apart). `k = 0`: greedy responses only."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0 (mean@k samples per item; 0 = greedy only), got {k}")
     own_pool = pool is None
     pool = pool or VerifierPool(timeout_s=verify_timeout_s)
     try:
@@ -181,14 +187,15 @@ def evaluate(
 
 
 def evaluate_config(engine: RolloutEngine, tokenizer: Any, cfg: RunConfig, *, tasks: Sequence[Task] | None = None,
-                    pool: VerifierPool | None = None) -> EvalResult:
+                    pool: VerifierPool | None = None, greedy_only: bool = False) -> EvalResult:
     """`evaluate` with a run config's settings: the held-out split of `cfg.task` (or `tasks`),
     `task.eval_size`, `trainer.eval_k`, `rollout.max_new_tokens`, `rollout.stop`, `rollout.seed` (the mean@k
     draws), `task.verify_timeout_s`. Pass `tasks` and `pool` when evaluating repeatedly (a training run), so the
-    held-out split is built once and no verifier workers are started per call."""
+    held-out split is built once and no verifier workers are started per call; `greedy_only`: no sampled answers
+    (k = 0)."""
     from gcpo.tasks.loading import held_out_tasks
 
     return evaluate(engine, tokenizer, tasks if tasks is not None else held_out_tasks(cfg.task),
-                    eval_size=cfg.task.eval_size, k=cfg.trainer.eval_k, max_new_tokens=cfg.rollout.max_new_tokens,
+                    eval_size=cfg.task.eval_size, k=0 if greedy_only else cfg.trainer.eval_k, max_new_tokens=cfg.rollout.max_new_tokens,
                     stop=cfg.rollout.stop, seed=cfg.rollout.seed, pool=pool,
                     verify_timeout_s=cfg.task.verify_timeout_s)

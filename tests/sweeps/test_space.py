@@ -103,6 +103,8 @@ def test_overrides_join_the_base(tmp_path):
     ("arms: [gcpo]\n", ":1: arms: must map arm names to run-config values"),
     ("arms:\n  a: {preset: gcpo}\nspace:\n  arm: {grid: [a]}\n", ":4: space.arm: `arm` is the grid over the names"),
     ("arms:\n  a: {preset: gcpo}\nsearch: optuna\n", ":1: arms: optuna samples, it does not enumerate named arms"),
+    ("base:\n  trainer.eval_intermediate: greedy\narms:\n  a: {preset: gcpo}\nmetric: eval/basic_arithmetic/mean_at_4\n",
+     "metric: eval/basic_arithmetic/mean_at_4 is not logged by the greedy-only intermediate evaluations"),
 ])
 def test_malformed_space_names_line_and_key(tmp_path, text, needle):
     path = write(tmp_path, text)

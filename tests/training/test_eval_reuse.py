@@ -1,6 +1,8 @@
-"""The step-0 evaluation computed once (`trainer.eval_reuse`, `gcpo.eval_cache`), on the tiny model: a reused
-evaluation equals the fresh one item by item and leaves the run's training unchanged (real `fit` runs, vLLM), and a
-changed weight file or a changed setting is evaluated again (the rank-0 driver on the transformers engine)."""
+"""The trial's fixed costs cut, on the tiny model: the step-0 evaluation computed once (`trainer.eval_reuse`,
+`gcpo.eval_cache`) and the intermediate evaluations greedy only (`trainer.eval_intermediate=greedy`). A run with
+both equals today's (no reuse, full intermediate evaluations) item by item and metric by metric, and leaves its
+training unchanged (real `fit` runs, vLLM); a changed weight file or a changed setting is evaluated again (the
+rank-0 driver on the transformers engine)."""
 
 import json
 import shutil
@@ -22,7 +24,7 @@ UNEQUAL = ("time/", "throughput/", STEP0_REUSED)
 def run_overrides(tmp_path: Path) -> list[str]:
     return ["model.name=tiny", "rollout.backend=vllm", "rollout.prompts_per_step=2", "rollout.group_size=2",
             "rollout.max_new_tokens=8", "rollout.memory_fraction=0.05", "task.train_size=16", "task.eval_size=4",
-            "trainer.steps=1", "trainer.eval_every=1", "trainer.eval_k=2", "trainer.checkpoint_every=1",
+            "trainer.steps=2", "trainer.eval_every=1", "trainer.eval_k=2", "trainer.checkpoint_every=1",
             f"trainer.eval_cache_dir={tmp_path / 'eval-cache'}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
             "tracking.experiment=reuse", "tracking.log_rollouts_every=0"]
 
@@ -34,17 +36,18 @@ def logged(client: MlflowClient, run_id: str, tmp_path: Path) -> dict:
     folder = tmp_path / run_id
     folder.mkdir()
     items = {step: Path(client.download_artifacts(run_id, items_artifact(step), str(folder))).read_text()
-             for step in (0, 1)}
+             for step in (0, 1, 2)}
     return {"metrics": metrics, "items": items}
 
 
-def test_a_reused_step0_evaluation_equals_the_fresh_one_and_changes_no_metric(tmp_path, ray_local):
+def test_a_reused_step0_evaluation_and_greedy_intermediate_ones_change_no_metric(tmp_path, ray_local):
     from gcpo.training.fit import fit
 
-    cfg = load_config(preset="gcpo", overrides=run_overrides(tmp_path))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    fresh, reused = (logged(client, fit(cfg, run_name=name, base=tmp_path).mlflow_run_id, tmp_path)
-                     for name in ("fresh", "reused"))
+    fresh, reused = (
+        logged(client, fit(load_config(preset="gcpo", overrides=[*run_overrides(tmp_path), *extra]), run_name=name,
+                           base=tmp_path).mlflow_run_id, tmp_path)
+        for name, extra in (("fresh", []), ("reused", ["trainer.eval_intermediate=greedy"])))
     assert fresh["metrics"][STEP0_REUSED] == [(0, 0.0)] and reused["metrics"][STEP0_REUSED] == [(0, 1.0)]
     assert len(list((tmp_path / "eval-cache" / "step0").glob("*.json"))) == 1
     # the same per-item results at step 0, byte for byte, and the same step-0 metrics
@@ -53,14 +56,22 @@ def test_a_reused_step0_evaluation_equals_the_fresh_one_and_changes_no_metric(tm
     step0 = {k: v[0] for k, v in fresh["metrics"].items() if k.startswith("eval/")}
     assert step0 and all(step == 0 for step, _ in step0.values())
     assert {k: reused["metrics"][k][0] for k in step0} == step0
+    # the intermediate evaluation (step 1): greedy only in the second run, its greedy results the same
+    full, greedy = (json.loads(run["items"][1]) for run in (fresh, reused))
+    column = full["columns"].index("mean_at_k")
+    assert all(row[column] is None for row in greedy["data"]) and all(row[column] is not None for row in full["data"])
+    assert [row[:column] + row[column + 1:] for row in greedy["data"]] == [
+        row[:column] + row[column + 1:] for row in full["data"]]
+    sampled = "eval/basic_arithmetic/mean_at_2"
+    assert [s for s, _ in fresh["metrics"][sampled]] == [0, 1, 2] and [s for s, _ in reused["metrics"][sampled]] == [0, 2]
     # and the rest of the run is the same: every training metric (every sample is seeded by step, not by the
     # engine's history; up to the last bits of the generators' log-probs, whose prompt KV cache the fresh run's
     # evaluation had filled in another batch) and the final evaluation, item by item
     same = {(k, step): value for k, history in fresh["metrics"].items() if not k.startswith(UNEQUAL)
-            for step, value in history}
+            for step, value in history if (k, step) != (sampled, 1)}
     assert {(k, step): value for k, history in reused["metrics"].items() if not k.startswith(UNEQUAL)
             for step, value in history} == pytest.approx(same, rel=1e-5, abs=1e-6)
-    assert reused["items"][1] == fresh["items"][1]
+    assert reused["items"][2] == fresh["items"][2]
 
 
 def step0(cfg, run_name: str) -> tuple[dict, float]:

@@ -298,9 +298,12 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _check_against_config(space: SearchSpace, fail) -> None:
     """Build the run config of every listed value so bad base or space values fail now, by name."""
     try:
-        trial_config(space, {})
+        cfg = trial_config(space, {})
     except ConfigError as e:
         raise fail(("base",), str(e)) from e
+    if "/mean_at_" in space.metric and cfg.trainer.eval_intermediate == "greedy":
+        raise fail(("metric",), f"{space.metric} is not logged by the greedy-only intermediate evaluations "
+                                "(trainer.eval_intermediate=greedy): use pass_at_1, or eval_intermediate=full")
     for key, spec in space.space.items():
         for value in spec.values if spec.kind in ("grid", "choice") else spec.values[:1]:
             try:

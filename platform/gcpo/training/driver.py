@@ -127,13 +127,15 @@ class FollowerDriver:
 
 
 class Rank0Driver(FollowerDriver):
-    def __init__(self, cfg: RunConfig, run: dict, model_dir, tokenizer, restored: Restored):
-        """`run`: the worker config's run_name, parent_run_id and mlflow_run_id (see `gcpo.training.loop`)."""
+    def __init__(self, cfg: RunConfig, run: dict, model_dir, tokenizer, restored: Restored, rollout_engine=None):
+        """`run`: the worker config's run_name, parent_run_id and mlflow_run_id (see `gcpo.training.loop`);
+        `rollout_engine`: one already started for this run (`EarlyEngine`), else it is built here. Either way the
+        driver owns it from here (`close` shuts it down)."""
         from gcpo.rollout import build_engine, sampling_settings
         from gcpo.tasks.pool import VerifierPool
 
         self.cfg, self.tokenizer, self.model_dir = cfg, tokenizer, model_dir
-        self.rollout_engine = build_engine(cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
+        self.rollout_engine = rollout_engine or build_engine(cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
         self.verifier_pool = None
         try:
             self.verifier_pool = VerifierPool.from_config(cfg.task)
@@ -205,20 +207,23 @@ class Rank0Driver(FollowerDriver):
         collected, metrics = self.pipeline.take(step)
         return collected.batch, {**collected.metrics, **metrics}, collected.samples
 
-    def evaluate(self, when: str, step: int) -> dict:
+    def evaluate(self, when: str, step: int, *, intermediate: bool = False) -> dict:
         """Held-out metrics of the generators' current weights (the run's held-out tasks and verifier pool), with
         a line when it starts and one with its result when it ends (`when`: "before training", "at step 4"); the
-        per-item results are logged as the artifact `eval/items_step_<step>.json`."""
-        return self._log_evaluation(self._evaluate(when), when, step)
+        per-item results are logged as the artifact `eval/items_step_<step>.json`. `intermediate`: between the
+        first and the last evaluation, greedy only when `trainer.eval_intermediate` is "greedy"."""
+        greedy_only = intermediate and self.cfg.trainer.eval_intermediate == "greedy"
+        return self._log_evaluation(self._evaluate(when, greedy_only=greedy_only), when, step)
 
-    def _evaluate(self, when: str):
+    def _evaluate(self, when: str, *, greedy_only: bool = False):
         from gcpo.evaluation import evaluate_config
 
         items = sum(min(len(task.items), self.cfg.task.eval_size) for task in self.held_out)
-        say(f"{PREFIX} held-out evaluation {when}: {items} items, greedy then {self.cfg.trainer.eval_k} samples each")
+        how = "greedy only" if greedy_only else f"greedy then {self.cfg.trainer.eval_k} samples each"
+        say(f"{PREFIX} held-out evaluation {when}: {items} items, {how}")
         started = time.time()
         result = evaluate_config(self.rollout_engine, self.tokenizer, self.cfg, tasks=self.held_out,
-                                 pool=self.verifier_pool)
+                                 pool=self.verifier_pool, greedy_only=greedy_only)
         self.eval_s = time.time() - started
         return result
 
@@ -295,7 +300,7 @@ class Rank0Driver(FollowerDriver):
         metrics["throughput/rollout_tokens_per_s"] = metrics["rollout/tokens"] / max(metrics["time/rollout_s"], 1e-9)
         held_out = None
         if t.eval_every > 0 and (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
-            held_out = self.evaluate(f"at step {step + 1}", step + 1)
+            held_out = self.evaluate(f"at step {step + 1}", step + 1, intermediate=True)
             self.started += self.eval_s  # not a training step's time
             metrics.update(held_out)
         self.logger.log_metrics(metrics, step + 1)

@@ -53,21 +53,62 @@ def train_loop_per_worker(config: dict) -> None:
     model_dir = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad_id = pad_token_id(tokenizer)
-    ref_model = None
-    if cfg.algorithm.kl_coef > 0:
-        ref_model = load_causal_lm(model_dir, cfg.model.dtype).eval().requires_grad_(False)
-    policy_model = apply_lora(load_causal_lm(model_dir, cfg.model.dtype), cfg.model.lora)
-    policy_engine = build_policy(policy_model, t, cfg.model.dtype)
-    if ref_model is not None:
-        ref_model.to(policy_engine.device)
-    restored = restore_checkpoint(policy_engine, cfg.model)
+    early = EarlyEngine.start(cfg, model_dir) if rank == 0 else None
     driver = FollowerDriver()
     try:
+        ref_model = None
+        if cfg.algorithm.kl_coef > 0:
+            ref_model = load_causal_lm(model_dir, cfg.model.dtype).eval().requires_grad_(False)
+        policy_model = apply_lora(load_causal_lm(model_dir, cfg.model.dtype), cfg.model.lora)
+        policy_engine = build_policy(policy_model, t, cfg.model.dtype)
+        if ref_model is not None:
+            ref_model.to(policy_engine.device)
+        restored = restore_checkpoint(policy_engine, cfg.model)
         if rank == 0:
-            driver = Rank0Driver(cfg, config, model_dir, tokenizer, restored)
+            driver = Rank0Driver(cfg, config, model_dir, tokenizer, restored,
+                                 rollout_engine=early.take() if early is not None else None)
         train(cfg, policy_engine, driver, restored, pad_id=pad_id, ref_model=ref_model)
     finally:
         driver.close()
+        if early is not None:
+            early.close()  # only when the driver never took it (a failed policy build)
+
+
+class EarlyEngine:
+    """The vLLM generator pool started before the policy is built (`trainer.overlap_startup`): its engines load in
+    their own processes while this one loads the policy and builds DeepSpeed; the pool's constructor, which mostly
+    waits on them, runs in a thread. Only the vLLM backend (the transformers engine loads in this process and would
+    draw from its random stream). `take()` waits for the pool (raising what its start raised); `close()` shuts it
+    down if nobody took it."""
+
+    def __init__(self, future):
+        self.future, self.taken = future, False
+
+    @classmethod
+    def start(cls, cfg: RunConfig, model_dir) -> "EarlyEngine | None":
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gcpo.rollout import build_engine
+
+        if not cfg.trainer.overlap_startup or cfg.rollout.backend != "vllm":
+            return None
+        executor = ThreadPoolExecutor(1, thread_name_prefix="gcpo-generators")
+        future = executor.submit(build_engine, cfg.rollout, model_dir, model_dtype=cfg.model.dtype)
+        executor.shutdown(wait=False)
+        return cls(future)
+
+    def take(self):
+        self.taken = True
+        return self.future.result()
+
+    def close(self) -> None:
+        if self.taken:
+            return
+        self.taken = True
+        try:
+            self.future.result().shutdown()
+        except Exception:  # its start failed: nothing to stop (the error that matters is the one raised above)
+            pass
 
 
 def with_concrete_dtype(cfg: RunConfig, rank: int) -> RunConfig:
