@@ -36,7 +36,8 @@ positions from `batch/token_slots` (padding included: it is computed too); atten
 out (under 1% at these lengths). Against the machine's GEMM rate of the arm's dtype measured here (torch.mm of
 2048 x 2048 matrices on every core, fp32 and bf16), the practical peak of dense work in that dtype on this CPU.
 
-Writes benchmarks/results/step.json and step.md.
+Writes benchmarks/results/step.json and step.md (`--tag NAME`: step_NAME.json and step_NAME.md), with the CPU flags
+that matter (AMX, AVX-512 BF16, AVX2).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 # arm -> our extra overrides (issue #19: today's path, each feature alone, all together)
 LORA = ["model.lora.rank=16", "model.lora.alpha=32"]
 ARMS: dict[str, list[str]] = {
@@ -223,11 +225,14 @@ def main() -> None:
     parser.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--tag", default="", help="write step_TAG.json / step_TAG.md (another machine's record)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"our arms, in order (first = the ratios' base): "
                                                                 f"{', '.join(ARMS)}")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gcpo-bench-step-"))
     import ray
+
+    from gcpo.eval_cache import cpu_flags
 
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     ours = {}
@@ -240,14 +245,15 @@ def main() -> None:
     peak = {dtype: gemm_gflops_per_s(dtype) for dtype in sorted({arm_dtype(a) for a in ours})}
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
-        "no GPU", "settings": vars(args), "ours": ours, "trl": trl,
+        "no GPU", "cpu_flags": cpu_flags(CPU_FLAGS), "settings": vars(args), "ours": ours, "trl": trl,
         "load_before": load_before, "load_after": Path("/proc/loadavg").read_text().split()[:3],
         "gemm_gflops_per_s": peak,
     }
     md = _table(args, result, ours, trl)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "step.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "step.md").write_text(md)
+    name = f"step_{args.tag}" if args.tag else "step"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.md").write_text(md)
     print(md)
 
 
@@ -279,7 +285,9 @@ def _table(args, result: dict, ours: dict, trl: dict) -> str:
         lines.append("| **TRL time / our time** | " + " | ".join(
             f"**{result['trl_over_ours'][a]:.2f}x**" if a in matched else "" for a in arms) + " |")
     return (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
-            f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']}; {result['date']}; "
+            f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']} (CPU flags: "
+            + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["cpu_flags"].items()) + f"); {result['date']}; "
+            f"command `.venv/bin/python benchmarks/step.py {' '.join(sys.argv[1:])}`; "
             f"load average before {' '.join(result['load_before'])}, after {' '.join(result['load_after'])}; "
             "GEMM rates measured here: " + ", ".join(f"{d} {r:.0f} GFLOP/s" for d, r in peak.items()) + ".\n\n"
             + "\n".join(lines) + "\n")

@@ -7,4 +7,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
 # GCPO_CACHE holds the converted default model and the tiny test model (built once, reused).
-exec "$root/.venv/bin/python" -m pytest tests --timeout=1200 "$@"
+# --durations: the 30 slowest tests are listed at the end (the CI budget is watched from them)
+exec "$root/.venv/bin/python" -m pytest tests --timeout=1200 --durations=30 "$@"
