@@ -175,8 +175,9 @@ TINY_VLLM = ["train", "--preset", "gcpo", "model.name=tiny", "rollout.backend=vl
              "task.eval_size=2", "trainer.eval_every=0", "trainer.checkpoint_every=2", "tracking.log_rollouts_every=0",
              "trainer.placement_resource=trainer_node", "rollout.placement_resource=gen_node"]
 # The training worker on a worker node (the driver and Ray Train's controller stay on the head): the transformers
-# rollout engine of tests/training/test_resume.py, 8 steps, a checkpoint every 2, evaluated before and after.
-TRAINER_ON_WORKERS = ["train", "--preset", "gcpo", *RESUME_OVERRIDES, "trainer.eval_every=8",
+# rollout engine of tests/training/test_resume.py, 8 steps, a checkpoint every 2, evaluated before and after;
+# --verbose keeps Ray's `(RayTrainWorker pid=..., ip=...)` prefix on the worker's lines (where it ran).
+TRAINER_ON_WORKERS = ["train", "--verbose", "--preset", "gcpo", *RESUME_OVERRIDES, "trainer.eval_every=8",
                       "trainer.placement_resource=gen_node"]
 WORKER_IP = r"127\.0\.0\.(?!1\b)\d+"  # a worker node's address, not the head's
 
