@@ -197,10 +197,12 @@ def train(hosts: dict, *overrides: str, name: str, base: list[str] = TINY_VLLM,
     return gcpo(*args, env=env, timeout=timeout)
 
 
-def start_train(hosts: dict, *overrides: str, name: str, base: list[str] = TINY_VLLM) -> tuple[subprocess.Popen, Path]:
-    """`train` in the background (a session of its own), its output going to `<shared>/<name>.log`."""
+def start_train(hosts: dict, *overrides: str, name: str, log_dir: Path,
+                base: list[str] = TINY_VLLM) -> tuple[subprocess.Popen, Path]:
+    """`train` in the background (a session of its own), its output going to `<log_dir>/<name>.log` (a test's
+    tmp_path: kept when the test fails)."""
     args, env = _train_args(hosts, overrides, name, base)
-    log = hosts["shared"] / f"{name}.log"
+    log = log_dir / f"{name}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gcpo.cli", *args], cwd=PROJECT, stdout=out,
                                 stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
@@ -323,14 +325,14 @@ def test_two_steps_with_the_generator_on_another_host(two_step_run):
 
 
 @pytest.mark.integration
-def test_the_generators_node_killed_mid_run(two_hosts, two_step_run):
+def test_the_generators_node_killed_mid_run(two_hosts, two_step_run, tmp_path):
     """Once step 1 is logged (its weights pushed), the generator's node dies: step 2's sampling (or the push
     after it) finds the actor dead, the pool re-creates it on another worker node (the model shipped there, the
     broadcast group rebuilt, the latest weights pushed), and the history is the undisturbed run's."""
     from gcpo.cluster.local import kill_node
 
     _, uri, reference = two_step_run
-    proc, log = start_train(two_hosts, "trainer.steps=2", name="generator-killed")
+    proc, log = start_train(two_hosts, "trainer.steps=2", name="generator-killed", log_dir=tmp_path)
     with ended_on_failure(proc):
         placed = wait_for(log, rf"generators: 1 of 1 on another node than the trainer's \(({WORKER_IP})\)", proc)
         wait_for(log, r"\[gcpo\] step 1/2 ", proc)
@@ -359,7 +361,7 @@ def _train_worker_node(record) -> int:
 
 
 @pytest.mark.integration
-def test_the_trainers_node_killed_mid_run_resumes_on_another(two_hosts, free_port, wait_for_checkpoint):
+def test_the_trainers_node_killed_mid_run_resumes_on_another(two_hosts, free_port, wait_for_checkpoint, tmp_path):
     """The training worker on a worker node, logging to an MLflow server on the head (127.0.0.1, reached from
     every node: one network namespace) whose artifacts lie on shared storage. An undisturbed run's metrics and
     evaluation items land there; a second run's node is killed after a committed checkpoint: Ray Train restarts
@@ -368,6 +370,7 @@ def test_the_trainers_node_killed_mid_run_resumes_on_another(two_hosts, free_por
     from mlflow.tracking import MlflowClient
 
     from gcpo.cluster.local import kill_node
+    from gcpo.eval_items import items_artifact
 
     root = two_hosts["shared"] / "mlflow-server"
     root.mkdir()
@@ -381,11 +384,12 @@ def test_the_trainers_node_killed_mid_run_resumes_on_another(two_hosts, free_por
         reference, client = run_id(server.uri, "trainer-reference"), MlflowClient(tracking_uri=server.uri)
         artifacts = Path(client.get_run(reference).info.artifact_uri)
         assert artifacts.is_relative_to(root / "artifacts")
-        for item in ("eval/items_step_0.json", "eval/items_step_8.json"):
+        for item in (items_artifact(0), items_artifact(8)):  # written by the training worker, on its node
             assert (artifacts / item).is_file() and json.loads((artifacts / item).read_text())
         assert "config.yaml" in [f.path for f in client.list_artifacts(reference)]
 
-        proc, log = start_train(two_hosts, *extra, name="trainer-killed", base=TRAINER_ON_WORKERS)
+        proc, log = start_train(two_hosts, *extra, name="trainer-killed", log_dir=tmp_path,
+                                base=TRAINER_ON_WORKERS)
         with ended_on_failure(proc):
             wait_for_checkpoint(two_hosts["shared"] / "runs" / "trainer-killed", timeout=400)
             record = cluster_record(two_hosts)
