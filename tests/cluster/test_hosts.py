@@ -1,6 +1,6 @@
 """Several hosts on one machine (`gcpo cluster up --isolate-workers`, `gcpo.cluster.hosts`): each worker node has
 its own /tmp, /dev/shm and cache folder and its own loopback address, and one shared folder stands for shared
-storage. On it: a two-step vLLM run with the generator on another host (weights by broadcast, the model shipped,
+storage. On it: a three-step vLLM run with the generator on another host (weights by broadcast, the model shipped,
 the sync check at fp32 tolerance), `file` across hosts refused at start, a path only the head sees refused naming
 it; then faults, killed for real (every process of a node at once): the generator's node mid-run (the pool
 re-creates it on another node, the history equals the undisturbed run's), the training worker's node mid-run
@@ -179,6 +179,7 @@ TINY_VLLM = ["train", "--preset", "gcpo", "model.name=tiny", "rollout.backend=vl
 # --verbose keeps Ray's `(RayTrainWorker pid=..., ip=...)` prefix on the worker's lines (where it ran).
 TRAINER_ON_WORKERS = ["train", "--verbose", "--preset", "gcpo", *RESUME_OVERRIDES, "trainer.eval_every=8",
                       "trainer.placement_resource=gen_node"]
+VLLM_STEPS = ("trainer.steps=3", "trainer.checkpoint_every=3")
 WORKER_IP = r"127\.0\.0\.(?!1\b)\d+"  # a worker node's address, not the head's
 
 
@@ -256,10 +257,11 @@ def run_id(uri: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_step_run(two_hosts):
-    """The undisturbed two-step vLLM run with the generator on a worker node: (its output, tracking URI, run id).
-    The generator fault's reference too."""
-    done = train(two_hosts, "trainer.steps=2", name="two-hosts")
+def vllm_run(two_hosts):
+    """The undisturbed three-step vLLM run with the generator on a worker node: (its output, tracking URI, run
+    id). The generator fault's reference too (three steps: that fault strikes after step 1, and two more steps
+    leave no doubt that it lands before the run's last weight push)."""
+    done = train(two_hosts, *VLLM_STEPS, name="two-hosts")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     uri = f"sqlite:///{two_hosts['shared']}/mlflow.db"
     return done, uri, run_id(uri, "two-hosts")
@@ -310,14 +312,14 @@ def test_a_task_file_only_the_head_sees_is_refused_naming_it(two_hosts, tmp_path
 
 
 @pytest.mark.integration
-def test_two_steps_with_the_generator_on_another_host(two_step_run):
+def test_a_run_with_the_generator_on_another_host(vllm_run):
     from mlflow.tracking import MlflowClient
 
-    done, uri, run = two_step_run
+    done, uri, run = vllm_run
     assert re.search(rf"generators: 1 of 1 on another node than the trainer's \({WORKER_IP}\); weight transport "
                      rf"collective; model folder shipped to {WORKER_IP}\n", done.stdout), done.stdout[-3000:]
     history = MlflowClient(tracking_uri=uri).get_metric_history(run, "sync/logprob_abs_diff")
-    assert sorted(m.step for m in history) == [1, 2]
+    assert sorted(m.step for m in history) == [1, 2, 3]
     assert all(m.value < 1e-3 for m in history), history  # fp32 weights broadcast to the other host
 
 
@@ -325,17 +327,18 @@ def test_two_steps_with_the_generator_on_another_host(two_step_run):
 
 
 @pytest.mark.integration
-def test_the_generators_node_killed_mid_run(two_hosts, two_step_run, tmp_path):
-    """Once step 1 is logged (its weights pushed), the generator's node dies: step 2's sampling (or the push
-    after it) finds the actor dead, the pool re-creates it on another worker node (the model shipped there, the
-    broadcast group rebuilt, the latest weights pushed), and the history is the undisturbed run's."""
+def test_the_generators_node_killed_mid_run(two_hosts, vllm_run, tmp_path):
+    """Once step 1 is logged (its weights pushed), the generator's node dies: the next call to it (step 2's
+    sampling, or a weight push: two steps remain, however late the kill lands) finds the actor dead, the pool
+    re-creates it on another worker node (the model shipped there, the broadcast group rebuilt, the latest
+    weights pushed, the chunk retried), and the history is the undisturbed run's."""
     from gcpo.cluster.local import kill_node
 
-    _, uri, reference = two_step_run
-    proc, log = start_train(two_hosts, "trainer.steps=2", name="generator-killed", log_dir=tmp_path)
+    _, uri, reference = vllm_run
+    proc, log = start_train(two_hosts, *VLLM_STEPS, name="generator-killed", log_dir=tmp_path)
     with ended_on_failure(proc):
         placed = wait_for(log, rf"generators: 1 of 1 on another node than the trainer's \(({WORKER_IP})\)", proc)
-        wait_for(log, r"\[gcpo\] step 1/2 ", proc)
+        wait_for(log, r"\[gcpo\] step 1/3 ", proc)
         dead = placed.group(1)
         assert kill_node(cluster_record(two_hosts), 1 + worker_index(dead))
     out = finished(proc, log)
