@@ -29,6 +29,8 @@ from gcpo.cluster.placement import MARKER, candidate_nodes, host_local_paths, pa
 from gcpo.cluster.runtime import ClusterError
 from gcpo.config import ConfigError, load_config
 
+# pytest puts tests/ on the path (its packages `cluster`, `training`, ... have no parent package): the kill-and-
+# resume helpers and the restartable MLflow server are those of the single-host fault tests
 from training.test_resume import OVERRIDES as RESUME_OVERRIDES
 from training.test_resume import assert_no_step_twice, assert_same_history, history
 
