@@ -15,7 +15,9 @@ Contracts:
   be given). `shared_dir` (outside every private path, checked by `check_shared_dir`) stands for the cluster's
   shared storage: point `trainer.output_dir` and the MLflow store there.
 - Not isolated: the process ids (a node's processes are visible and killable from the machine: `gcpo cluster
-  down` ends them by session), the network namespace (ports are one machine's), CPUs and memory.
+  down` ends them by session, `gcpo.cluster.local.kill_node` kills one node's at once, as a host going down),
+  the network namespace (ports are one machine's: every node reaches a server the head binds to 127.0.0.1),
+  CPUs and memory.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ MAX_ISOLATED_WORKERS = 250
 def worker_ip(index: int) -> str:
     """The loopback address isolated worker node `index` binds."""
     return f"127.0.0.{FIRST_WORKER_IP + index}"
+
+
+def worker_index(ip: str) -> int:
+    """The isolated worker node that binds `ip` (the inverse of `worker_ip`); ValueError for any other address."""
+    prefix, _, last = ip.rpartition(".")
+    if prefix != "127.0.0" or not last.isdigit() or not 0 <= int(last) - FIRST_WORKER_IP < MAX_ISOLATED_WORKERS:
+        raise ValueError(f"{ip} is no isolated worker node's address (127.0.0.{FIRST_WORKER_IP} and up)")
+    return int(last) - FIRST_WORKER_IP
 
 
 def private_paths() -> list[str]:

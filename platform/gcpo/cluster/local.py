@@ -13,6 +13,8 @@ Contracts:
 - `isolated` (`--isolate-workers`): each worker node a "host" of its own on this machine, with a private /tmp,
   /dev/shm and cache folder and its own loopback address, and `shared_dir` for the storage every node sees
   (`gcpo.cluster.hosts`). The shared folder is kept by `down` (it holds the runs).
+- `kill_node` SIGKILLs one recorded node's processes (its raylet, agents and workers) at once: a host going down,
+  for the fault tests (tests/cluster/test_hosts.py).
 - The record (`gcpo.cluster.record`: `cluster.json` in `$GCPO_CLUSTER_DIR`, default `$GCPO_CACHE/cluster`) lets
   `submit`, `jobs` and `status` find the cluster without an address.
 """
@@ -140,22 +142,41 @@ def _session_processes(session_ids: list[int]):
     return list(found.values())
 
 
+def node_processes(record: ClusterRecord, index: int) -> list:
+    """The live processes of recorded node `index` (0 the head, i + 1 worker node i): its raylet, agents and
+    Ray workers (psutil.Process objects)."""
+    return _session_processes([record.session_ids[index]])
+
+
+def _signal_all(procs: list, sig: int) -> None:
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def kill_node(record: ClusterRecord, index: int) -> list[int]:
+    """SIGKILL every process of recorded node `index` at once, as when its host goes down (no grace, no
+    `ray stop`); returns their pids. The rest of the cluster learns of it by Ray's own health checks."""
+    import psutil
+
+    procs = node_processes(record, index)
+    _signal_all(procs, signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+    return [proc.pid for proc in procs]
+
+
 def _end_sessions(session_ids: list[int]) -> None:
     """SIGTERM every process of these sessions, SIGKILL what is left after `STOP_GRACE_S`."""
     import psutil
 
     procs = _session_processes(session_ids)
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
+    _signal_all(procs, signal.SIGTERM)
     _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    _signal_all(alive, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5)
 
 

@@ -45,7 +45,11 @@ Choices, stated:
   old weights).
 - Failures: an actor that dies is recreated with the same rank and seed, reloads the latest weights, and its
   chunk is retried once per death (up to `max_restarts`); no result is lost or duplicated because results are
-  collected per chunk.
+  collected per chunk. A dead node's generator is re-created wherever Ray finds the resources it asks for
+  (another node declaring `rollout.placement_resource`), with one line naming the new node; the model folder is
+  shipped there as at start, and the collective transport rebuilds its group. When no node can take it, the pool
+  says so once and waits (up to `READY_TIMEOUT_S`). Samples carry per-request seeds, so the retried chunk draws
+  what the dead actor would have (tests/cluster/test_hosts.py kills the generator's node mid-run).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from gcpo.rollout.types import VLLM_MAX_MODEL_LEN, Completion, PromptResult, Sam
 from gcpo.rollout.weight_sync import build_transport, check_transport, choose_transport
 
 READY_TIMEOUT_S = 600  # engine start-up (model load, KV-cache allocation) or waiting for free CPUs
+PLACEMENT_NOTICE_S = 30  # a re-created generator not placed by then: the pool says it waits for a node
 
 SEED_STRIDE = 10007
 
@@ -312,7 +317,7 @@ class VLLMPool:
         except BaseException:
             self.shutdown()
             raise
-        self.generator_nodes = nodes
+        self.generator_nodes, self.generator_ips = nodes, [ip for _, ip in placed]
         self._transport = build_transport(self.transport_kind, lambda: self._actors,
                                           backend="nccl" if cfg.gpus_per_generator else "gloo")
 
@@ -350,14 +355,35 @@ class VLLMPool:
         except Exception:  # already gone
             pass
         self._actors[rank] = self._start(rank)
-        node, _ = ray.get(self._actors[rank].placement.remote())
+        node, ip = self._placed_again(rank)
         if self.transport_kind == "file" and node != self.node_id:
             raise ConfigError(f"rollout.weight_transport: generator {rank} was restarted on another node "
                               f"({node[:12]}) than the trainer's, where the 'file' transport cannot reach it: "
                               f"set rollout.weight_transport=collective")
         self.model_dirs[rank] = ray.get(self._load(self._actors[rank], node))
-        self.generator_nodes[rank] = node
+        say(f"{PREFIX} generator {rank} re-created on {ip} (its actor on {self.generator_ips[rank]} died)")
+        self.generator_nodes[rank], self.generator_ips[rank] = node, ip
         self._transport.restore(rank)
+
+    def _placed_again(self, rank: int) -> tuple[str, str]:
+        """(node id, IP) of re-created generator `rank` once Ray has placed it; when no node can take it within
+        `PLACEMENT_NOTICE_S` (its node died and no other has the resources free), says so once and waits up to
+        `READY_TIMEOUT_S` more."""
+        import ray
+        from ray.exceptions import GetTimeoutError
+
+        ref = self._actors[rank].placement.remote()
+        try:
+            return ray.get(ref, timeout=PLACEMENT_NOTICE_S)
+        except GetTimeoutError:
+            wanted = {"CPU": self.cfg.cpus_per_generator, "GPU": self.cfg.gpus_per_generator, **self.resources}
+            say(f"{PREFIX} generator {rank} died; waiting up to {READY_TIMEOUT_S} s for a node with "
+                f"{', '.join(f'{v:g} {k}' for k, v in wanted.items() if v)} free to re-create it on")
+        try:
+            return ray.get(ref, timeout=READY_TIMEOUT_S)
+        except GetTimeoutError:
+            raise RuntimeError(f"generator {rank} could not be re-created: no node had the resources it asks for "
+                               f"({self.resources or 'CPUs only'}) within {READY_TIMEOUT_S} s") from None
 
     def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PromptResult]:
         return self.generate_many([(prompts, settings)])[0]
