@@ -302,6 +302,25 @@ def test_file_transport_across_hosts_is_refused_at_start(two_hosts):
 
 
 @pytest.mark.integration
+def test_a_sweep_joins_without_the_token_variable_and_is_refused_at_start_like_a_run(two_hosts, tmp_path):
+    """`gcpo sweep --address` on the token-authenticated cluster, no RAY_AUTH_MODE in its environment: it joins
+    (the token is found) and checks each grid point's placement before its first trial."""
+    space = tmp_path / "space.yaml"
+    space.write_text("arms:\n  gcpo: {preset: gcpo}\n  grpo: {preset: grpo}\n")
+    env = {k: v for k, v in two_hosts["env"].items() if not k.startswith("RAY_AUTH")}
+    shared = two_hosts["shared"]
+    start = time.time()
+    done = gcpo("sweep", str(space), *(o for o in TINY_VLLM if "=" in o), "rollout.weight_transport=file",
+                "trainer.steps=1", f"trainer.output_dir={shared}/runs", f"tracking.uri=sqlite:///{shared}/mlflow.db",
+                "--address", two_hosts["address"], "--name", "sweep-file-across", env=env, timeout=300)
+    elapsed = time.time() - start
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]  # a config error, not a failed trial
+    assert "rollout.weight_transport: 'file'" in done.stderr and "collective" in done.stderr
+    assert elapsed < 120, elapsed
+    assert not (shared / "runs" / "sweeps" / "sweep-file-across").exists()
+
+
+@pytest.mark.integration
 def test_a_task_file_only_the_head_sees_is_refused_naming_it(two_hosts, tmp_path):
     data = tmp_path / "head-only.jsonl"  # under /tmp: each worker node has a /tmp of its own
     data.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"

@@ -39,22 +39,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_verbose_argument(parser)
 
 
-def check_data(args: argparse.Namespace) -> None:
-    """Before Ray starts: each distinct data setting among the sweep's grid points (arms x grid values; sampled
-    keys at their base value) against its data and model (`gcpo.preflight.check_runs`)."""
-    from gcpo.preflight import check_runs
-    from gcpo.standalone.warmstart import ensure_builtin_warm_start
+def sweep_configs(args: argparse.Namespace) -> list:
+    """The run config of each of the sweep's grid points (arms x grid values; sampled keys at their base value)."""
     from gcpo.sweeps.runner import select_arms
     from gcpo.sweeps.space import load_space, trial_config
 
     space = load_space(args.space, args.overrides)
     if args.arms:
         select_arms(space, args.arms)
-    configs = [trial_config(space, point) for point in space.grid_arms()]
+    return [trial_config(space, point) for point in space.grid_arms()]
+
+
+def check_data(configs: list) -> None:
+    """Before Ray starts: each distinct data setting among the sweep's grid points against its data and model
+    (`gcpo.preflight.check_runs`)."""
+    from gcpo.preflight import check_runs
+    from gcpo.standalone.warmstart import ensure_builtin_warm_start
+
     for model in {cfg.model.name: cfg.model for cfg in configs}.values():
         ensure_builtin_warm_start(model)
     check_runs(configs)
     mark_data_checked()
+
+
+def check_placements(configs: list) -> None:
+    """On a cluster, once joined: each distinct placement among the grid points (weight transport, placement
+    resources, the paths a training worker opens) against the cluster's nodes (`gcpo.cluster.placement`), as
+    `gcpo train` does, so a sweep that cannot run there stops in seconds, before its first trial."""
+    from gcpo.cluster.placement import check_placement, host_local_paths
+    from gcpo.training.fit import absolutize
+
+    seen = set()
+    for cfg in (absolutize(c, Path.cwd()) for c in configs):
+        key = (cfg.rollout.weight_transport, cfg.trainer.placement_resource, cfg.rollout.placement_resource,
+               cfg.model.name, tuple(host_local_paths(cfg)))
+        if key not in seen:
+            seen.add(key)
+            check_placement(cfg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,9 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.sweeps.runner import SweepInterrupted, run_sweep
     from gcpo.tracking.training_run import ui_command
 
+    configs = sweep_configs(args)
     if not args.resume:  # a resumed sweep runs the data it started with
-        check_data(args)
+        check_data(configs)
     init_ray(args.address)
+    check_placements(configs)
     try:
         outcome = run_sweep(args.space, args.overrides, name=args.name, resume=args.resume,
                             max_concurrent=args.max_concurrent, seeds=args.seeds, arms=args.arms,
