@@ -53,7 +53,6 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 # arm -> our extra overrides (issue #19: today's path, each feature alone, all together)
 LORA = ["model.lora.rank=16", "model.lora.alpha=32"]
 ARMS: dict[str, list[str]] = {
@@ -245,7 +244,7 @@ def main() -> None:
     peak = {dtype: gemm_gflops_per_s(dtype) for dtype in sorted({arm_dtype(a) for a in ours})}
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
-        "no GPU", "cpu_flags": cpu_flags(CPU_FLAGS), "settings": vars(args), "ours": ours, "trl": trl,
+        "no GPU", "cpu_flags": cpu_flags(), "settings": vars(args), "ours": ours, "trl": trl,
         "load_before": load_before, "load_after": Path("/proc/loadavg").read_text().split()[:3],
         "gemm_gflops_per_s": peak,
     }

@@ -62,8 +62,7 @@ def uptime() -> str:
 def cpu_flags_that_matter() -> list[str]:
     from gcpo.eval_cache import cpu_flags
 
-    return sorted(name for name, present in cpu_flags(("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")).items()
-                  if present)
+    return sorted(name for name, present in cpu_flags().items() if present)
 
 
 def updated_copy(master, results, dtype: str, lr: float, steps: int):

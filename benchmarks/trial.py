@@ -53,7 +53,6 @@ PATHS = {"today": ["trainer.eval_intermediate=full", "trainer.overlap_startup=fa
          "new": ["trainer.eval_intermediate=greedy", "trainer.overlap_startup=true"]}
 EVAL_START = re.compile(r"held-out evaluation (before training|at step \d+|after training): \d+ items")
 EVAL_END = re.compile(r"held-out evaluation (before training|at step \d+|after training): .*\((\d+s|reused.*)\)\s*$")
-CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 
 
 def parse_args() -> argparse.Namespace:
@@ -173,7 +172,7 @@ def main() -> None:
     record = {
         "date": datetime.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_cores": os.cpu_count(),
-                    "cpu_flags": cpu_flags(CPU_FLAGS), "gpu": None},
+                    "cpu_flags": cpu_flags(), "gpu": None},
         "command": " ".join([".venv/bin/python", "benchmarks/trial.py", *sys.argv[1:]]),
         "config": os.path.relpath(args.config, ROOT), "arm": args.arm, "overrides": args.overrides,
         "uptime_before": before, "uptime_after": after, "work": str(work),

@@ -39,7 +39,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 PROMPTS, GROUP = 4, 8
 
 
@@ -187,7 +186,7 @@ def main() -> None:
     record = {
         "date": datetime.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_cores": os.cpu_count(),
-                    "cpu_flags": cpu_flags(CPU_FLAGS), "gpu": None},
+                    "cpu_flags": cpu_flags(), "gpu": None},
         "command": " ".join([".venv/bin/python", "benchmarks/update_profile.py", *sys.argv[1:]]),
         "model": args.model, "threads": args.threads, "repeats": args.repeats,
         "uptime_before": before, "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),

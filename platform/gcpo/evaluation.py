@@ -196,6 +196,6 @@ def evaluate_config(engine: RolloutEngine, tokenizer: Any, cfg: RunConfig, *, ta
     from gcpo.tasks.loading import held_out_tasks
 
     return evaluate(engine, tokenizer, tasks if tasks is not None else held_out_tasks(cfg.task),
-                    eval_size=cfg.task.eval_size, k=0 if greedy_only else cfg.trainer.eval_k, max_new_tokens=cfg.rollout.max_new_tokens,
-                    stop=cfg.rollout.stop, seed=cfg.rollout.seed, pool=pool,
+                    eval_size=cfg.task.eval_size, k=0 if greedy_only else cfg.trainer.eval_k,
+                    max_new_tokens=cfg.rollout.max_new_tokens, stop=cfg.rollout.stop, seed=cfg.rollout.seed, pool=pool,
                     verify_timeout_s=cfg.task.verify_timeout_s)
