@@ -1,7 +1,8 @@
 """The trial's fixed costs cut, on the tiny model: the step-0 evaluation computed once (`trainer.eval_reuse`,
-`gcpo.eval_cache`) and the intermediate evaluations greedy only (`trainer.eval_intermediate=greedy`). A run with
-both equals today's (no reuse, full intermediate evaluations) item by item and metric by metric, and leaves its
-training unchanged (real `fit` runs, vLLM); a changed weight file or a changed setting is evaluated again (the
+`gcpo.eval_cache`), the intermediate evaluations greedy only (`trainer.eval_intermediate=greedy`) and the
+generators started while the policy is built (`trainer.overlap_startup`). A run with all three equals today's
+(no reuse, full intermediate evaluations, generators started after the policy) item by item and metric by metric,
+and leaves its training unchanged (real `fit` runs, vLLM); a changed weight file or a changed setting is evaluated again (the
 rank-0 driver on the transformers engine)."""
 
 import json
@@ -47,7 +48,8 @@ def test_a_reused_step0_evaluation_and_greedy_intermediate_ones_change_no_metric
     fresh, reused = (
         logged(client, fit(load_config(preset="gcpo", overrides=[*run_overrides(tmp_path), *extra]), run_name=name,
                            base=tmp_path).mlflow_run_id, tmp_path)
-        for name, extra in (("fresh", []), ("reused", ["trainer.eval_intermediate=greedy"])))
+        for name, extra in (("fresh", ["trainer.overlap_startup=false"]),
+                            ("reused", ["trainer.eval_intermediate=greedy", "trainer.overlap_startup=true"])))
     assert fresh["metrics"][STEP0_REUSED] == [(0, 0.0)] and reused["metrics"][STEP0_REUSED] == [(0, 1.0)]
     assert len(list((tmp_path / "eval-cache" / "step0").glob("*.json"))) == 1
     # the same per-item results at step 0, byte for byte, and the same step-0 metrics
