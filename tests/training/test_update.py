@@ -70,12 +70,12 @@ def test_fusing_the_first_mini_batch_skips_its_no_grad_pass_and_changes_nothing_
                               algorithm=dataclasses.replace(cfg.algorithm, kl_coef=kl_coef))
 
     def update(fuse):
+        c = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, fuse_old_logprobs=fuse))
         policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
         ref = AutoModelForCausalLM.from_pretrained(tiny_dir()).eval() if kl_coef else None
         calls = []
         hook = policy_engine.module.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
-        metrics = update_policy(policy_engine, batch, cfg, step=0, pad_id=tok.pad_token_id, ref_model=ref,
-                                fuse_first_mini_batch=fuse)
+        metrics = update_policy(policy_engine, batch, c, step=0, pad_id=tok.pad_token_id, ref_model=ref)
         hook.remove()
         return metrics, calls, torch.cat([p.detach().flatten() for p in policy_engine.module.parameters()])
 

@@ -11,7 +11,7 @@ no-grad pass runs over the other mini-batches' groups only. With one epoch of on
 skipped (a third of the update's compute on CPU); with the study's two mini-batches it covers half the rows. On
 the fused rows the ratio is exactly 1 and the clip inactive; elsewhere the old log-probs are the same function of
 the same weights, so the update is the unfused one up to float rounding (tests/training/test_update.py).
-`update_policy(..., fuse_first_mini_batch=False)` runs the unfused path (the tests' and benchmarks' reference).
+`trainer.fuse_old_logprobs=false` runs the unfused path (the tests' and benchmarks' reference).
 
 What each loss kind trains on, its normaliser, its micro-batch loss and its metrics are entries of the loss table
 (`gcpo.training.objectives`); this module only arranges epochs x mini-batches x micro-batches around it. Imitation
@@ -147,7 +147,7 @@ def _training_rows(batch: StepBatch, micro_batch_size: int, objective: BoundObje
 
 
 def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int, pad_id: int,
-                  ref_model=None, fuse_first_mini_batch: bool = True) -> dict:
+                  ref_model=None) -> dict:
     """Recompute old (and reference, negative-prompt) log-probs, then epochs x mini-batches of updates.
 
     GPG's alpha (`batch.alpha`, 1 unless `algorithm.gpg_alpha`) scales each optimiser step's learning rate
@@ -170,7 +170,7 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     tally = Tally(_COMMON_TOTALS + objective.totals(t.epochs * t.mini_batches), maxima=("gen_diff_max",))
     train = _training_rows(batch, t.micro_batch_size, objective)
     minis = split_mini_batches(list(train.groups), t.mini_batches)
-    fused = frozenset(minis[0]) if fuse_first_mini_batch and objective.trains_on == "rollouts" else frozenset()
+    fused = frozenset(minis[0]) if t.fuse_old_logprobs and objective.trains_on == "rollouts" else frozenset()
     ctx = UpdateContext(policy_engine, batch, cfg, objective, tally, step, pad_id, fused)
     t_start = time.perf_counter()
     scores = _score_rollouts(ctx, ref_model)
