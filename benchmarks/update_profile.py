@@ -22,10 +22,11 @@ is counted once), 2 x vocab x hidden per position the LM head keeps; backward = 
 FLOPs / seconds; its share of the GEMM rate says how much is not matmul.
 
     .venv/bin/python benchmarks/update_profile.py [--model smollm2-warmstart] [--dtypes float32,bfloat16]
-                                                  [--repeats 3] [--threads N] [--operators]
+                                                  [--repeats 3] [--threads N] [--operators] [--tag T]
 
 Best of `--repeats` (each repeat a new batch of new shapes). Writes benchmarks/results/update_profile.json and
-update_profile.md (date, machine, CPU flags, command, `uptime` before and after).
+update_profile.md (update_profile_<tag>.* with `--tag`; date, machine, CPU flags, command, `uptime` before and
+after).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--operators", action="store_true", help="also profile by operator (torch.profiler)")
+    parser.add_argument("--tag", default="", help="write update_profile_<tag>.* instead of update_profile.*")
     return parser.parse_args()
 
 
@@ -263,8 +265,9 @@ def main() -> None:
         "profiles": profiles,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "update_profile.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "update_profile.md").write_text(markdown(record))
+    name = f"update_profile_{args.tag}" if args.tag else "update_profile"
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(record))
     print(markdown(record), flush=True)
 
 
