@@ -9,7 +9,8 @@ bf16 with fp32 master weights) it times:
 - the no-grad pass over the step's 32 rows (old log-probs, entropy: `time/old_logprobs_s`; a KL arm runs it twice,
   once more on the reference model);
 - per micro-batch, the forward with grad and the backward; per update, the optimiser step (with the gradient norm);
-- the GEMM rate of the dtype (1024 x 1024 `F.linear`, the model's kernels, for at least 2 s, the same threads);
+- the GEMM rate of the dtype (`gcpo.hardware.gemm_rate`: 1024 x 1024 `F.linear`, the model's kernels, for at
+  least 2 s, the same threads);
 - `update_total_fused`: the update as `update_policy` runs it now, the first mini-batch's old log-probs taken from
   its own forward (`update_total` less the no-grad pass over the first mini-batch's micro-batches, timed apart);
 - with `--operators`: one more pass of the step's four micro-batches (forward with grad and backward, fp32 first
@@ -87,19 +88,6 @@ def forward_flops(model_config, groups) -> float:
     return 2.0 * per_layer * layers * slots + attention + 2.0 * vocab * hidden * kept
 
 
-def gemm_rate(dtype: torch.dtype, n: int = 1024, min_seconds: float = 2.0) -> float:
-    """FLOP/s of n x n matmuls in `dtype` through `F.linear` (the kernels the model's linear layers use; a bare
-    bf16 `@` takes a slower path on CPUs without AVX-512), repeated for at least `min_seconds`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    linear = torch.nn.functional.linear
-    linear(a, b)
-    reps, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < min_seconds:
-        linear(a, b)
-        reps += 1
-    return reps * 2 * n**3 / elapsed
-
-
 def init_process_group() -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
@@ -112,6 +100,7 @@ def profile_dtype(model_dir: str, dtype: str, repeats: int, operators: bool = Fa
     from gcpo.config import load_config
     from gcpo.models import load_causal_lm
     from gcpo.packing import group_consecutive, shared_prefix_logprobs
+    from gcpo.hardware import gemm_rate
     from gcpo.training.deepspeed_policy import build_policy, step_with_grad_norm
 
     cfg = load_config(str(ROOT / "configs" / "study.yaml"), preset="gcpo")
@@ -148,7 +137,7 @@ def profile_dtype(model_dir: str, dtype: str, repeats: int, operators: bool = Fa
         times["update_total"] = time.perf_counter() - started
         times["update_total_fused"] = times["update_total"] - times["no_grad_first_mini"]
         best = {k: min(v, best.get(k, float("inf"))) for k, v in times.items()}
-    gemm = gemm_rate(getattr(torch, dtype))
+    gemm = gemm_rate(dtype)
     rates = {"no_grad_pass": flops / best["no_grad_pass"], "forward": flops / best["forward"],
              "backward": 2 * flops / best["backward"], "update_total": 4 * flops / best["update_total"],
              "update_total_fused": 3.5 * flops / best["update_total_fused"]}
