@@ -12,7 +12,10 @@ modules, dropout 0), fp32 with fp32 (`bf16=False`) and `model.dtype=bfloat16` (D
 weights, bf16 generators) with TRL `bf16=True`. TRL runs once per distinct setting the chosen arms need; an arm
 with no TRL counterpart (bf16 generators beside an fp32 trainer) gets no ratio. How our update features are
 implemented (the shared prompt, the token budget) is not a configuration: the arms that differ only in them all
-face TRL's full fine-tuning in their dtype.
+face TRL's full fine-tuning in their dtype. With our vLLM backend, TRL also runs with its own vLLM generation
+(`use_vllm=True, vllm_mode="colocate"`: an in-process vLLM engine beside the trained model, weights loaded into it
+every step; TRL's defaults otherwise), and each arm gets a ratio against both TRLs (`--skip-trl-vllm`: only
+TRL's `generate`).
 
 Our per-step time is read back from the run's MLflow metrics, broken into generation, verification, old
 log-probs, update and weight sync. TRL gives one number per step (timed by a callback). TRL is installed into the
@@ -20,6 +23,7 @@ project environment on first use (`trl==1.16.0`); nothing else needs it.
 
     .venv/bin/python benchmarks/step.py [--prompts 4] [--group 4] [--max-new-tokens 64] [--steps 3]
                                         [--backend vllm] [--model smollm2-135m-instruct] [--skip-trl]
+                                        [--skip-trl-vllm]
                                         [--arms today,shared_prefix,token_budget,lora,all_full_ft,all,all_bf16_gen,
                                                 bf16_full_ft,bf16_lora]
 
@@ -33,8 +37,9 @@ The update's achieved FLOP rate: 6 N FLOPs per computed token position for full 
 backward 4N) and 4 N with LoRA (the frozen weights need no weight gradient; the adapters' own FLOPs are under 3%
 at rank 16), N the model's parameters (a tied LM head counted once: its matmul runs once per token), token
 positions from `batch/token_slots` (padding included: it is computed too); attention's quadratic term is left
-out (under 1% at these lengths). Against the machine's GEMM rate of the arm's dtype measured here (torch.mm of
-2048 x 2048 matrices on every core, fp32 and bf16), the practical peak of dense work in that dtype on this CPU.
+out (under 1% at these lengths). Against the machine's GEMM rate of the arm's dtype measured here (1024 x 1024
+`F.linear` on every core, fp32 and bf16: `gcpo.hardware.gemm_rate`), the practical peak of dense
+work in that dtype on this CPU.
 
 Writes benchmarks/results/step.json and step.md (`--tag NAME`: step_NAME.json and step_NAME.md), with the CPU flags
 that matter (AMX, AVX-512 BF16, AVX2).
@@ -133,28 +138,25 @@ def model_parameters(cfg) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
 
 
-def gemm_gflops_per_s(dtype: str = "float32", size: int = 2048, repeats: int = 10) -> float:
-    """The machine's dense rate in `dtype` as torch reaches it: size x size matmuls on every core, best of
-    `repeats`."""
+def gemm_gflops_per_s(dtype: str = "float32") -> float:
+    """The machine's dense rate in `dtype` on every core, GFLOP/s (`gcpo.hardware.gemm_rate`, as
+    benchmarks/update_profile.py measures it)."""
     import os
 
     import torch
 
+    from gcpo.hardware import gemm_rate
+
     torch.set_num_threads(os.cpu_count() or 1)
-    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best / 1e9
+    return gemm_rate(dtype) / 1e9
 
 
 def run_trl(args, work: Path, setting: str) -> dict:
-    """TRL's GRPOTrainer in `setting` (`trl_setting`): LoRA through the same peft config as ours, bf16=True for
-    bf16."""
+    """TRL's GRPOTrainer in `setting` (`trl_setting`, plus " vllm" for its colocated vLLM generation): LoRA through
+    the same peft config as ours, bf16=True for bf16."""
     ensure_trl()
+    use_vllm = setting.endswith(" vllm")
+    setting = setting.removesuffix(" vllm")
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
@@ -197,7 +199,8 @@ def run_trl(args, work: Path, setting: str) -> dict:
     timer = StepTimer()
     n = args.prompts * args.group
     config = GRPOConfig(
-        output_dir=str(work / f"trl-{setting.replace(' ', '-')}"), per_device_train_batch_size=n,
+        output_dir=str(work / f"trl-{setting.replace(' ', '-')}{'-vllm' if use_vllm else ''}"),
+        per_device_train_batch_size=n, use_vllm=use_vllm, vllm_mode="colocate",
         num_generations=args.group,
         generation_batch_size=n, max_completion_length=args.max_new_tokens, learning_rate=args.lr, beta=0.0,
         max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=bf16,
@@ -224,6 +227,7 @@ def main() -> None:
     parser.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--skip-trl-vllm", action="store_true", help="TRL with its generate only (no use_vllm)")
     parser.add_argument("--tag", default="", help="write step_TAG.json / step_TAG.md (another machine's record)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"our arms, in order (first = the ratios' base): "
                                                                 f"{', '.join(ARMS)}")
@@ -239,7 +243,9 @@ def main() -> None:
         print(f"[bench] ours, arm {arm}", flush=True)
         ours[arm] = run_ours(args, work, arm)
         ray.shutdown()
-    settings = dict.fromkeys(s for s in map(trl_setting, ours) if s is not None)
+    settings = list(dict.fromkeys(s for s in map(trl_setting, ours) if s is not None))
+    if args.backend == "vllm" and not args.skip_trl_vllm:
+        settings += [f"{s} vllm" for s in settings]
     trl = {} if args.skip_trl else {s: run_trl(args, work, s) for s in settings}
     peak = {dtype: gemm_gflops_per_s(dtype) for dtype in sorted({arm_dtype(a) for a in ours})}
     result = {
@@ -276,13 +282,16 @@ def _table(args, result: dict, ours: dict, trl: dict) -> str:
         f"**{ours[a]['mean']['time/step_s'] / ours[first[trl_setting(a) or a]]['mean']['time/step_s']:.2f}x** "
         f"(/ {first[trl_setting(a) or a]})" for a in arms) + " |")
     lines.append("| TRL like for like | " + " | ".join(trl_setting(a) or "none (no counterpart)" for a in arms) + " |")
-    if trl:
-        matched = {a: trl[trl_setting(a)] for a in arms if trl_setting(a) in trl}
-        result["trl_over_ours"] = {a: t["mean_step_s"] / ours[a]["mean"]["time/step_s"] for a, t in matched.items()}
-        lines.append("| **TRL GRPOTrainer step** | " + " | ".join(
+    for suffix, label, key in (("", "TRL GRPOTrainer", "trl_over_ours"),
+                               (" vllm", "TRL GRPOTrainer + vLLM (colocate)", "trl_vllm_over_ours")):
+        matched = {a: trl[f"{trl_setting(a)}{suffix}"] for a in arms if f"{trl_setting(a)}{suffix}" in trl}
+        if not matched:
+            continue
+        result[key] = {a: t["mean_step_s"] / ours[a]["mean"]["time/step_s"] for a, t in matched.items()}
+        lines.append(f"| **{label} step** | " + " | ".join(
             f"{matched[a]['mean_step_s']:.2f}" if a in matched else "" for a in arms) + " |")
-        lines.append("| **TRL time / our time** | " + " | ".join(
-            f"**{result['trl_over_ours'][a]:.2f}x**" if a in matched else "" for a in arms) + " |")
+        lines.append(f"| **{label} time / our time** | " + " | ".join(
+            f"**{result[key][a]:.2f}x**" if a in matched else "" for a in arms) + " |")
     return (f"Step time, {args.model}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} max new tokens, "
             f"lr {args.lr}, {args.steps} steps, backend {args.backend}; {result['machine']} (CPU flags: "
             + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["cpu_flags"].items()) + f"); {result['date']}; "

@@ -4,16 +4,18 @@
     e.g. .venv/bin/python benchmarks/trial.py trainer.steps=8 trainer.eval_every=4
 
 Both trials are `gcpo train --config CONFIG --preset ARM` with the same KEY=VALUE overrides, the same seeds, and
-their own MLflow runs in a scratch store; they differ in three settings that change no result:
+their own MLflow runs in a scratch store; they differ in four settings that change no result:
 - `today`: an empty step-0 cache folder, so the trial evaluates before training exactly as today's code did (the
   same `evaluate_config` call on the generators) and then stores the result: the first trial of a study (its only
   extra work is the cache key, the model folder's content hash read once per file, timed apart here on a cold memo
   as `key_s`, and one small JSON file); full intermediate evaluations (`trainer.eval_intermediate=full`: greedy
-  and sampled); the generators started after the policy is built (`trainer.overlap_startup=false`);
+  and sampled); the generators started after the policy is built (`trainer.overlap_startup=false`); a no-grad
+  pass over every row for the old log-probs (`trainer.fuse_old_logprobs=false`);
 - `new`: the same cache folder, now warm, so the evaluation before training is read back (every later trial:
   `trainer.eval_reuse`, docs/tracking.md "The evaluation before training, computed once"); greedy-only
   intermediate evaluations (`trainer.eval_intermediate=greedy`: the comparisons read the last evaluation, which
-  stays full); the generators started while the policy is built (`trainer.overlap_startup=true`).
+  stays full); the generators started while the policy is built (`trainer.overlap_startup=true`); the first
+  mini-batch's old log-probs taken from its own training forward (`trainer.fuse_old_logprobs=true`).
 
 Per phase, from the wall-clock time at which each `[gcpo]` line reached this process (Ray forwards a worker's lines
 within about a second; the same delay in both trials): start-up (launch to the first line of the step-0
@@ -49,8 +51,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 EXPERIMENT = "trial"
 TRIALS = ("today", "new")
 # what each trial sets beside the common overrides (see the module docstring)
-PATHS = {"today": ["trainer.eval_intermediate=full", "trainer.overlap_startup=false"],
-         "new": ["trainer.eval_intermediate=greedy", "trainer.overlap_startup=true"]}
+PATHS = {"today": ["trainer.eval_intermediate=full", "trainer.overlap_startup=false", "trainer.fuse_old_logprobs=false"],
+         "new": ["trainer.eval_intermediate=greedy", "trainer.overlap_startup=true", "trainer.fuse_old_logprobs=true"]}
 EVAL_START = re.compile(r"held-out evaluation (before training|at step \d+|after training): \d+ items")
 EVAL_END = re.compile(r"held-out evaluation (before training|at step \d+|after training): .*\((\d+s|reused.*)\)\s*$")
 

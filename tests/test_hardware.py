@@ -53,3 +53,16 @@ def test_gcpo_config_keys_shows_the_dtype_choices(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "model.dtype = 'float32'  # one of float32, bfloat16, auto" in lines
     assert "model.name = 'smollm2-135m-instruct'" in lines  # a free key: its default only
+
+
+def test_the_gemm_rate_counts_two_n_cubed_flops_per_matmul(monkeypatch):
+    """`gemm_rate` divides 2 n^3 per `F.linear` call by the elapsed time (a clock that advances 1 s per read)."""
+    import itertools
+    import time
+
+    from gcpo.hardware import gemm_rate
+
+    ticks = itertools.count()
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    # reads: start 0; loop checks at 1 (1 < 3: one call), 2 (second call), 3 (stop): 2 calls over 3 s
+    assert gemm_rate("float32", n=8, min_seconds=3.0) == 2 * 2 * 8**3 / 3

@@ -221,6 +221,10 @@ class TrainerConfig:
     # forward for every loss at ZeRO 0/2/3 and with 2 data-parallel workers (tests/training/test_shared_prefix.py);
     # the update 1.76x faster on the default workload (docs/benchmarks.md). false = the padded forward.
     shared_prefix: bool = True
+    # The first mini-batch's old log-probs are its own training forward, detached (the policy has not moved yet),
+    # so the no-grad pass covers the other mini-batches only: half of it with two mini-batches, all of it with one.
+    # The same update up to float rounding (tests/training/test_update.py). false = a no-grad pass over every row.
+    fuse_old_logprobs: bool = True
     # > 0: micro-batches of as many whole groups as fit this many token slots (padding included; a larger group
     # goes alone) instead of `micro_batch_size` rows, so memory is bounded by tokens. 0 = `micro_batch_size` rows.
     max_tokens_per_micro: int = 0

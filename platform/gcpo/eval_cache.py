@@ -9,10 +9,10 @@ stored under a key of everything that can change it and read back by the next tr
   transformers and vLLM, a hash of the evaluation's own source, the CPU model, core count and instruction sets
   (AVX2 ... AMX), the GPU name).
   Anything that differs gives another key: a miss costs one evaluation, a false hit would cost a wrong result.
-- The model's content (`model_content_hash`): a hash of every file of the model folder (weights, config,
-  tokenizer; hidden files left out), each file's hash remembered by (path, size, mtime) in `file_hashes.json` of
-  the cache folder, so the second call reads no weights; a changed file (new size or mtime) is hashed again, so a
-  changed folder is never taken for the old one.
+- The model's content (`model_content_hash`, the project's one folder hash: `gcpo.content_hash`): a hash of
+  every file of the model folder (weights, config, tokenizer; hidden files left out), each file's hash remembered
+  by (path, size, mtime) in `file_hashes.json` of the cache folder, so the second call reads no weights; a changed
+  file (new size or mtime) is hashed again, so a changed folder is never taken for the old one.
 - The store (`EvalCache`): one JSON file per key, `<folder>/step0/<key>.json`, written to a temp file and renamed
   (two trials finishing together both write the same result; a reader never sees half a file). It holds every
   task's scores and per-item results exactly (floats round-trip through JSON), so a reused result gives the same
@@ -26,18 +26,18 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from gcpo.content_hash import file_hash, read_json, write_json_atomic  # noqa: F401 (file_hash: re-exported)
+from gcpo.content_hash import folder_content_hash as model_content_hash  # noqa: F401 (the eval cache's name)
 from gcpo.eval_items import ItemResult
 from gcpo.evaluation import EvalResult, TaskEval
 
 EVAL_CACHE_ENV = "GCPO_EVAL_CACHE"  # the folder when trainer.eval_cache_dir is "" (the test suite sets one per test)
 FORMAT = 1  # the stored layout and the key's recipe: a new one never reads an old entry
-CHUNK = 1 << 22
 # the source files whose change can change an evaluation's result (relative to the gcpo package)
 EVAL_SOURCES = ("evaluation.py", "eval_items.py", "tasks", "rollout")
 # the instruction sets that pick the CPU kernels (and so the low bits of a CPU evaluation)
@@ -74,36 +74,6 @@ def result_from_record(rows: Sequence[Mapping]) -> EvalResult:
     return EvalResult([TaskEval(**{k: v for k, v in row.items() if k != "item_results"},
                                 item_results=tuple(ItemResult(*item) for item in row["item_results"]))
                        for row in rows])
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_content_hash(model_dir: str | Path, memo_file: Path | None = None) -> str:
-    """A hash of the content of every (non-hidden) file under `model_dir`, with their relative paths. Each file's
-    hash is remembered in `memo_file` by (absolute path, size, mtime in ns) and read from there while those hold."""
-    root = Path(model_dir).resolve()
-    files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    memo = read_json(memo_file) if memo_file is not None else None
-    memo = memo if isinstance(memo, dict) else {}
-    digest, changed = hashlib.sha256(), False
-    for path in files:
-        stat = path.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        known = memo.get(str(path))
-        if not (isinstance(known, list) and known[:2] == stamp):
-            known, changed = [*stamp, file_hash(path)], True
-            memo[str(path)] = known
-        digest.update(f"{path.relative_to(root).as_posix()}\0{known[2]}\n".encode())
-    if changed and memo_file is not None:
-        write_json_atomic(memo_file, memo)
-    return digest.hexdigest()
 
 
 def source_hash(package_dir: Path, sources: Sequence[str] = EVAL_SOURCES) -> str:
@@ -159,27 +129,6 @@ def cpu_flags(names: Sequence[str] = ISA_FLAGS) -> dict[str, bool]:
 
     flags = machine_cpu_flags()
     return {name: name in flags for name in names}
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in `path`, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write `value` as JSON to a temp file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EvalCache:

@@ -12,6 +12,8 @@ arithmetic. Measured on 2026-12-06 (docs/benchmarks.md): a full fine-tuning step
   /proc/cpuinfo; no flags where there is no such file).
 - `resolve_dtype(requested)`: the two together (read once per process).
 - `dtype_line(requested, choice)`: the console line a run starts with.
+- `gemm_rate(dtype)`: this machine's measured matmul rate in a dtype (FLOP/s), what the benchmarks report the
+  update's achieved rate against.
 """
 
 from __future__ import annotations
@@ -98,3 +100,21 @@ def concrete_dtype(requested: str) -> str:
 def dtype_line(requested: str, choice: DtypeChoice) -> str:
     """The start-up line, e.g. `model.dtype=auto: bfloat16 (CPU with amx_bf16 and avx512_bf16)` (no prefix)."""
     return f"model.dtype={requested}: {choice.dtype} ({choice.reason})"
+
+
+def gemm_rate(dtype: str, n: int = 1024, min_seconds: float = 2.0) -> float:
+    """FLOP/s of n x n matmuls in `dtype` ("float32", "bfloat16") through `F.linear` (the kernels the model's linear
+    layers use: a bare bf16 `torch.mm` takes a slower path on CPUs without AVX-512), on this process's threads,
+    repeated for at least `min_seconds`."""
+    import time
+
+    import torch
+
+    a, b = (torch.randn(n, n, dtype=getattr(torch, dtype)) for _ in range(2))
+    linear = torch.nn.functional.linear
+    linear(a, b)
+    reps, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < min_seconds:
+        linear(a, b)
+        reps += 1
+    return reps * 2 * n**3 / elapsed

@@ -1,6 +1,7 @@
 """The study's pieces (balanced order, looks), its progress line, and plan / report / status on the committed
 pieces of the evidence study (benchmarks/results/paper_claims: seeds-only results, no training)."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 
 from gcpo.commands import build_parser
-from gcpo.studies.runner import pieces, progress_line
+from gcpo.studies.report import cost_lines
+from gcpo.studies.runner import StudyVersionError, check_version, code_version, pieces, progress_line
 from gcpo.studies.study_file import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +66,46 @@ def test_plan_report_and_status_read_the_finished_pieces(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "comparisons.csv")
     assert len(table) == 5 + 7 and set(table["claim"]) == {"methods", "ablation"}
-    assert "too wide to tell gcpo from grpo" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "too wide to tell gcpo from grpo" in report
+    assert "## Version and cost" in report and "| methods/grpo_s0 |" in report  # the old study.json's pieces
     assert run_command("status", STUDY, "--out", out) == 0
     assert "ablation: 4 of 8 pieces done" in capsys.readouterr().out
+
+
+def test_every_piece_runs_with_one_code_version_and_dtype(tmp_path, capsys):
+    """The first piece records the version; another source hash, library or dtype is refused before Ray starts,
+    naming what differs and the commit to go on with."""
+    state = {"pieces": {}}
+    current = code_version("auto")
+    assert current["dtype"] in ("float32", "bfloat16") and len(current["gcpo_source"]) == 64
+    check_version(state, current)
+    assert state["version"] == current
+    check_version(state, dict(current, commit="another"))  # the commit is recorded, the source hash compared
+    for key, value in (("gcpo_source", "0" * 64), ("dtype", "bfloat16" if current["dtype"] == "float32" else
+                                                   "float32"), ("torch", "1.0")):
+        with pytest.raises(StudyVersionError, match=f"{key}: the study's .*, now {value}"):
+            check_version({"pieces": {}, "version": current}, dict(current, **{key: value}))
+    out = tmp_path / "study"
+    out.mkdir()
+    old = dict(current, gcpo_source="0" * 64, commit="abc123")
+    (out / "study.json").write_text(json.dumps({"pieces": {"methods/grpo_s0": {"wall_s": 60}}, "version": old}))
+    assert run_command("run", STUDY, "--out", out) == 2
+    text = capsys.readouterr().out
+    assert "gcpo_source: the study's 000000000000" in text and "check out commit abc123" in text
+    assert not (out / "pieces").exists()
+
+
+def test_the_cost_table_names_each_pieces_time_and_machine():
+    state = {"version": {"gcpo_source": "ab" * 32, "commit": "c0ffee", "torch": "2", "transformers": "5",
+                         "vllm": "0", "dtype": "float32"},
+             "pieces": {"methods/grpo_s0": {"wall_s": 690.0, "finished": "2026-12-07 13:00",
+                                            "machine": {"cpus": 2, "processor": "AMD EPYC", "cpu_flags": "avx2"}},
+                        "methods/gcpo_s0": {"wall_s": 30.0, "failed": 1}}}
+    text = cost_lines(state)
+    assert "gcpo source `abababababab` (commit `c0ffee`)" in text and "dtype float32" in text
+    assert "| methods/grpo_s0 | 11.5 min | 2026-12-07 13:00 | 2 cores, AMD EPYC | avx2 |" in text
+    assert "| methods/gcpo_s0 (failed) | 0.5 min | - |" in text and "Total: 0.20 h over 2 pieces." in text
 
 
 def test_a_malformed_study_is_named(tmp_path, capsys):

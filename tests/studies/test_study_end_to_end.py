@@ -74,6 +74,7 @@ def test_a_tiny_study_plans_runs_resumes_and_reports(tmp_path, ray_local, mlflow
     assert "methods: 1 comparisons, 2 seeds x 2 items (4 trials" in plan
     assert "its comparisons, from the claim's own arms" in plan and "the metric (grpo): sd seed" in plan
     assert load_state(out)["pieces"]["methods/gcpo_s1"]["wall_s"] > 0
+    assert len(load_state(out)["version"]["gcpo_source"]) == 64  # recorded by the first `run`
     capsys.readouterr()
     assert study_command("run", *argv) == 0  # everything done: nothing trains
     assert "4 of 4 pieces done; 0 to run" in capsys.readouterr().out

@@ -90,6 +90,25 @@ def test_every_claim_runs_at_the_studys_budget(tmp_path):
     assert budgets == {(4, 2, 2, configs[0].task.eval_size)}
 
 
+def test_the_warm_start_study_runs_every_claim_in_the_regime(tmp_path):
+    """studies/warm_claims.yaml (the study issue's claims 1, 3 and 4): every arm of every claim is the study
+    regime at its 20 steps, 300 held-out items and two mini-batches, and only the claim's switches differ."""
+    from gcpo.studies.runner import pieces, space_file
+    from gcpo.sweeps.space import load_space, trial_config
+
+    study = load_study(ROOT / "studies" / "warm_claims.yaml")
+    assert list(study.claims) == ["rivals", "ablation", "imitation"] and len(pieces(study)) == (4 + 8 + 3) * 3
+    for claim in study.claims.values():
+        space = load_space(space_file(tmp_path, claim))
+        for point in claim.points.values():
+            cfg = trial_config(space, point)
+            assert (cfg.trainer.steps, cfg.trainer.eval_every, cfg.task.eval_size, cfg.trainer.mini_batches,
+                    cfg.model.name, cfg.trainer.lr) == (20, 10, 300, 2, "smollm2-warmstart", 1e-5)
+    ablation = study.claims["ablation"]
+    cells = {tuple(sorted(p.items())) for p in ablation.points.values()}
+    assert len(cells) == 8
+
+
 def test_no_claims_and_no_file_fail(tmp_path):
     with pytest.raises(StudyError, match="no such study file"):
         load_study(tmp_path / "none.yaml")

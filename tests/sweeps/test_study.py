@@ -11,9 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_ARMS = {"grpo", "dapo", "gpg", "gcpo", "gcpo_no_golden", "ga_sft"}
-# The smoke run trains the arms whose reports differ in kind (golden answers injected, imitated, none); the
-# others are the same code path with other values, and the narrowing test covers that every arm is in the study.
-ARMS = {"grpo", "gcpo", "ga_sft"}
+# The smoke run trains the two arms whose golden answers reach the update in different ways (injected, imitated);
+# an arm with none is the same code path with other values (tests/studies/test_study_end_to_end.py trains grpo),
+# and the narrowing test covers that every arm is in the study. Each piece is a whole run (about 45 s here).
+ARMS = {"gcpo", "ga_sft"}
 
 
 def load_study():
@@ -30,9 +31,12 @@ def test_the_driver_narrows_the_study_file():
     full = study.select(load(study.STUDY), study.arguments([]))
     assert set(full.claims) == {"methods", "ablation"} and set(full.claims["methods"].arms) == ALL_ARMS
     assert full.claims["methods"].seeds == [0, 1, 2] and full.claims["ablation"].seeds == [0]
-    smoke = study.select(load(study.STUDY), study.arguments(["--smoke", "--skip-ablation", "--arms", *sorted(ARMS)]))
+    smoke = study.select(load(study.STUDY), study.arguments(["--smoke", "--skip-ablation", "--arms", "ga_sft",
+                                                              "gcpo", "grpo"]))
     assert list(smoke.claims) == ["methods"] and smoke.claims["methods"].arms == ["grpo", "gcpo", "ga_sft"]
     assert smoke.claims["methods"].seeds == [0] and smoke.claims["methods"].reference == "grpo"
+    without = study.select(load(study.STUDY), study.arguments(["--smoke", "--arms", *sorted(ARMS)]))
+    assert without.claims["methods"].reference == "gcpo"  # the reference not run: the first arm run instead"
 
 
 @pytest.mark.integration
@@ -54,7 +58,6 @@ def test_smoke_study_writes_the_report(tmp_path, ray_local, mlflow_server, capsy
     # golden answers reach the update only in gcpo (injected) and ga_sft (imitated); the tiny model is all wrong
     share = runs.set_index("arm")["golden_share"]
     assert share["gcpo"] == 1.0 and share["ga_sft"] == 1.0
-    assert (share.drop(["gcpo", "ga_sft"]).fillna(0.0) == 0).all()
     table = (report / "table.md").read_text()
     assert all(f"| {a} |" in table for a in ARMS)
     curves = pd.read_csv(report / "curves.csv")  # every arm's held-out curve has the evals at steps 0 and 1

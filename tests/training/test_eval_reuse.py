@@ -1,7 +1,9 @@
 """The trial's fixed costs cut, on the tiny model: the step-0 evaluation computed once (`trainer.eval_reuse`,
-`gcpo.eval_cache`), the intermediate evaluations greedy only (`trainer.eval_intermediate=greedy`) and the
-generators started while the policy is built (`trainer.overlap_startup`). A run with all three equals today's
-(no reuse, full intermediate evaluations, generators started after the policy) item by item and metric by metric,
+`gcpo.eval_cache`), the intermediate evaluations greedy only (`trainer.eval_intermediate=greedy`), the
+generators started while the policy is built (`trainer.overlap_startup`) and the first of two mini-batches' old
+log-probs taken from its own forward (`trainer.fuse_old_logprobs`). A run with all four equals today's (no reuse,
+full intermediate evaluations, generators started after the policy, a no-grad pass over every row) item by item
+and metric by metric,
 and leaves its training unchanged (real `fit` runs, vLLM); a changed weight file or a changed setting is evaluated again (the
 rank-0 driver on the transformers engine)."""
 
@@ -25,7 +27,7 @@ UNEQUAL = ("time/", "throughput/", STEP0_REUSED)
 def run_overrides(tmp_path: Path) -> list[str]:
     return ["model.name=tiny", "rollout.backend=vllm", "rollout.prompts_per_step=2", "rollout.group_size=2",
             "rollout.max_new_tokens=8", "rollout.memory_fraction=0.05", "task.train_size=16", "task.eval_size=4",
-            "trainer.steps=2", "trainer.eval_every=1", "trainer.eval_k=2", "trainer.checkpoint_every=1",
+            "trainer.steps=2", "trainer.mini_batches=2", "trainer.eval_every=1", "trainer.eval_k=2", "trainer.checkpoint_every=1",
             f"trainer.eval_cache_dir={tmp_path / 'eval-cache'}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
             "tracking.experiment=reuse", "tracking.log_rollouts_every=0"]
 
@@ -48,8 +50,9 @@ def test_a_reused_step0_evaluation_and_greedy_intermediate_ones_change_no_metric
     fresh, reused = (
         logged(client, fit(load_config(preset="gcpo", overrides=[*run_overrides(tmp_path), *extra]), run_name=name,
                            base=tmp_path).mlflow_run_id, tmp_path)
-        for name, extra in (("fresh", ["trainer.overlap_startup=false"]),
-                            ("reused", ["trainer.eval_intermediate=greedy", "trainer.overlap_startup=true"])))
+        for name, extra in (("fresh", ["trainer.overlap_startup=false", "trainer.fuse_old_logprobs=false"]),
+                            ("reused", ["trainer.eval_intermediate=greedy", "trainer.overlap_startup=true",
+                                        "trainer.fuse_old_logprobs=true"])))
     assert fresh["metrics"][STEP0_REUSED] == [(0, 0.0)] and reused["metrics"][STEP0_REUSED] == [(0, 1.0)]
     assert len(list((tmp_path / "eval-cache" / "step0").glob("*.json"))) == 1
     # the same per-item results at step 0, byte for byte, and the same step-0 metrics

@@ -1,5 +1,6 @@
 """`update_policy` on the tiny model: old log-probs, whether fused into the update's forward (one epoch of one
-mini-batch) or from a separate no-grad pass (several epochs), equal an independent recomputation."""
+mini-batch) or from a separate no-grad pass (several epochs), equal an independent recomputation; fusing the
+first of two mini-batches saves its no-grad forwards and changes the update only by float rounding."""
 
 import dataclasses
 
@@ -55,6 +56,40 @@ def test_old_logprobs_equal_an_independent_recomputation(setting, epochs):
         assert metrics["policy/clip_frac"] == 0.0
     else:  # the second epoch runs on moved weights
         assert metrics["policy/ratio_mean"] != pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.04], ids=["no-kl", "kl"])
+def test_fusing_the_first_mini_batch_skips_its_no_grad_pass_and_changes_nothing_else(setting, kl_coef):
+    """Two mini-batches of one group each: the first mini-batch's old log-probs come from its own training forward
+    (3 policy forwards instead of 4), and the updated weights and every metric equal the unfused path's within
+    float rounding (1e-6 relative on the weights). With KL on, the reference pass still covers both groups."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, tok, batch = setting
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, mini_batches=2, micro_batch_size=4),
+                              algorithm=dataclasses.replace(cfg.algorithm, kl_coef=kl_coef))
+
+    def update(fuse):
+        c = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, fuse_old_logprobs=fuse))
+        policy_engine = build_policy(AutoModelForCausalLM.from_pretrained(tiny_dir()), cfg.trainer, "float32")
+        ref = AutoModelForCausalLM.from_pretrained(tiny_dir()).eval() if kl_coef else None
+        calls = []
+        hook = policy_engine.module.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+        metrics = update_policy(policy_engine, batch, c, step=0, pad_id=tok.pad_token_id, ref_model=ref)
+        hook.remove()
+        return metrics, calls, torch.cat([p.detach().flatten() for p in policy_engine.module.parameters()])
+
+    fused, fused_calls, fused_weights = update(True)
+    plain, plain_calls, plain_weights = update(False)
+    assert plain_calls == [False, False, True, True] and fused_calls == [False, True, True]
+    before = torch.cat([p.flatten() for p in AutoModelForCausalLM.from_pretrained(tiny_dir()).parameters()])
+    moved = (plain_weights - before).norm()
+    assert moved > 0 and (fused_weights - plain_weights).norm() <= 1e-6 * moved + 1e-7
+    assert set(fused) == set(plain)
+    for name in plain:
+        if not name.startswith("time/"):
+            assert fused[name] == pytest.approx(plain[name], rel=1e-5, abs=1e-6), name
+    assert fused["policy/clip_frac_learnable_u1"] == 0.0  # the fused mini-batch's ratio is exactly 1
 
 
 def test_conspo_reports_its_contrast_metrics(setting):

@@ -8,7 +8,8 @@ machine can see reaches another host by accident, and the weight transport fits 
   is caught by the pool once the generators are placed, `gcpo.rollout.weight_sync.choose_transport`.)
 - a path the training workers open, when a node they may run on, other than the driver's, does not see it as the
   driver does: `task.path`, `task.eval_path` (same bytes), a local `model.name` / `task.golden_model` folder
-  (same config.json and file names and sizes), `trainer.output_dir` and a `sqlite:` `tracking.uri`'s folder
+  (the same content: `gcpo.content_hash`, each node's file hashes memoised in its cache, so a node reads a model
+  once per version of its files), `trainer.output_dir` and a `sqlite:` `tracking.uri`'s folder
   (the same folder: a marker file the driver writes there must be visible). The error names the key, the path
   and the node.
 Each other node is asked by one small Ray task pinned to it (`NodeAffinitySchedulingStrategy`, no CPU). On one
@@ -19,7 +20,6 @@ node that needs them, from installed packages.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from pathlib import Path
 
@@ -67,18 +67,20 @@ def host_local_paths(cfg: RunConfig) -> list[tuple[str, str, str]]:
 
 
 def path_view(paths: list[tuple[str, str, str]]) -> list[str | None]:
-    """What this node sees at each path (None: nothing): a file's SHA-256, a model folder's config.json hash with
-    its file names and sizes, a written folder's marker contents. Runs on each node (a Ray task) and here."""
+    """What this node sees at each path (None: nothing): a file's SHA-256, a model folder's content hash
+    (`gcpo.content_hash`, memoised in this node's cache; None without a config.json), a written folder's marker
+    contents. Runs on each node (a Ray task) and here."""
+    from gcpo.content_hash import file_hash, folder_content_hash
+    from gcpo.models import cache_dir
+
     views = []
     for _, path, kind in paths:
         p = Path(path)
         if kind == "file":
-            views.append(hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            views.append(file_hash(p) if p.is_file() else None)
         elif kind == "model":
-            listing = sorted((str(f.relative_to(p)), f.stat().st_size) for f in p.rglob("*") if f.is_file()) \
-                if (p / "config.json").is_file() else None
-            views.append(None if listing is None else
-                         hashlib.sha256(repr(listing).encode() + (p / "config.json").read_bytes()).hexdigest())
+            memo = cache_dir() / "file_hashes.json"
+            views.append(folder_content_hash(p, memo) if (p / "config.json").is_file() else None)
         else:
             views.append((p / MARKER).read_text() if (p / MARKER).is_file() else None)
     return views
@@ -106,7 +108,7 @@ def _views_on(nodes: list[dict], paths: list[tuple[str, str, str]]) -> list[list
 
 
 def _differs(key: str, path: str, kind: str, node: dict, resource: str) -> str:
-    what = {"file": "with the same contents", "model": "with the same files",
+    what = {"file": "with the same contents", "model": "with the same contents",
             "folder": "as the same folder (a marker written here is not there)"}[kind]
     return (f"{key}: {path} is not seen {what} on node {node['NodeManagerAddress']} ({node['NodeID'][:12]}), "
             f"where the training workers may run (trainer.placement_resource={resource!r}): put it on storage "

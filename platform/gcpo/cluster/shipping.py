@@ -1,47 +1,34 @@
 """Folders shipped to another node through Ray's object store: the model a generator on another host loads.
 
 A generator placed on the trainer's node opens the trainer's model folder as it is. One placed on another node
-first compares that path's contents there with the trainer's (`folder_fingerprint`: a SHA-256 of every file's
-relative name and bytes); when they match (shared storage, or the same model made there), it is used in place.
-Otherwise the trainer packs the folder once (`pack_folder`, one object in Ray's object store) and the generator
+first compares that path's contents there with the trainer's (`folder_fingerprint`: the project's one folder hash,
+`gcpo.content_hash`: every non-hidden file's relative name and bytes); when they match (shared storage, or the
+same model made there), it is used in place. Otherwise the trainer packs the folder once (`pack_folder`, one object in Ray's object store) and the generator
 unpacks it into its node's own temp folder (`unpack_folder`, under `<tmp>/gcpo-models/<fingerprint>`; written
 to a temp name and renamed, so a half-written copy is never used; a copy already there is reused).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-CHUNK = 1 << 20
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+from gcpo.content_hash import folder_content_hash, folder_files
 
 
 def folder_fingerprint(folder: str | Path) -> str | None:
-    """SHA-256 (hex) of every file's relative name and contents under `folder`; None when it is no folder."""
+    """The content hash of `folder` (`gcpo.content_hash`; hidden files left out, as `pack_folder` leaves them);
+    None when it is no folder."""
     folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    digest = hashlib.sha256()
-    for path in _files(folder):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
+    return folder_content_hash(folder) if folder.is_dir() else None
 
 
 def pack_folder(folder: str | Path) -> dict[str, bytes]:
-    """Every file under `folder` by relative name (what `unpack_folder` writes back)."""
+    """Every non-hidden file under `folder` by relative name (what `unpack_folder` writes back)."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in _files(folder)}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder_files(folder)}
 
 
 def unpack_folder(files: dict[str, bytes], fingerprint: str, root: str | Path | None = None) -> Path:

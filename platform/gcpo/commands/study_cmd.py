@@ -83,13 +83,16 @@ def _plan(args: argparse.Namespace, study, out: Path) -> int:
 
 def _run(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.cluster.runtime import init_ray
-    from gcpo.studies.runner import is_done, pieces, run_study
+    from gcpo.studies.runner import check_version, is_done, load_state, pieces, run_study, study_version
     from gcpo.sweeps.runner import SweepInterrupted
 
+    version = study_version(study, out, list(args.overrides))
+    check_version(load_state(out), version)  # before Ray starts (run_study checks again and records it)
     if args.until_decided or not all(is_done(out, p) for p in pieces(study)):
         init_ray(args.address)
     options = {"out": out, "overrides": list(args.overrides), "base": (args.base or Path.cwd()).resolve(),
-               "tag": args.tag, "keep_checkpoints": args.keep_checkpoints, "until_decided": args.until_decided}
+               "tag": args.tag, "keep_checkpoints": args.keep_checkpoints, "until_decided": args.until_decided,
+               "version": version}
     try:
         failed = run_study(study, options)
     except SweepInterrupted as e:

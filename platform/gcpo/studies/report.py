@@ -2,7 +2,8 @@
 
 `write_study_report(study, out, comparisons)` writes to OUT: report.md (per claim: the arms' means with 95%
 intervals and IQM, the comparisons with their 95% and Holm-adjusted intervals and verdicts in words, the learning
-curves), arms.csv, comparisons.csv, comparisons.png (the adjusted intervals); each claim's `gcpo compare` report
+curves; then the study's code version and dtype and the cost table from `study.json`: each piece's wall clock,
+date, machine and CPU flags), arms.csv, comparisons.csv, comparisons.png (the adjusted intervals); each claim's `gcpo compare` report
 (learning_curves.png with the seeds' range as a band, intervals.png, CSV) is in OUT/<claim>/.
 `plan_table` is the plan: per claim the MDD at the planned seeds and items, the seeds needed for the claim's
 target difference, the trials and the wall-clock estimate.
@@ -123,6 +124,7 @@ def markdown_report(study: Study, arms: pd.DataFrame, table: pd.DataFrame, done:
 def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
                        done: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """report.md, arms.csv, comparisons.csv and comparisons.png in `out`; returns (arms, comparisons)."""
+    from gcpo.studies.runner import load_state
     from gcpo.sweeps.plots import plot_intervals
 
     arms, table = study_arms(study, comparisons), study_comparisons(study, comparisons)
@@ -133,7 +135,7 @@ def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
         labels = [f"{c}: {x}" for c, x in zip(table["claim"], table["comparison"])]
         plot_intervals(table, labels, out / "comparisons.png", xlabel="difference (Holm-adjusted interval)",
                        zero_line=True, title=f"{study.name}: comparisons, Holm-adjusted intervals")
-    (out / "report.md").write_text(markdown_report(study, arms, table, done))
+    (out / "report.md").write_text(markdown_report(study, arms, table, done) + cost_lines(load_state(out)))
     return arms, table
 
 
@@ -145,3 +147,25 @@ def format_status(study: Study, table: pd.DataFrame, done: dict[str, tuple[int, 
         lines.append(f"\n{name}: {finished} of {total} pieces done")
         lines += [f"  {row['words']}" for row in table[table["claim"] == name].to_dict("records")]
     return "\n".join(lines)
+
+
+def cost_lines(state: dict[str, Any]) -> str:
+    """report.md's last section: the study's version (`study.json`) and each piece's cost, where it ran."""
+    version = state.get("version") or {}
+    lines = ["## Version and cost", ""]
+    if version:
+        lines += [f"Every piece ran with gcpo source `{version.get('gcpo_source', '?')[:12]}` (commit "
+                  f"`{version.get('commit', 'none')}`), torch {version.get('torch')}, transformers "
+                  f"{version.get('transformers')}, vLLM {version.get('vllm')}, dtype {version.get('dtype')} "
+                  "(`gcpo study run` refuses another).", ""]
+    pieces = state.get("pieces", {})
+    if not pieces:
+        return "\n".join(lines + ["No piece timed yet.", ""])
+    lines += ["| piece | wall clock | finished | machine | CPU flags |", "|---|---|---|---|---|"]
+    for name, p in pieces.items():
+        where = p.get("machine") or {}
+        lines.append(f"| {name}{' (failed)' if p.get('failed') else ''} | {p['wall_s'] / 60:.1f} min | "
+                     f"{p.get('finished', '-')} | {where.get('cpus', '?')} cores, {where.get('processor', '?')} | "
+                     f"{where.get('cpu_flags', '-')} |")
+    total = sum(p["wall_s"] for p in pieces.values())
+    return "\n".join(lines + ["", f"Total: {total / 3600:.2f} h over {len(pieces)} pieces.", ""])

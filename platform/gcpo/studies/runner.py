@@ -6,8 +6,14 @@ one parent run per piece), read back with `load_comparison` and written to `OUT/
 (`gcpo compare`'s report). A piece whose report exists is done and never trained again; a failed or interrupted
 piece writes none and is resumed (its sweep `--resume`d) by the next run. The order is seed by seed: every arm of
 every claim at a seed before the next seed, so a study stopped halfway is still a paired comparison.
-`OUT/study.json` records each piece's wall-clock time (the ETA and `gcpo study plan`'s cost use it) and the
-looks taken. After each piece the finished pieces of its claim are merged (`load_reports`) into
+`OUT/study.json` records each piece's wall-clock time (the ETA and `gcpo study plan`'s cost use it), its date,
+machine and CPU flags (the report's cost table), and the looks taken.
+
+One code version and one dtype for every piece: `study.json` records the study's `version` (a hash of every `.py`
+file of the gcpo package, the git commit where there is one, torch / transformers / vLLM versions, and the dtype
+the trials compute in on this machine, `model.dtype` resolved) when its first piece runs, and `gcpo study run`
+refuses to run more pieces with another (`StudyVersionError`, naming what differs and the commit to check out),
+before Ray starts. A study whose code must change starts a new folder (`--out`). After each piece the finished pieces of its claim are merged (`load_reports`) into
 `OUT/<claim>/` (the layout of benchmarks/results/paper_claims/).
 
 `--until-decided`: the study's looks (`until_decided.looks`, `seeds_per_round` more seeds each) are run one after
@@ -28,6 +34,60 @@ from typing import Any
 from gcpo.studies.study_file import Claim, Study, folder_name, look_seeds, write_space
 
 STATE_FILE = "study.json"
+# what must be the same for every piece of a study (the commit is recorded, not compared: the source hash is)
+VERSION_KEYS = ("gcpo_source", "torch", "transformers", "vllm", "dtype")
+
+
+class StudyVersionError(ValueError):
+    """The code or dtype differs from the one the study's finished pieces ran with."""
+
+
+def git_commit() -> str:
+    """The checkout's commit (with `+changes` when files differ from it), or "none" outside git."""
+    import subprocess
+
+    package = Path(__file__).resolve().parents[1]
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=package, capture_output=True, text=True,  # noqa: E731
+                                        timeout=20, check=True).stdout.strip()
+        return run("rev-parse", "HEAD") + ("+changes" if run("status", "--porcelain", "--", ".") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+
+
+def code_version(dtype: str) -> dict[str, str]:
+    """This code's version for `study.json` (module docstring); `dtype`: the trials' `model.dtype`."""
+    from gcpo.eval_cache import environment, source_hash
+    from gcpo.hardware import concrete_dtype
+
+    env = environment(gpu=False)
+    return {"gcpo_source": source_hash(Path(__file__).resolve().parents[1], ["."]), "commit": git_commit(),
+            "torch": env["torch"], "transformers": env["transformers"], "vllm": env["vllm"],
+            "dtype": concrete_dtype(dtype)}
+
+
+def study_version(study: Study, out: Path, overrides: list[str]) -> dict[str, str]:
+    """`code_version` with the dtype of the study's trials (its first claim's, with the command's overrides)."""
+    from gcpo.sweeps.space import load_space, trial_config
+
+    first = next(iter(study.claims.values()))
+    return code_version(trial_config(load_space(space_file(out, first), overrides), {}).model.dtype)
+
+
+def check_version(state: dict[str, Any], current: dict[str, str]) -> None:
+    """Record `current` as the study's version, or raise `StudyVersionError` when its finished pieces ran
+    with another."""
+    recorded = state.get("version")
+    if recorded is None:
+        state["version"] = current
+        return
+    differ = [k for k in VERSION_KEYS if recorded.get(k) != current.get(k)]
+    if differ:
+        what = "; ".join(f"{k}: the study's {recorded.get(k)}, now {current.get(k)}" for k in differ)
+        raise StudyVersionError(
+            f"this study's {len(state['pieces'])} recorded pieces ran with another code version or dtype ({what}). "
+            f"Every piece of a study runs with one: check out commit {recorded.get('commit', 'none')} to go on, "
+            f"or start a new study folder (--out)")
 
 
 def space_file(out: Path, claim: Claim) -> Path:
@@ -69,10 +129,18 @@ def load_state(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"pieces": {}, "looks": []}
 
 
+def machine() -> dict[str, Any]:
+    """Where a piece ran: platform, CPU model, cores, the CPU flags that matter (`gcpo.eval_cache.ISA_FLAGS`)."""
+    from gcpo.eval_cache import cpu_flags, cpu_model
+
+    return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "cpu_flags": " ".join(name for name, present in cpu_flags().items() if present)}
+
+
 def save_state(out: Path, state: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    state["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    state["machine"] = machine()
     (out / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n")
 
 
@@ -116,7 +184,8 @@ def run_piece(study: Study, piece: dict, overrides: list[str], out: Path, base: 
         cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id)
         write_report(cmp, piece_dir(out, piece))
     return {"wall_s": round(time.time() - started, 1), "failed": failed, "experiment": outcome.experiment,
-            "parent_run_id": outcome.parent_run_id}
+            "parent_run_id": outcome.parent_run_id, "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime()),
+            "machine": machine()}
 
 
 def merge_claim(out: Path, claim: str):
@@ -167,12 +236,13 @@ def _within_budget(study: Study, state: dict, next_pieces: int) -> bool:
 
 def run_study(study: Study, options: dict[str, Any]) -> int:
     """Run the study's planned pieces, or with `options["until_decided"]` look after look until decided
-    (module docstring). `options`: out, overrides, base, tag, keep_checkpoints, until_decided. Returns the
-    failed pieces' count."""
+    (module docstring). `options`: out, overrides, base, tag, keep_checkpoints, until_decided, and optionally
+    version (this code's, `study_version`; checked against the study's first). Returns the failed pieces' count."""
     from gcpo.studies.analysis import study_comparisons
     from gcpo.studies.method import decided
 
     out, state = options["out"], load_state(options["out"])
+    check_version(state, options.get("version") or study_version(study, out, options["overrides"]))
     looks = study.looks if options.get("until_decided") else 1
     for look in range(looks):
         todo = pieces(study, look)

@@ -5,9 +5,13 @@ updates on its shard of whole groups (groups g with g % world == rank), so ConSP
 local. Old log-probs are recomputed here under the current policy (so a golden answer's ratio is 1 on the first
 mini-batch), and their gap to the generators' log-probs is the weight-sync check, free of extra passes.
 
-Fused old log-probs (a choice, as verl does on-policy): with one epoch of one mini-batch the policy has not moved
-when each micro-batch is first seen, so its old log-probs are the update's own forward, detached; the separate
-no-grad pass is skipped (a third of the update's compute on CPU). The ratio is then exactly 1 and the clip inactive.
+Fused old log-probs (a choice, as verl does on-policy): the policy has not moved when the first mini-batch of the
+first epoch is trained on, so that mini-batch's old log-probs are the update's own forward, detached, and the
+no-grad pass runs over the other mini-batches' groups only. With one epoch of one mini-batch the no-grad pass is
+skipped (a third of the update's compute on CPU); with the study's two mini-batches it covers half the rows. On
+the fused rows the ratio is exactly 1 and the clip inactive; elsewhere the old log-probs are the same function of
+the same weights, so the update is the unfused one up to float rounding (tests/training/test_update.py).
+`trainer.fuse_old_logprobs=false` runs the unfused path (the tests' and benchmarks' reference).
 
 What each loss kind trains on, its normaliser, its micro-batch loss and its metrics are entries of the loss table
 (`gcpo.training.objectives`); this module only arranges epochs x mini-batches x micro-batches around it. Imitation
@@ -98,8 +102,8 @@ class TrainingRows:
 @dataclass
 class UpdateContext:
     """What every pass of one update shares: the DeepSpeed engine being trained, the step batch, the config, the
-    bound loss, the totals, the step (the weights' version) and the pad id; `fused`: old log-probs taken from the
-    update's own forward (one epoch of one mini-batch)."""
+    bound loss, the totals, the step (the weights' version) and the pad id; `fused_groups`: this rank's groups whose
+    old log-probs are taken from the update's own forward (the first mini-batch of the first epoch)."""
 
     policy_engine: object
     batch: StepBatch
@@ -108,7 +112,7 @@ class UpdateContext:
     tally: Tally
     step: int
     pad_id: int
-    fused: bool = False
+    fused_groups: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -164,17 +168,18 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     a, t = cfg.algorithm, cfg.trainer
     objective = objective_for(a)
     tally = Tally(_COMMON_TOTALS + objective.totals(t.epochs * t.mini_batches), maxima=("gen_diff_max",))
-    fused = t.epochs == 1 and t.mini_batches == 1 and objective.trains_on == "rollouts"
+    train = _training_rows(batch, t.micro_batch_size, objective)
+    minis = split_mini_batches(list(train.groups), t.mini_batches)
+    fused = frozenset(minis[0]) if t.fuse_old_logprobs and objective.trains_on == "rollouts" else frozenset()
     ctx = UpdateContext(policy_engine, batch, cfg, objective, tally, step, pad_id, fused)
     t_start = time.perf_counter()
     scores = _score_rollouts(ctx, ref_model)
     metrics = {"time/old_logprobs_s": time.perf_counter() - t_start}
-    train = _training_rows(batch, t.micro_batch_size, objective)
     grad_norms = []
     for epoch in range(t.epochs):
-        for mini in split_mini_batches(list(train.groups), t.mini_batches):
+        for k, mini in enumerate(minis):
             tally.update = len(grad_norms)
-            _backward_on(ctx, mini, train, scores, first_epoch=epoch == 0)
+            _backward_on(ctx, mini, train, scores, first_epoch=epoch == 0, fused=epoch == 0 and k == 0 and bool(fused))
             grad_norms.append(step_with_grad_norm(policy_engine, lr_scale=batch.alpha))
     totals = tally.reduced() | {"updates": float(len(grad_norms))}
     updates = max(len(grad_norms), 1)
@@ -279,25 +284,33 @@ def _rows_of(logp: torch.Tensor, micro: Micro) -> dict[int, torch.Tensor]:
 
 
 def _score_rollouts(ctx: UpdateContext, ref_model) -> RowLogprobs:
-    """One no-grad pass over this rank's rollouts: old log-probs (unless fused into the update), entropy and the
-    sync check; the reference model's log-probs (KL on); the log-probs under the negative prompts (guidance)."""
+    """The no-grad passes over this rank's rollouts: old log-probs, entropy and the sync check (for the groups not
+    fused into the update); the reference model's log-probs (KL on) and those under the negative prompts
+    (guidance), for every group."""
     t, batch = ctx.cfg.trainer, ctx.batch
     forward = functools.partial(forward_logprobs, pad_id=ctx.pad_id, micro_batch_size=t.micro_batch_size,
                                 shared_prefix=t.shared_prefix)
     rows = rollout_rows(batch, t.micro_batch_size)
-    chunks = _chunks(list(rows.groups.values()), rows, t)
     scores = RowLogprobs()
     with torch.no_grad():
-        for micro in micro_batches(chunks, rows.prompts, rows.responses, max_over_ranks(len(chunks))):
-            if not ctx.fused:
-                logp, mask, ent = forward(ctx.policy_engine, micro, with_entropy=True)
-                _observe(ctx.tally, batch, micro, logp, mask, ent, scores.old, ctx.step)
+        for micro in _micros([rows.groups[g] for g in rows.groups if g not in ctx.fused_groups], rows, t):
+            logp, mask, ent = forward(ctx.policy_engine, micro, with_entropy=True)
+            _observe(ctx.tally, batch, micro, logp, mask, ent, scores.old, ctx.step)
+        if ref_model is None and batch.negative_prompts is None:
+            return scores
+        for micro in _micros(list(rows.groups.values()), rows, t):
             if ref_model is not None:
                 scores.ref.update(_rows_of(forward(ref_model, micro)[0], micro))
             if batch.negative_prompts is not None:
                 negative = micro.with_prompts(batch.negative_prompts)
                 scores.negative.update(_rows_of(forward(ctx.policy_engine, negative)[0], micro))
     return scores
+
+
+def _micros(group_rows: list, rows: TrainingRows, t) -> list[Micro]:
+    """The micro-batches of these groups' rows, as many on every rank (empty ones where a rank has fewer)."""
+    chunks = _chunks(group_rows, rows, t)
+    return micro_batches(chunks, rows.prompts, rows.responses, max_over_ranks(len(chunks)))
 
 
 def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
@@ -308,10 +321,11 @@ def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
 
 
 def _backward_on(ctx: UpdateContext, mini: list[int], train: TrainingRows, scores: RowLogprobs, *,
-                 first_epoch: bool) -> None:
+                 first_epoch: bool, fused: bool = False) -> None:
     """The forward and backward passes of one optimiser update on the mini-batch of groups `mini`: the
-    gradients are accumulated, the step is the caller's. Golden rows trained on (loss sft) have their entropy
-    tallied on their first epoch (the policy before any update when there is one mini-batch)."""
+    gradients are accumulated, the step is the caller's. `fused`: the policy has not moved yet, so the forward's
+    detached log-probs are the old ones (with entropy and the sync check). Golden rows trained on (loss sft) have
+    their entropy tallied on their first epoch (the policy before any update when there is one mini-batch)."""
     cfg, batch, world_size = ctx.cfg, ctx.batch, world()[1]
     rows = [r for g in mini for r in train.groups[g]]
     on_rollouts = ctx.objective.trains_on == "rollouts"
@@ -327,9 +341,9 @@ def _backward_on(ctx: UpdateContext, mini: list[int], train: TrainingRows, score
     for k, micro in enumerate(micros):
         ctx.policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
         logp, mask, ent = forward_logprobs(ctx.policy_engine, micro, ctx.pad_id, cfg.trainer.micro_batch_size,
-                                           with_entropy=ctx.fused or imitated_entropy,
+                                           with_entropy=fused or imitated_entropy,
                                            shared_prefix=cfg.trainer.shared_prefix)
-        if ctx.fused:
+        if fused:
             _observe(ctx.tally, batch, micro, logp, mask, ent, scores.old, ctx.step)
         elif imitated_entropy:
             _tally_entropy(ctx.tally, ent, mask, [True] * len(micro.index))
