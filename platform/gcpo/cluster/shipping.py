@@ -3,9 +3,10 @@
 A generator placed on the trainer's node opens the trainer's model folder as it is. One placed on another node
 first compares that path's contents there with the trainer's (`folder_fingerprint`: the project's one folder hash,
 `gcpo.content_hash`: every non-hidden file's relative name and bytes); when they match (shared storage, or the
-same model made there), it is used in place. Otherwise the trainer packs the folder once (`pack_folder`, one object in Ray's object store) and the generator
-unpacks it into its node's own temp folder (`unpack_folder`, under `<tmp>/gcpo-models/<fingerprint>`; written
-to a temp name and renamed, so a half-written copy is never used; a copy already there is reused).
+same model made there), it is used in place. Otherwise the trainer packs the folder once (`pack_folder`, one
+object in Ray's object store) and the generator unpacks it into its node's own temp folder (`unpack_folder`,
+under `<tmp>/gcpo-models/<fingerprint>`; written to a temp name and renamed, so a half-written copy is never
+used; a copy already there is reused).
 """
 
 from __future__ import annotations

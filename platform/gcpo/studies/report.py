@@ -3,8 +3,9 @@
 `write_study_report(study, out, comparisons)` writes to OUT: report.md (per claim: the arms' means with 95%
 intervals and IQM, the comparisons with their 95% and Holm-adjusted intervals and verdicts in words, the learning
 curves; then the study's code version and dtype and the cost table from `study.json`: each piece's wall clock,
-date, machine and CPU flags), arms.csv, comparisons.csv, comparisons.png (the adjusted intervals); each claim's `gcpo compare` report
-(learning_curves.png with the seeds' range as a band, intervals.png, CSV) is in OUT/<claim>/.
+date, machine and CPU flags), arms.csv, comparisons.csv, comparisons.png (the adjusted intervals); each claim's
+`gcpo compare` report (learning_curves.png with the seeds' range as a band, intervals.png, CSV) is in
+OUT/<claim>/.
 `plan_table` is the plan: per claim the MDD at the planned seeds and items, the seeds needed for the claim's
 target difference, the trials and the wall-clock estimate.
 """

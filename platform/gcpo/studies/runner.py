@@ -13,8 +13,10 @@ One code version and one dtype for every piece: `study.json` records the study's
 file of the gcpo package, the git commit where there is one, torch / transformers / vLLM versions, and the dtype
 the trials compute in on this machine, `model.dtype` resolved) when its first piece runs, and `gcpo study run`
 refuses to run more pieces with another (`StudyVersionError`, naming what differs and the commit to check out),
-before Ray starts. A study whose code must change starts a new folder (`--out`). After each piece the finished pieces of its claim are merged (`load_reports`) into
-`OUT/<claim>/` (the layout of benchmarks/results/paper_claims/).
+before Ray starts. A study whose code must change starts a new folder (`--out`).
+
+After each piece the finished pieces of its claim are merged (`load_reports`) into `OUT/<claim>/` (the layout of
+benchmarks/results/paper_claims/).
 
 `--until-decided`: the study's looks (`until_decided.looks`, `seeds_per_round` more seeds each) are run one after
 another; after each the study is analysed (`gcpo.studies.analysis`, Holm at alpha / looks) and it stops when every
@@ -131,11 +133,10 @@ def load_state(out: Path) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     """Where a piece ran: platform, CPU model, cores, the CPU flags that matter (`gcpo.eval_cache.ISA_FLAGS`)."""
-    from gcpo.eval_cache import cpu_flags, cpu_model
+    from gcpo.eval_cache import cpu_model, present_cpu_flags
 
     return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "cpu_flags": " ".join(name for name, present in cpu_flags().items() if present)}
+            "python": sys.version.split()[0], "cpu_flags": present_cpu_flags()}
 
 
 def save_state(out: Path, state: dict[str, Any]) -> None:

@@ -177,9 +177,9 @@ def update_policy(policy_engine, batch: StepBatch, cfg: RunConfig, *, step: int,
     metrics = {"time/old_logprobs_s": time.perf_counter() - t_start}
     grad_norms = []
     for epoch in range(t.epochs):
-        for k, mini in enumerate(minis):
+        for mini in minis:
             tally.update = len(grad_norms)
-            _backward_on(ctx, mini, train, scores, first_epoch=epoch == 0, fused=epoch == 0 and k == 0 and bool(fused))
+            _backward_on(ctx, mini, train, scores, first_epoch=epoch == 0)
             grad_norms.append(step_with_grad_norm(policy_engine, lr_scale=batch.alpha))
     totals = tally.reduced() | {"updates": float(len(grad_norms))}
     updates = max(len(grad_norms), 1)
@@ -321,12 +321,14 @@ def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
 
 
 def _backward_on(ctx: UpdateContext, mini: list[int], train: TrainingRows, scores: RowLogprobs, *,
-                 first_epoch: bool, fused: bool = False) -> None:
+                 first_epoch: bool) -> None:
     """The forward and backward passes of one optimiser update on the mini-batch of groups `mini`: the
-    gradients are accumulated, the step is the caller's. `fused`: the policy has not moved yet, so the forward's
-    detached log-probs are the old ones (with entropy and the sync check). Golden rows trained on (loss sft) have
-    their entropy tallied on their first epoch (the policy before any update when there is one mini-batch)."""
+    gradients are accumulated, the step is the caller's. On the fused mini-batch (`ctx.fused_groups`, first epoch)
+    the policy has not moved yet, so the forward's detached log-probs are the old ones (with entropy and the sync
+    check). Golden rows trained on (loss sft) have their entropy tallied on their first epoch (the policy before
+    any update when there is one mini-batch)."""
     cfg, batch, world_size = ctx.cfg, ctx.batch, world()[1]
+    fused = first_epoch and bool(mini) and frozenset(mini) == ctx.fused_groups
     rows = [r for g in mini for r in train.groups[g]]
     on_rollouts = ctx.objective.trains_on == "rollouts"
     correct = (batch.correct[mini].bool() if (mini and on_rollouts)
