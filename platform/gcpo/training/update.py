@@ -307,10 +307,11 @@ def _score_rollouts(ctx: UpdateContext, ref_model) -> RowLogprobs:
     return scores
 
 
-def _micros(group_rows: list, rows: TrainingRows, t) -> list[Micro]:
-    """The micro-batches of these groups' rows, as many on every rank (empty ones where a rank has fewer)."""
+def _micros(group_rows: list, rows: TrainingRows, t, at_least: int = 0) -> list[Micro]:
+    """The micro-batches of these groups' rows, as many on every rank (empty ones where a rank has fewer), and
+    at least `at_least` of them."""
     chunks = _chunks(group_rows, rows, t)
-    return micro_batches(chunks, rows.prompts, rows.responses, max_over_ranks(len(chunks)))
+    return micro_batches(chunks, rows.prompts, rows.responses, max(at_least, max_over_ranks(len(chunks))))
 
 
 def _chunks(group_rows: list, rows: TrainingRows, t) -> list:
@@ -336,9 +337,8 @@ def _backward_on(ctx: UpdateContext, mini: list[int], train: TrainingRows, score
     mini_rows = MiniRows([train.responses[r] for r in rows], correct, cfg.rollout.max_new_tokens)
     normalizer = all_reduce(ctx.objective.normalizer(mini_rows).reshape(1))[0]
     sft_normalizer = _sft_normalizer(ctx, train, rows)
-    chunks = _chunks([train.groups[g] for g in mini], train, cfg.trainer)
     # at least one (dummy) pass: DeepSpeed cannot step without a backward (e.g. ga_sft with nothing to imitate)
-    micros = micro_batches(chunks, train.prompts, train.responses, max(1, max_over_ranks(len(chunks))))
+    micros = _micros([train.groups[g] for g in mini], train, cfg.trainer, at_least=1)
     imitated_entropy = first_epoch and not on_rollouts
     for k, micro in enumerate(micros):
         ctx.policy_engine.set_gradient_accumulation_boundary(k == len(micros) - 1)
