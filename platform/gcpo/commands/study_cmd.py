@@ -1,4 +1,4 @@
-"""`gcpo study {plan,run,report,status} STUDY.yaml [KEY=VALUE ...] [--out DIR]`: an ablation study of named
+"""`gcpo study {plan,run,reuse,report,status} STUDY.yaml [KEY=VALUE ...] [--out DIR]`: an ablation study of named
 claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and reported in words.
 
 - `plan`: from a pilot (`--experiment E [--tracking-uri U]`: runs already in MLflow; default: this study's
@@ -8,6 +8,8 @@ claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and rep
 - `run`: every trial as a resumable piece (one arm x one seed), seed by seed across the arms, one progress line
   with the study's ETA; `--until-decided` adds seeds in rounds (the file's `until_decided`) until every
   comparison is decided or the budget is spent. Stopped (Ctrl-C) or failed pieces resume on the next run.
+- `reuse`: without training, write every pending piece whose run config equals a finished piece's from that
+  piece's runs (`gcpo.studies.reuse`; `run` does it before each piece): for pieces run by another checkout.
 - `report`: OUT/report.md (arms' means with 95% intervals and IQM, differences with Holm-adjusted intervals and
   verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, <claim>/.
 - `status`: pieces done per claim and each comparison's verdict, without writing the report.
@@ -21,14 +23,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-ACTIONS = ("plan", "run", "report", "status")
+ACTIONS = ("plan", "run", "reuse", "report", "status")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gcpo.config import TrackingConfig
     from gcpo.console import add_verbose_argument
 
-    parser.add_argument("action", choices=ACTIONS, help="plan its size, run it, write its report, or show status")
+    parser.add_argument("action", choices=ACTIONS, help="plan its size, run it, fill in the pieces equal to finished "
+                        "ones without training, write its report, or show status")
     parser.add_argument("study", metavar="STUDY.yaml", help="a study file, e.g. studies/paper_claims.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="run-config values for every trial")
     parser.add_argument("--out", metavar="DIR", help="the study's folder (default: reports/studies/<name>)")
@@ -103,6 +106,18 @@ def _run(args: argparse.Namespace, study, out: Path) -> int:
     return 1 if failed else _report(args, study, out)
 
 
+def _reuse(args: argparse.Namespace, study, out: Path) -> int:
+    from gcpo.studies.reuse import reuse_pending
+    from gcpo.studies.runner import merge_claim, pieces
+
+    written = reuse_pending(study, pieces(study), out, list(args.overrides))
+    for claim in {piece["claim"] for piece, _ in written}:
+        merge_claim(out, claim)
+    print(f"gcpo study reuse: {len(written)} piece(s) written from finished ones" if written else
+          "gcpo study reuse: no pending piece has the run config of a finished one")
+    return 0
+
+
 def _report(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.report import format_status, write_study_report
     from gcpo.studies.runner import done_counts, merged
@@ -137,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     except StudyError as e:
         print(f"gcpo study: {e}")
         return 2
-    handler = {"plan": _plan, "run": _run, "report": _report, "status": _status}[args.action]
+    handler = {"plan": _plan, "run": _run, "reuse": _reuse, "report": _report, "status": _status}[args.action]
     try:
         return handler(args, study, _out(args, study))
     except ValueError as e:

@@ -125,6 +125,7 @@ def markdown_report(study: Study, arms: pd.DataFrame, table: pd.DataFrame, done:
 def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
                        done: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """report.md, arms.csv, comparisons.csv and comparisons.png in `out`; returns (arms, comparisons)."""
+    from gcpo.studies.reuse import reused_records
     from gcpo.studies.runner import load_state
     from gcpo.sweeps.plots import plot_intervals
 
@@ -136,7 +137,8 @@ def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
         labels = [f"{c}: {x}" for c, x in zip(table["claim"], table["comparison"])]
         plot_intervals(table, labels, out / "comparisons.png", xlabel="difference (Holm-adjusted interval)",
                        zero_line=True, title=f"{study.name}: comparisons, Holm-adjusted intervals")
-    (out / "report.md").write_text(markdown_report(study, arms, table, done) + cost_lines(load_state(out)))
+    cost = cost_lines(load_state(out), reused_records(out))
+    (out / "report.md").write_text(markdown_report(study, arms, table, done) + cost)
     return arms, table
 
 
@@ -150,8 +152,9 @@ def format_status(study: Study, table: pd.DataFrame, done: dict[str, tuple[int, 
     return "\n".join(lines)
 
 
-def cost_lines(state: dict[str, Any]) -> str:
-    """report.md's last section: the study's version (`study.json`) and each piece's cost, where it ran."""
+def cost_lines(state: dict[str, Any], reused: dict[str, dict[str, Any]] | None = None) -> str:
+    """report.md's last section: the study's version (`study.json`) and each piece's cost, where it ran; then the
+    `reused` pieces (`gcpo.studies.reuse.reused_records`), which cost nothing."""
     version = state.get("version") or {}
     lines = ["## Version and cost", ""]
     if version:
@@ -161,7 +164,7 @@ def cost_lines(state: dict[str, Any]) -> str:
                   "(`gcpo study run` refuses another).", ""]
     pieces = state.get("pieces", {})
     if not pieces:
-        return "\n".join(lines + ["No piece timed yet.", ""])
+        return "\n".join(lines + ["No piece timed yet.", ""] + _reused_lines(reused or {}))
     lines += ["| piece | wall clock | finished | machine | CPU flags |", "|---|---|---|---|---|"]
     for name, p in pieces.items():
         where = p.get("machine") or {}
@@ -169,4 +172,16 @@ def cost_lines(state: dict[str, Any]) -> str:
                      f"{p.get('finished', '-')} | {where.get('cpus', '?')} cores, {where.get('processor', '?')} | "
                      f"{where.get('cpu_flags', '-')} |")
     total = sum(p["wall_s"] for p in pieces.values())
-    return "\n".join(lines + ["", f"Total: {total / 3600:.2f} h over {len(pieces)} pieces.", ""])
+    return "\n".join(lines + ["", f"Total: {total / 3600:.2f} h over {len(pieces)} pieces.", ""]
+                     + _reused_lines(reused or {}))
+
+
+def _reused_lines(reused: dict[str, dict[str, Any]]) -> list[str]:
+    """The pieces not trained because a finished piece had the same run config (`gcpo.studies.reuse`)."""
+    if not reused:
+        return []
+    lines = [f"{len(reused)} pieces were not trained: each has the run config of a finished piece (the same "
+             "fingerprint, `gcpo.studies.reuse`) and reports its runs.", "",
+             "| piece | its runs are those of | run fingerprint |", "|---|---|---|"]
+    lines += [f"| {name} | {record['from']} | `{record['fingerprint'][:12]}` |" for name, record in reused.items()]
+    return lines + [""]

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gcpo.studies.study_file import Claim, Study, folder_name, look_seeds, write_space
+from gcpo.studies.layout import is_done, piece_dir, space_file
+from gcpo.studies.study_file import Study, folder_name, look_seeds
 
 STATE_FILE = "study.json"
 # what must be the same for every piece of a study (the commit is recorded, not compared: the source hash is)
@@ -92,11 +93,6 @@ def check_version(state: dict[str, Any], current: dict[str, str]) -> None:
             f"or start a new study folder (--out)")
 
 
-def space_file(out: Path, claim: Claim) -> Path:
-    """The claim's search space under OUT/spaces/ (rewritten each time: the study file may have changed)."""
-    return write_space(claim.space, out / "spaces" / f"{claim.name}.yaml")
-
-
 def pieces(study: Study, look: int = 0) -> list[dict[str, Any]]:
     """Every piece of the study up to `look` (0: the planned seeds), seed by seed across the claims' arms."""
     seeds = {name: look_seeds(claim, study)[look] for name, claim in study.claims.items()}
@@ -109,14 +105,6 @@ def pieces(study: Study, look: int = 0) -> list[dict[str, Any]]:
             out += [{"claim": name, "arm": arm, "seed": seed, "name": f"{folder_name(arm)}_s{seed}",
                      "only": {key: [value] for key, value in claim.points[arm].items()}} for arm in claim.arms]
     return out
-
-
-def piece_dir(out: Path, piece: dict) -> Path:
-    return out / "pieces" / piece["claim"] / piece["name"]
-
-
-def is_done(out: Path, piece: dict) -> bool:
-    return (piece_dir(out, piece) / "runs.csv").exists()
 
 
 def done_counts(study: Study, out: Path) -> dict[str, tuple[int, int]]:
@@ -151,12 +139,15 @@ def piece_cost(state: dict[str, Any]) -> float | None:
     return sum(times) / len(times) if times else None
 
 
-def progress_line(done: int, total: int, piece: dict, wall_s: float, cost: float | None) -> str:
-    """`[study] 5/20 done (methods: gcpo, seed 1, 31s); ETA 7m45s for 15 more`."""
+def progress_line(done: int, total: int, piece: dict, wall_s: float, cost: float | None,
+                  trainings: int | None = None) -> str:
+    """`[study] 5/20 done (methods: gcpo, seed 1, 31s); ETA 7m45s for 15 more`; with `trainings` (the distinct
+    runs left, fewer where pieces will be reused) the ETA is theirs: `ETA 6m12s for 15 more (12 to train)`."""
     left = total - done
-    eta = "unknown" if cost is None else _duration(cost * left)
+    trained = left if trainings is None else trainings
+    eta = "unknown" if cost is None else _duration(cost * trained)
     return (f"[study] {done}/{total} done ({piece['claim']}: {piece['arm']}, seed {piece['seed']}, "
-            f"{wall_s:.0f}s); ETA {eta} for {left} more")
+            f"{wall_s:.0f}s); ETA {eta} for {left} more" + ("" if trained == left else f" ({trained} to train)"))
 
 
 def _duration(seconds: float) -> str:
@@ -211,11 +202,21 @@ def merged(study: Study, out: Path) -> dict[str, Any]:
 def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: dict[str, Any]) -> int:
     """Run the pending pieces of `todo` with the progress line; returns the failed pieces' count. Raises
     `SweepInterrupted` when a piece is stopped (its state is saved first)."""
+    from gcpo.studies.reuse import piece_fingerprints, reuse_one, reuse_pending
+
     out = options["out"]
+    fingerprints = piece_fingerprints(study, todo, out, options["overrides"])
+    for claim in {piece["claim"] for piece, _ in reuse_pending(study, todo, out, options["overrides"],
+                                                                fingerprints)}:
+        merge_claim(out, claim)
     pending = [p for p in todo if not is_done(out, p)]
     done, failed = len(todo) - len(pending), 0
     print(f"[study] {study.name}: {done} of {len(todo)} pieces done; {len(pending)} to run", flush=True)
     for piece in pending:
+        if reuse_one(study, piece, todo, out, fingerprints) is not None:
+            done += 1  # an equal piece finished since: reused, never trained twice
+            merge_claim(out, piece["claim"])
+            continue
         result = run_piece(study, piece, options["overrides"], out, options["base"], options["tag"],
                            options["keep_checkpoints"])
         state["pieces"][f"{piece['claim']}/{piece['name']}"] = result
@@ -223,7 +224,8 @@ def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: d
         failed += result["failed"]
         done += not result["failed"]
         merge_claim(out, piece["claim"])
-        print(progress_line(done, len(todo), piece, result["wall_s"], piece_cost(state)), flush=True)
+        trainings = len({fingerprints[f"{p['claim']}/{p['name']}"] for p in todo if not is_done(out, p)})
+        print(progress_line(done, len(todo), piece, result["wall_s"], piece_cost(state), trainings), flush=True)
     return failed
 
 

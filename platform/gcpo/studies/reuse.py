@@ -1,0 +1,149 @@
+"""A study never pays twice for one run: a piece whose run config equals a finished piece's reuses its runs.
+
+Two claims often hold the same run: the reference arm of one claim is an arm of another (`gcpo` in `rivals` and in
+`imitation`), or a cell of an ablation grid is a named arm elsewhere. Before a piece trains, `gcpo study run`
+looks for a finished piece at the same seed whose **run fingerprint** is the same, and if there is one it writes
+the piece's report from that piece's (`reuse_piece`): the same runs, curves and per-item results, relabelled with
+this piece's arm (and its grid values for a factorial claim), and a `reused.json` beside them naming the source and
+the fingerprint. `gcpo study reuse` does the same without training anything (for pieces run by another checkout).
+
+The run fingerprint (`run_fingerprint`) is a hash of the whole resolved run config (`gcpo.config.RunConfig`, the
+seed included) less what cannot change a run's numbers:
+- `tracking.*`: where the run is logged (each claim logs to its own MLflow experiment);
+- the clip range of the importance-sampling level the run does not use: `algorithm.clip_low` / `clip_high` (the
+  token ratio's range) when `algorithm.ratio_level` is `sequence`, `clip_low_sequence` / `clip_high_sequence`
+  when it is `token` (`gcpo.training.objectives.clip_range` is the one reader of either pair).
+The list is deliberately short: any other difference, even one that might not matter, makes two pieces different
+and both train. Reusing a run for an equal config relies on a run being a function of its config (samples carry
+per-request seeds; a rerun of a run reproduces its metric history, tests/cluster/test_hosts.py); reuse only happens
+within one study folder, so both pieces are of the study's one code version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gcpo.studies.layout import is_done, piece_dir, space_file
+
+REUSED_FILE = "reused.json"
+# the keys of each ratio level's unused clip range (gcpo.training.objectives.clip_range reads the other pair)
+UNUSED_CLIP_KEYS = {"sequence": ("algorithm.clip_low", "algorithm.clip_high"),
+                    "token": ("algorithm.clip_low_sequence", "algorithm.clip_high_sequence")}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def run_fingerprint(cfg) -> str:
+    """The hash of a `RunConfig` less what cannot change its numbers (module docstring)."""
+    flat = _flatten(dataclasses.asdict(cfg))
+    unused = UNUSED_CLIP_KEYS.get(cfg.algorithm.ratio_level, ())
+    kept = {k: v for k, v in flat.items() if not k.startswith("tracking.") and k not in unused}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def piece_fingerprints(study, todo: list[dict], out: Path, overrides: list[str]) -> dict[str, str]:
+    """`<claim>/<piece name>` -> the run fingerprint of that piece's one trial (its arm at its seed)."""
+    from gcpo.sweeps.space import load_space, trial_config
+
+    spaces = {name: load_space(space_file(out, study.claims[name]), overrides)
+              for name in {p["claim"] for p in todo}}
+    return {piece_key(p): run_fingerprint(trial_config(spaces[p["claim"]], _params(p))) for p in todo}
+
+
+def _params(piece: dict) -> dict[str, Any]:
+    return {key: values[0] for key, values in piece["only"].items()} | {"trainer.seed": piece["seed"]}
+
+
+def piece_key(piece: dict) -> str:
+    return f"{piece['claim']}/{piece['name']}"
+
+
+def find_source(piece: dict, todo: list[dict], fingerprints: dict[str, str], out: Path) -> dict | None:
+    """A finished piece of `todo` (not `piece`) with `piece`'s fingerprint, not itself a reuse (None: none)."""
+
+    wanted = fingerprints[piece_key(piece)]
+    for other in todo:
+        if other is piece or fingerprints[piece_key(other)] != wanted or not is_done(out, other):
+            continue
+        if not (piece_dir(out, other) / REUSED_FILE).exists():
+            return other
+    return None
+
+
+def reuse_piece(study, piece: dict, source: dict, out: Path, fingerprint: str) -> Path:
+    """Write `piece`'s report from `source`'s (the same runs relabelled, module docstring); returns its folder.
+    Written to a temporary folder first, so a piece is never half there (its runs.csv marks it done)."""
+    from gcpo.sweeps.compare import Comparison, load_reports, summarize_arms, write_report
+
+    claim = study.claims[piece["claim"]]
+    point = claim.points[piece["arm"]]
+    old = load_reports([piece_dir(out, source)])
+    runs = _relabel_runs(old.runs, old.keys, piece["arm"], point)
+    relabel = {"arm": piece["arm"]}
+    cmp = Comparison(f"{study.name}-{piece['claim']}", "", old.metric, old.mode, list(point), old.target, runs,
+                     summarize_arms(runs), old.curves.assign(**relabel),
+                     notes=[f"reused from {piece_key(source)} (the same run config)"],
+                     items=old.items.assign(**relabel) if len(old.items) else old.items)
+    target = piece_dir(out, piece)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    write_report(cmp, staging, log_to_parent=False)
+    (staging / REUSED_FILE).write_text(json.dumps({"from": piece_key(source), "fingerprint": fingerprint,
+                                                   "run_ids": list(runs["run_id"])}, indent=2) + "\n")
+    if target.exists():  # an interrupted piece's leftovers (no runs.csv, else it would be done)
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+def _relabel_runs(runs: pd.DataFrame, old_keys: list[str], arm: str, point: dict[str, Any]) -> pd.DataFrame:
+    """runs.csv's rows under `arm`, its grid-value columns those of `point` (after `status`, as in a sweep's)."""
+    runs = runs.drop(columns=[k for k in old_keys if k in runs.columns and k != "arm"]).assign(arm=arm)
+    at = list(runs.columns).index("status") + 1
+    for offset, (key, value) in enumerate((k, v) for k, v in point.items() if k != "arm"):
+        runs.insert(at + offset, key, value)
+    return runs
+
+
+def reuse_one(study, piece: dict, todo: list[dict], out: Path, fingerprints: dict[str, str]) -> dict | None:
+    """Reuse `piece` if it is pending and a finished piece of `todo` equals it; returns the source (None: not
+    reused). One line when it is: `[study] imitation: gcpo, seed 0 reused from rivals/gcpo_s0 (the same run
+    config)`."""
+
+    source = None if is_done(out, piece) else find_source(piece, todo, fingerprints, out)
+    if source is not None:
+        reuse_piece(study, piece, source, out, fingerprints[piece_key(piece)])
+        print(f"[study] {piece['claim']}: {piece['arm']}, seed {piece['seed']} reused from {piece_key(source)} "
+              "(the same run config)", flush=True)
+    return source
+
+
+def reuse_pending(study, todo: list[dict], out: Path, overrides: list[str],
+                  fingerprints: dict[str, str] | None = None) -> list[tuple[dict, dict]]:
+    """Reuse every pending piece of `todo` that a finished one equals (`reuse_one`); returns the (piece, source)
+    pairs written."""
+    fingerprints = fingerprints or piece_fingerprints(study, todo, out, overrides)
+    pairs = [(piece, reuse_one(study, piece, todo, out, fingerprints)) for piece in todo]
+    return [(piece, source) for piece, source in pairs if source is not None]
+
+
+def reused_records(out: Path) -> dict[str, dict[str, Any]]:
+    """`<claim>/<piece name>` -> its `reused.json`, for every reused piece of the study folder `out`."""
+    return {f"{path.parent.parent.name}/{path.parent.name}": json.loads(path.read_text())
+            for path in sorted((out / "pieces").glob(f"*/*/{REUSED_FILE}"))}
