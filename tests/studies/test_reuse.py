@@ -11,7 +11,8 @@ import yaml
 
 from gcpo.config import load_config
 from gcpo.studies.report import cost_lines
-from gcpo.studies.reuse import REUSED_FILE, piece_fingerprints, reuse_pending, reused_records, run_fingerprint
+from gcpo.studies.reuse import (REUSED_FILE, piece_fingerprints, reuse_pending, reused_records, run_fingerprint,
+                                runs_to_train)
 from gcpo.studies.layout import is_done, piece_dir
 from gcpo.studies.runner import pieces, run_pieces
 from gcpo.studies.study_file import load_study
@@ -85,7 +86,10 @@ def test_a_piece_equal_to_a_finished_one_is_written_from_its_runs(tmp_path, caps
     todo = pieces(study)
     source = next(p for p in todo if (p["claim"], p["arm"]) == ("a", "gcpo"))
     shutil.copytree(PIECE, piece_dir(out, source))  # a finished piece (the evidence study's gcpo, seed 0)
+    prints = piece_fingerprints(study, todo, out, [])
+    assert runs_to_train(todo, prints, out) == 4  # 6 pieces, 5 runs (b's sequence cell is a's gcpo), 1 done
     written = reuse_pending(study, todo, out, [])
+    assert runs_to_train(todo, prints, out) == 4
     assert [(p["claim"], p["arm"], s["arm"]) for p, s in written] == [("b", SEQUENCE_CELL, "gcpo")]
     line = "[study] b: golden_answers=True, ratio_level=sequence, seed 0 reused from a/gcpo_s0"
     assert line in capsys.readouterr().out

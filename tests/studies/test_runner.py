@@ -62,7 +62,8 @@ def test_plan_report_and_status_read_the_finished_pieces(tmp_path, capsys):
     assert plan.loc["methods", "seeds_needed"] > 3 and plan.loc["methods", "hours"] > 0
     assert run_command("report", STUDY, "--out", out) == 0
     assert "methods: 14 of 18 pieces done" in capsys.readouterr().out
-    for name in ("report.md", "arms.csv", "comparisons.csv", "comparisons.png", "methods/learning_curves.png"):
+    for name in ("report.md", "arms.csv", "comparisons.csv", "comparisons.png", "methods/learning_curves.png",
+                 "methods/comparisons.png", "ablation/comparisons.png"):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "comparisons.csv")
     assert len(table) == 5 + 7 and set(table["claim"]) == {"methods", "ablation"}

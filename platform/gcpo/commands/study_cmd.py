@@ -55,7 +55,8 @@ def _out(args: argparse.Namespace, study) -> Path:
 
 def _plan(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.report import format_plan, plan_table
-    from gcpo.studies.runner import load_state, merged, piece_cost, space_file
+    from gcpo.studies.reuse import piece_fingerprints
+    from gcpo.studies.runner import load_state, merged, piece_cost, pieces, space_file
     from gcpo.sweeps.space import load_space, trial_config
 
     configs = {n: trial_config(load_space(space_file(out, c), args.overrides), {}) for n, c in study.claims.items()}
@@ -79,7 +80,8 @@ def _plan(args: argparse.Namespace, study, out: Path) -> int:
                       {n: cfg.task.eval_size for n, cfg in configs.items()}, cost)
     out.mkdir(parents=True, exist_ok=True)
     plan.to_csv(out / "plan.csv", index=False)
-    print(format_plan(study, plan, cost))
+    print(format_plan(study, plan, cost, runs=len(set(piece_fingerprints(study, pieces(study), out,
+                                                                         list(args.overrides)).values()))))
     print(f"\nplan: {out / 'plan.csv'}")
     return 0
 

@@ -57,8 +57,9 @@ def plan_table(study: Study, pilots: dict[str, Any], items: dict[str, int], cost
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
-def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None) -> str:
-    """The plan as text: one block per claim, then the study's total."""
+def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None, runs: int | None = None) -> str:
+    """The plan as text: one block per claim, then the study's total; with `runs` (the distinct runs of its
+    trials, `gcpo.studies.reuse`) the total says how many trials reuse another's run and costs only the runs."""
     lines = [f"study {study.name}: {study.comparisons} comparisons, {study.looks} look(s); each planned at alpha "
              f"{method.adjusted_alpha(study.comparisons, study.looks):.4f} (0.05 / (comparisons x looks)), 80% "
              f"power; a trial costs {_number(cost_s, '{:.0f}')} s on this machine"]
@@ -78,9 +79,13 @@ def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None) -> str:
                   f"{_number(row['sd_item'])}, sd of a seed on one item {_number(row['sd_resid'])}",
                   f"  detectable difference at the planned seeds: {_number(row['mdd'])}; for the target "
                   f"{row['target']:.3f}: {needed}"]
+    trials = int(plan["trials"].sum())
     total = plan["hours"].sum(min_count=1)
+    reused = "" if runs is None or runs == trials else f" ({trials - runs} reuse another trial's run: {runs} to train)"
+    if reused and cost_s:
+        total = cost_s * runs / 3600
     budget = f" of a budget of {study.budget_hours:g} h" if study.budget_hours else ""
-    lines.append(f"\ntotal: {int(plan['trials'].sum())} trials, {_number(total, '{:.2f}')} h{budget}")
+    lines.append(f"\ntotal: {trials} trials{reused}, {_number(total, '{:.2f}')} h{budget}")
     return "\n".join(lines)
 
 
@@ -117,14 +122,16 @@ def markdown_report(study: Study, arms: pd.DataFrame, table: pd.DataFrame, done:
             lines += ["No finished piece yet.", ""]
             continue
         lines += _arm_lines(chosen) + [""] + _comparison_lines(table[table["claim"] == name]) + [""]
-        lines += [f"![{name}: learning curves]({name}/learning_curves.png)", ""]
+        lines += [f"![{name}: comparisons]({name}/comparisons.png) ![{name}: learning curves]"
+                  f"({name}/learning_curves.png)", ""]
     lines += ["![adjusted intervals](comparisons.png)", ""]
     return "\n".join(lines)
 
 
 def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
                        done: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """report.md, arms.csv, comparisons.csv and comparisons.png in `out`; returns (arms, comparisons)."""
+    """report.md, arms.csv, comparisons.csv and comparisons.png in `out`, and each claim's comparisons.png in its
+    folder; returns (arms, comparisons)."""
     from gcpo.studies.reuse import reused_records
     from gcpo.studies.runner import load_state
     from gcpo.sweeps.plots import plot_intervals
@@ -137,6 +144,9 @@ def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
         labels = [f"{c}: {x}" for c, x in zip(table["claim"], table["comparison"])]
         plot_intervals(table, labels, out / "comparisons.png", xlabel="difference (Holm-adjusted interval)",
                        zero_line=True, title=f"{study.name}: comparisons, Holm-adjusted intervals")
+    for claim, rows in table.groupby("claim", sort=False):  # one figure per claim, beside its other plots
+        plot_intervals(rows, list(rows["comparison"]), out / claim / "comparisons.png", zero_line=True,
+                       xlabel="difference (Holm-adjusted over the study)", title=f"{study.name}: {claim}")
     cost = cost_lines(load_state(out), reused_records(out))
     (out / "report.md").write_text(markdown_report(study, arms, table, done) + cost)
     return arms, table

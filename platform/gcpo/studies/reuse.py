@@ -121,6 +121,12 @@ def _relabel_runs(runs: pd.DataFrame, old_keys: list[str], arm: str, point: dict
     return runs
 
 
+def runs_to_train(todo: list[dict], fingerprints: dict[str, str], out: Path) -> int:
+    """The distinct runs `todo`'s pending pieces still need: their fingerprints less those of finished pieces."""
+    done = {piece_key(p) for p in todo if is_done(out, p)}
+    return len({v for k, v in fingerprints.items() if k not in done} - {fingerprints[k] for k in done})
+
+
 def reuse_one(study, piece: dict, todo: list[dict], out: Path, fingerprints: dict[str, str]) -> dict | None:
     """Reuse `piece` if it is pending and a finished piece of `todo` equals it; returns the source (None: not
     reused). One line when it is: `[study] imitation: gcpo, seed 0 reused from rivals/gcpo_s0 (the same run

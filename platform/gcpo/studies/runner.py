@@ -202,7 +202,7 @@ def merged(study: Study, out: Path) -> dict[str, Any]:
 def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: dict[str, Any]) -> int:
     """Run the pending pieces of `todo` with the progress line; returns the failed pieces' count. Raises
     `SweepInterrupted` when a piece is stopped (its state is saved first)."""
-    from gcpo.studies.reuse import piece_fingerprints, reuse_one, reuse_pending
+    from gcpo.studies.reuse import piece_fingerprints, reuse_one, reuse_pending, runs_to_train
 
     out = options["out"]
     fingerprints = piece_fingerprints(study, todo, out, options["overrides"])
@@ -224,8 +224,8 @@ def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: d
         failed += result["failed"]
         done += not result["failed"]
         merge_claim(out, piece["claim"])
-        trainings = len({fingerprints[f"{p['claim']}/{p['name']}"] for p in todo if not is_done(out, p)})
-        print(progress_line(done, len(todo), piece, result["wall_s"], piece_cost(state), trainings), flush=True)
+        print(progress_line(done, len(todo), piece, result["wall_s"], piece_cost(state),
+                            runs_to_train(todo, fingerprints, out)), flush=True)
     return failed
 
 
