@@ -14,9 +14,11 @@ seed included) less what cannot change a run's numbers:
   token ratio's range) when `algorithm.ratio_level` is `sequence`, `clip_low_sequence` / `clip_high_sequence`
   when it is `token` (`gcpo.training.objectives.clip_range` is the one reader of either pair).
 The list is deliberately short: any other difference, even one that might not matter, makes two pieces different
-and both train. Reusing a run for an equal config relies on a run being a function of its config (samples carry
-per-request seeds; a rerun of a run reproduces its metric history, tests/cluster/test_hosts.py); reuse only happens
-within one study folder, so both pieces are of the study's one code version.
+and both train. A run of an equal config at the same seed is a draw of the same experiment, so reusing it changes
+no claim's statistics; here it is even the same draw (samples carry per-request seeds, and a rerun reproduces its
+metric history: tests/cluster/test_hosts.py). Reuse only happens within one study folder, so both pieces are of
+the study's one code version. Two claims that share a run are not independent of each other; each claim's own
+comparisons are unaffected.
 """
 
 from __future__ import annotations
