@@ -148,7 +148,7 @@ def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
         plot_intervals(rows, list(rows["comparison"]), out / claim / "comparisons.png", zero_line=True,
                        xlabel="difference (Holm-adjusted over the study)", title=f"{study.name}: {claim}")
     cost = cost_lines(load_state(out), reused_records(out))
-    (out / "report.md").write_text(markdown_report(study, arms, table, done) + cost)
+    (out / "report.md").write_text(markdown_report(study, arms, table, done) + "\n" + cost)
     return arms, table
 
 
