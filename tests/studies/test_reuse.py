@@ -11,8 +11,8 @@ import yaml
 
 from gcpo.config import load_config
 from gcpo.studies.report import cost_lines
-from gcpo.studies.reuse import (REUSED_FILE, piece_fingerprints, reuse_pending, reused_records, run_fingerprint,
-                                runs_to_train)
+from gcpo.studies.reuse import (REUSED_FILE, Pool, piece_fingerprints, reuse_pending, reused_records,
+                                run_fingerprint, runs_to_train)
 from gcpo.studies.layout import is_done, piece_dir
 from gcpo.studies.runner import pieces, run_pieces
 from gcpo.studies.study_file import load_study
@@ -88,7 +88,7 @@ def test_a_piece_equal_to_a_finished_one_is_written_from_its_runs(tmp_path, caps
     shutil.copytree(PIECE, piece_dir(out, source))  # a finished piece (the evidence study's gcpo, seed 0)
     prints = piece_fingerprints(study, todo, out, [])
     assert runs_to_train(todo, prints, out) == 4  # 6 pieces, 5 runs (b's sequence cell is a's gcpo), 1 done
-    written = reuse_pending(study, todo, out, [])
+    written = reuse_pending(study, [Pool(out, todo, prints)])
     assert runs_to_train(todo, prints, out) == 4
     assert [(p["claim"], p["arm"], s["arm"]) for p, s in written] == [("b", SEQUENCE_CELL, "gcpo")]
     line = "[study] b: golden_answers=True, ratio_level=sequence, seed 0 reused from a/gcpo_s0"
@@ -105,13 +105,13 @@ def test_a_piece_equal_to_a_finished_one_is_written_from_its_runs(tmp_path, caps
     assert json.loads((target / "comparison.json").read_text())["keys"] == ["algorithm.golden_answers",
                                                                             "algorithm.ratio_level"]
     record = json.loads((target / REUSED_FILE).read_text())
-    assert record["from"] == "a/gcpo_s0" and record["run_ids"] == list(old["run_id"])
+    assert record["from"] == "a/gcpo_s0" and record["study"] is None and record["run_ids"] == list(old["run_id"])
     assert reused_records(out) == {f"b/{target.name}": record}
     assert load_reports([target]).arms["arm"].tolist() == [SEQUENCE_CELL]
     assert "| b/golden_answers=True_ratio_level=sequence_s0 | a/gcpo_s0 |" in cost_lines({"pieces": {}},
                                                                                             reused_records(out))
     assert not [p for p in todo if p is not written[0][0] and p is not source and is_done(out, p)]
-    assert reuse_pending(study, todo, out, []) == []  # nothing more; a reused piece is never a source
+    assert reuse_pending(study, [Pool(out, todo, prints)]) == []  # nothing more; a reused piece is never a source
 
 
 def test_running_the_study_reuses_instead_of_training(tmp_path, capsys):
@@ -126,3 +126,38 @@ def test_running_the_study_reuses_instead_of_training(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "reused from a/gcpo_s0" in text and "2 of 2 pieces done; 0 to run" in text
     assert state["pieces"] == {} and (out / "b" / "runs.csv").exists()  # the claim's merged report
+
+
+def run_command(*argv) -> int:
+    from gcpo.commands import build_parser, study_cmd
+
+    return study_cmd.run(build_parser().parse_args(["study", *map(str, argv)]))
+
+
+def test_runs_of_another_study_folder_are_reused_at_its_version_only(tmp_path, capsys):
+    """`gcpo study reuse --reuse-from STUDY.yaml DIR`: a piece of this study equal to one finished in another
+    study's folder is written from it, if that folder's runs are of this study's code version."""
+    first = two_claim_study(tmp_path)
+    done = tmp_path / "first"
+    source = next(p for p in pieces(load_study(first)) if p["arm"] == "gcpo")
+    shutil.copytree(PIECE, piece_dir(done, source))
+    version = {"gcpo_source": "abc", "torch": "t", "transformers": "x", "vllm": "v", "dtype": "float32"}
+    (done / "study.json").write_text(json.dumps({"pieces": {}, "version": version}))
+    second = tmp_path / "second.yaml"
+    second.write_text(first.read_text().replace("name: two", "name: second").replace(
+        "  a:\n    arms:\n      grpo: {preset: grpo}\n      gcpo: {preset: gcpo}\n", "").replace("\n  b:", "\n  c:"))
+    out = tmp_path / "out"
+    assert run_command("reuse", second, "--out", out, "--reuse-from", first, done) == 0
+    text = capsys.readouterr().out
+    assert "[study] c: golden_answers=True, ratio_level=sequence, seed 0 reused from two: a/gcpo_s0" in text
+    assert "1 piece(s) written" in text
+    (record,) = reused_records(out).values()
+    assert record["study"] == "two" and record["from"] == "a/gcpo_s0"
+    assert json.loads((out / "study.json").read_text())["version"] == version  # its runs' version is now its own
+    # this study at another version: refused, naming what differs
+    state = json.loads((out / "study.json").read_text())
+    state["version"] = version | {"gcpo_source": "def"}
+    (out / "study.json").write_text(json.dumps(state))
+    assert run_command("reuse", second, "--out", out, "--reuse-from", first, done) == 2
+    assert "its runs ran with another code version or dtype (gcpo_source: theirs abc, this study's def)" in \
+        capsys.readouterr().out

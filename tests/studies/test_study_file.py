@@ -109,6 +109,19 @@ def test_the_warm_start_study_runs_every_claim_in_the_regime(tmp_path):
     assert len(cells) == 8
 
 
+def test_the_next_study_shares_twelve_runs_with_the_warm_start_study(tmp_path):
+    """studies/warm_claims_next.yaml (claims 2, 5 and 6): the regime's every arm; grpo, gcpo, gcpo without golden
+    answers and ga_sft are runs of studies/warm_claims.yaml, which `--reuse-from` takes (18 runs left to train)."""
+    from gcpo.studies.reuse import piece_fingerprints
+    from gcpo.studies.runner import pieces
+
+    warm, more = (load_study(ROOT / "studies" / f"{name}.yaml") for name in ("warm_claims", "warm_claims_next"))
+    assert list(more.claims) == ["gpg", "seed_methods", "golden_uses"] and more.comparisons == 2 + 2 + 4
+    theirs = set(piece_fingerprints(warm, pieces(warm), tmp_path / "warm", []).values())
+    ours = set(piece_fingerprints(more, pieces(more), tmp_path / "more", []).values())
+    assert (len(ours), len(ours & theirs), len(ours - theirs)) == (30, 12, 18)
+
+
 def test_no_claims_and_no_file_fail(tmp_path):
     with pytest.raises(StudyError, match="no such study file"):
         load_study(tmp_path / "none.yaml")

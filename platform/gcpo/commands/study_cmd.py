@@ -10,6 +10,8 @@ claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and rep
   comparison is decided or the budget is spent. Stopped (Ctrl-C) or failed pieces resume on the next run.
 - `reuse`: without training, write every pending piece whose run config equals a finished piece's from that
   piece's runs (`gcpo.studies.reuse`; `run` does it before each piece): for pieces run by another checkout.
+  `--reuse-from STUDY.yaml DIR` (run and reuse, repeatable) also takes runs from another study's folder, when
+  they ran with this study's code version.
 - `report`: OUT/report.md (arms' means with 95% intervals and IQM, differences with Holm-adjusted intervals and
   verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, <claim>/.
 - `status`: pieces done per claim and each comparison's verdict, without writing the report.
@@ -44,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", default="", help="run: suffix of the MLflow experiments (<study>-<claim><TAG>)")
     parser.add_argument("--keep-checkpoints", choices=("none", "all"), default="none",
                         help="run: keep each finished piece's checkpoints (default none: a study needs metrics)")
+    parser.add_argument("--reuse-from", nargs=2, action="append", default=[], metavar=("STUDY.yaml", "DIR"),
+                        help="run, reuse: also take runs from another study's folder where a piece has the run "
+                             "config of one finished there (same code version only); repeatable")
     parser.add_argument("--base", type=Path, help="run: where runs/ and a relative MLflow store live (default: .)")
     parser.add_argument("--address", metavar="ADDR", help="run: a Ray cluster to run on (default: a local Ray)")
     add_verbose_argument(parser)
@@ -93,11 +98,12 @@ def _run(args: argparse.Namespace, study, out: Path) -> int:
 
     version = study_version(study, out, list(args.overrides))
     check_version(load_state(out), version)  # before Ray starts (run_study checks again and records it)
+    pools = _reuse_pools(args, version)
     if args.until_decided or not all(is_done(out, p) for p in pieces(study)):
         init_ray(args.address)
     options = {"out": out, "overrides": list(args.overrides), "base": (args.base or Path.cwd()).resolve(),
                "tag": args.tag, "keep_checkpoints": args.keep_checkpoints, "until_decided": args.until_decided,
-               "version": version}
+               "version": version, "reuse_from": pools}
     try:
         failed = run_study(study, options)
     except SweepInterrupted as e:
@@ -108,11 +114,30 @@ def _run(args: argparse.Namespace, study, out: Path) -> int:
     return 1 if failed else _report(args, study, out)
 
 
-def _reuse(args: argparse.Namespace, study, out: Path) -> int:
-    from gcpo.studies.reuse import reuse_pending
-    from gcpo.studies.runner import merge_claim, pieces
+def _reuse_pools(args: argparse.Namespace, version: dict | None) -> list:
+    """The `--reuse-from` folders as pools, each checked to hold runs of `version` (None: any one version)."""
+    from gcpo.studies.reuse import other_pool
+    from gcpo.studies.runner import check_reuse_version
 
-    written = reuse_pending(study, pieces(study), out, list(args.overrides))
+    pools = []
+    for path, folder in args.reuse_from:
+        check_reuse_version(Path(folder), version)
+        pools.append(other_pool(path, Path(folder), list(args.overrides)))
+    return pools
+
+
+def _reuse(args: argparse.Namespace, study, out: Path) -> int:
+    from gcpo.studies.reuse import Pool, piece_fingerprints, reuse_pending
+    from gcpo.studies.runner import load_state, merge_claim, pieces, save_state
+
+    state = load_state(out)
+    pools = _reuse_pools(args, state.get("version"))
+    if pools and state.get("version") is None:  # its first runs are theirs: so is its version
+        state["version"] = load_state(pools[0].out)["version"]
+        save_state(out, state)
+    todo = pieces(study)
+    written = reuse_pending(study, [Pool(out, todo, piece_fingerprints(study, todo, out, list(args.overrides))),
+                                    *pools])
     for claim in {piece["claim"] for piece, _ in written}:
         merge_claim(out, claim)
     print(f"gcpo study reuse: {len(written)} piece(s) written from finished ones" if written else

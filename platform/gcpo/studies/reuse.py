@@ -28,12 +28,13 @@ import hashlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from gcpo.studies.layout import is_done, piece_dir, space_file
+from gcpo.studies.layout import is_done, piece_dir, pieces, space_file
 
 REUSED_FILE = "reused.json"
 # the keys of each ratio level's unused clip range (gcpo.training.objectives.clip_range reads the other pair)
@@ -60,7 +61,8 @@ def run_fingerprint(cfg) -> str:
 
 
 def piece_fingerprints(study, todo: list[dict], out: Path, overrides: list[str]) -> dict[str, str]:
-    """`<claim>/<piece name>` -> the run fingerprint of that piece's one trial (its arm at its seed)."""
+    """`<claim>/<piece name>` -> the run fingerprint of that piece's one trial (its arm at its seed); the claims'
+    spaces are written under `out/spaces/` (`space_file`)."""
     from gcpo.sweeps.space import load_space, trial_config
 
     spaces = {name: load_space(space_file(out, study.claims[name]), overrides)
@@ -76,42 +78,68 @@ def piece_key(piece: dict) -> str:
     return f"{piece['claim']}/{piece['name']}"
 
 
-def find_source(piece: dict, todo: list[dict], fingerprints: dict[str, str], out: Path) -> dict | None:
-    """A finished piece of `todo` (not `piece`) with `piece`'s fingerprint, not itself a reuse (None: none)."""
+@dataclass(frozen=True)
+class Pool:
+    """Finished pieces a run may be found in: a study folder's pieces with their fingerprints; `study` is None
+    for the folder being run, else the other study's name."""
+    out: Path
+    todo: list[dict]
+    fingerprints: dict[str, str]
+    study: str | None = None
 
-    wanted = fingerprints[piece_key(piece)]
-    for other in todo:
-        if other is piece or fingerprints[piece_key(other)] != wanted or not is_done(out, other):
-            continue
-        if not (piece_dir(out, other) / REUSED_FILE).exists():
-            return other
+
+def other_pool(study_path: str | Path, out: Path, overrides: list[str]) -> Pool:
+    """Another study's folder as a `Pool` (`--reuse-from STUDY.yaml DIR`): every piece of its every look, the
+    fingerprints computed with its spaces in a temporary folder (its own folder is only read)."""
+    from gcpo.studies.study_file import load_study
+
+    other = load_study(study_path)
+    todo = pieces(other, other.looks - 1)
+    with tempfile.TemporaryDirectory() as spaces:
+        prints = piece_fingerprints(other, todo, Path(spaces), overrides)
+    return Pool(Path(out), todo, prints, other.name)
+
+
+def find_source(piece: dict, fingerprint: str, pools: list[Pool]) -> tuple[dict, Pool] | None:
+    """The first finished piece of `pools` (not `piece` itself, not itself a reuse) with `fingerprint`."""
+    for pool in pools:
+        for other in pool.todo:
+            if pool.fingerprints[piece_key(other)] != fingerprint or (pool.study is None and other is piece):
+                continue
+            if is_done(pool.out, other) and not (piece_dir(pool.out, other) / REUSED_FILE).exists():
+                return other, pool
     return None
 
 
-def reuse_piece(study, piece: dict, source: dict, out: Path, fingerprint: str) -> Path:
+def reuse_piece(study, piece: dict, source: tuple[dict, Pool], out: Path, fingerprint: str) -> Path:
     """Write `piece`'s report from `source`'s (the same runs relabelled, module docstring); returns its folder.
     Written to a temporary folder first, so a piece is never half there (its runs.csv marks it done)."""
     from gcpo.sweeps.compare import Comparison, load_reports, summarize_arms, write_report
 
-    claim = study.claims[piece["claim"]]
-    point = claim.points[piece["arm"]]
-    old = load_reports([piece_dir(out, source)])
+    point = study.claims[piece["claim"]].points[piece["arm"]]
+    old = load_reports([piece_dir(source[1].out, source[0])])
     runs = _relabel_runs(old.runs, old.keys, piece["arm"], point)
     relabel = {"arm": piece["arm"]}
     cmp = Comparison(f"{study.name}-{piece['claim']}", "", old.metric, old.mode, list(point), old.target, runs,
                      summarize_arms(runs), old.curves.assign(**relabel),
-                     notes=[f"reused from {piece_key(source)} (the same run config)"],
+                     notes=[f"reused from {source_name(source)} (the same run config)"],
                      items=old.items.assign(**relabel) if len(old.items) else old.items)
     target = piece_dir(out, piece)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     write_report(cmp, staging, log_to_parent=False)
-    (staging / REUSED_FILE).write_text(json.dumps({"from": piece_key(source), "fingerprint": fingerprint,
-                                                   "run_ids": list(runs["run_id"])}, indent=2) + "\n")
+    record = {"from": piece_key(source[0]), "study": source[1].study, "fingerprint": fingerprint,
+              "run_ids": list(runs["run_id"])}
+    (staging / REUSED_FILE).write_text(json.dumps(record, indent=2) + "\n")
     if target.exists():  # an interrupted piece's leftovers (no runs.csv, else it would be done)
         shutil.rmtree(target)
     staging.rename(target)
     return target
+
+
+def source_name(source: tuple[dict, Pool]) -> str:
+    """`rivals/gcpo_s0`, or `warm_claims: rivals/gcpo_s0` for another study's piece."""
+    return (f"{source[1].study}: " if source[1].study else "") + piece_key(source[0])
 
 
 def _relabel_runs(runs: pd.DataFrame, old_keys: list[str], arm: str, point: dict[str, Any]) -> pd.DataFrame:
@@ -123,31 +151,33 @@ def _relabel_runs(runs: pd.DataFrame, old_keys: list[str], arm: str, point: dict
     return runs
 
 
-def runs_to_train(todo: list[dict], fingerprints: dict[str, str], out: Path) -> int:
-    """The distinct runs `todo`'s pending pieces still need: their fingerprints less those of finished pieces."""
+def runs_to_train(todo: list[dict], fingerprints: dict[str, str], out: Path, others: list[Pool] = ()) -> int:
+    """The distinct runs `todo`'s pending pieces still need: their fingerprints less those of finished pieces,
+    here or in the `others` pools."""
     done = {piece_key(p) for p in todo if is_done(out, p)}
-    return len({v for k, v in fingerprints.items() if k not in done} - {fingerprints[k] for k in done})
+    elsewhere = {pool.fingerprints[piece_key(p)] for pool in others for p in pool.todo if is_done(pool.out, p)}
+    return len({v for k, v in fingerprints.items() if k not in done} - {fingerprints[k] for k in done} - elsewhere)
 
 
-def reuse_one(study, piece: dict, todo: list[dict], out: Path, fingerprints: dict[str, str]) -> dict | None:
-    """Reuse `piece` if it is pending and a finished piece of `todo` equals it; returns the source (None: not
-    reused). One line when it is: `[study] imitation: gcpo, seed 0 reused from rivals/gcpo_s0 (the same run
-    config)`."""
+def reuse_one(study, piece: dict, pools: list[Pool]) -> dict | None:
+    """Reuse `piece` (of the study folder `pools[0]`) if it is pending and a finished piece of `pools` equals it;
+    returns the source piece (None: not reused). One line when it is: `[study] imitation: gcpo, seed 0 reused
+    from rivals/gcpo_s0 (the same run config)`."""
+    here = pools[0]
+    fingerprint = here.fingerprints[piece_key(piece)]
+    source = None if is_done(here.out, piece) else find_source(piece, fingerprint, pools)
+    if source is None:
+        return None
+    reuse_piece(study, piece, source, here.out, fingerprint)
+    print(f"[study] {piece['claim']}: {piece['arm']}, seed {piece['seed']} reused from {source_name(source)} "
+          "(the same run config)", flush=True)
+    return source[0]
 
-    source = None if is_done(out, piece) else find_source(piece, todo, fingerprints, out)
-    if source is not None:
-        reuse_piece(study, piece, source, out, fingerprints[piece_key(piece)])
-        print(f"[study] {piece['claim']}: {piece['arm']}, seed {piece['seed']} reused from {piece_key(source)} "
-              "(the same run config)", flush=True)
-    return source
 
-
-def reuse_pending(study, todo: list[dict], out: Path, overrides: list[str],
-                  fingerprints: dict[str, str] | None = None) -> list[tuple[dict, dict]]:
-    """Reuse every pending piece of `todo` that a finished one equals (`reuse_one`); returns the (piece, source)
-    pairs written."""
-    fingerprints = fingerprints or piece_fingerprints(study, todo, out, overrides)
-    pairs = [(piece, reuse_one(study, piece, todo, out, fingerprints)) for piece in todo]
+def reuse_pending(study, pools: list[Pool]) -> list[tuple[dict, dict]]:
+    """Reuse every pending piece of the study folder `pools[0]` that a finished piece of `pools` equals
+    (`reuse_one`); returns the (piece, source) pairs written."""
+    pairs = [(piece, reuse_one(study, piece, pools)) for piece in pools[0].todo]
     return [(piece, source) for piece, source in pairs if source is not None]
 
 

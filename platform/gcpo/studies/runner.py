@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gcpo.studies.layout import is_done, piece_dir, space_file
-from gcpo.studies.study_file import Study, folder_name, look_seeds
+from gcpo.studies.layout import is_done, piece_dir, pieces, space_file
+from gcpo.studies.study_file import Study
 
 STATE_FILE = "study.json"
 # what must be the same for every piece of a study (the commit is recorded, not compared: the source hash is)
@@ -93,18 +93,17 @@ def check_version(state: dict[str, Any], current: dict[str, str]) -> None:
             f"or start a new study folder (--out)")
 
 
-def pieces(study: Study, look: int = 0) -> list[dict[str, Any]]:
-    """Every piece of the study up to `look` (0: the planned seeds), seed by seed across the claims' arms."""
-    seeds = {name: look_seeds(claim, study)[look] for name, claim in study.claims.items()}
-    out = []
-    for rank in range(max(len(s) for s in seeds.values())):
-        for name, claim in study.claims.items():
-            if rank >= len(seeds[name]):
-                continue
-            seed = seeds[name][rank]
-            out += [{"claim": name, "arm": arm, "seed": seed, "name": f"{folder_name(arm)}_s{seed}",
-                     "only": {key: [value] for key, value in claim.points[arm].items()}} for arm in claim.arms]
-    return out
+def check_reuse_version(folder: Path, current: dict[str, str] | None) -> None:
+    """Runs of another study folder (`--reuse-from`) are reused only when they ran with `current`, this study's
+    version (None: this study has none yet, and takes that folder's); `StudyVersionError` names the difference."""
+    theirs = load_state(folder).get("version")
+    if theirs is None:
+        raise StudyVersionError(f"{folder}: no study.json with a version: no finished runs to reuse there")
+    differ = [k for k in VERSION_KEYS if current is not None and theirs.get(k) != current.get(k)]
+    if differ:
+        what = "; ".join(f"{k}: theirs {theirs.get(k)}, this study's {current.get(k)}" for k in differ)
+        raise StudyVersionError(f"{folder}: its runs ran with another code version or dtype ({what}); a study "
+                                f"reuses runs of its own version only (theirs: commit {theirs.get('commit')})")
 
 
 def done_counts(study: Study, out: Path) -> dict[str, tuple[int, int]]:
@@ -202,18 +201,18 @@ def merged(study: Study, out: Path) -> dict[str, Any]:
 def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: dict[str, Any]) -> int:
     """Run the pending pieces of `todo` with the progress line; returns the failed pieces' count. Raises
     `SweepInterrupted` when a piece is stopped (its state is saved first)."""
-    from gcpo.studies.reuse import piece_fingerprints, reuse_one, reuse_pending, runs_to_train
+    from gcpo.studies.reuse import Pool, piece_fingerprints, reuse_one, reuse_pending, runs_to_train
 
     out = options["out"]
     fingerprints = piece_fingerprints(study, todo, out, options["overrides"])
-    for claim in {piece["claim"] for piece, _ in reuse_pending(study, todo, out, options["overrides"],
-                                                                fingerprints)}:
+    pools = [Pool(out, todo, fingerprints), *options.get("reuse_from", [])]
+    for claim in {piece["claim"] for piece, _ in reuse_pending(study, pools)}:
         merge_claim(out, claim)
     pending = [p for p in todo if not is_done(out, p)]
     done, failed = len(todo) - len(pending), 0
     print(f"[study] {study.name}: {done} of {len(todo)} pieces done; {len(pending)} to run", flush=True)
     for piece in pending:
-        if reuse_one(study, piece, todo, out, fingerprints) is not None:
+        if reuse_one(study, piece, pools) is not None:
             done += 1  # an equal piece finished since: reused, never trained twice
             merge_claim(out, piece["claim"])
             continue
@@ -225,7 +224,7 @@ def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: d
         done += not result["failed"]
         merge_claim(out, piece["claim"])
         print(progress_line(done, len(todo), piece, result["wall_s"], piece_cost(state),
-                            runs_to_train(todo, fingerprints, out)), flush=True)
+                            runs_to_train(todo, fingerprints, out, pools[1:])), flush=True)
     return failed
 
 
