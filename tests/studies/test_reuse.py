@@ -114,6 +114,16 @@ def test_a_piece_equal_to_a_finished_one_is_written_from_its_runs(tmp_path, caps
     assert reuse_pending(study, [Pool(out, todo, prints)]) == []  # nothing more; a reused piece is never a source
 
 
+def test_a_finished_piece_read_with_another_metric_is_not_reused(tmp_path):
+    path = two_claim_study(tmp_path)
+    path.write_text(path.read_text().replace("  b:\n", "  b:\n    metric: eval/basic_arithmetic/format_rate\n"))
+    study = load_study(path)
+    out, todo = tmp_path / "out", pieces(study)
+    shutil.copytree(PIECE, piece_dir(out, todo[1]))  # a's gcpo, its report reading pass@1
+    assert todo[1]["arm"] == "gcpo" and study.claims["b"].metric.endswith("format_rate")
+    assert reuse_pending(study, [Pool(out, todo, piece_fingerprints(study, todo, out, []))]) == []
+
+
 def test_running_the_study_reuses_instead_of_training(tmp_path, capsys):
     """run_pieces on the finished piece and its equal trains nothing (there is no Ray here to train with)."""
     study = load_study(two_claim_study(tmp_path))

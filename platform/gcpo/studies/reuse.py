@@ -16,9 +16,11 @@ seed included) less what cannot change a run's numbers:
 The list is deliberately short: any other difference, even one that might not matter, makes two pieces different
 and both train. A run of an equal config at the same seed is a draw of the same experiment, so reusing it changes
 no claim's statistics; here it is even the same draw (samples carry per-request seeds, and a rerun reproduces its
-metric history: tests/cluster/test_hosts.py). Reuse only happens within one study folder, so both pieces are of
-the study's one code version. Two claims that share a run are not independent of each other; each claim's own
-comparisons are unaffected.
+metric history: tests/cluster/test_hosts.py). Reuse happens within one study folder, whose pieces share its one
+code version, or from another study's folder of the same version (`--reuse-from`, checked by
+`gcpo.studies.runner.check_reuse_version`); and only where the finished piece's report reads the claim's metric
+(a report's `final` is that metric's). Two claims that share a run are not independent of each other; each claim's
+own comparisons are unaffected.
 """
 
 from __future__ import annotations
@@ -100,15 +102,24 @@ def other_pool(study_path: str | Path, out: Path, overrides: list[str]) -> Pool:
     return Pool(Path(out), todo, prints, other.name)
 
 
-def find_source(piece: dict, fingerprint: str, pools: list[Pool]) -> tuple[dict, Pool] | None:
-    """The first finished piece of `pools` (not `piece` itself, not itself a reuse) with `fingerprint`."""
+def find_source(piece: dict, fingerprint: str, pools: list[Pool], metric: str) -> tuple[dict, Pool] | None:
+    """The first finished piece of `pools` (not `piece` itself, not itself a reuse) with `fingerprint` whose
+    report reads `metric`."""
     for pool in pools:
         for other in pool.todo:
             if pool.fingerprints[piece_key(other)] != fingerprint or (pool.study is None and other is piece):
                 continue
-            if is_done(pool.out, other) and not (piece_dir(pool.out, other) / REUSED_FILE).exists():
+            folder = piece_dir(pool.out, other)
+            if is_done(pool.out, other) and not (folder / REUSED_FILE).exists() and _metric(folder) == metric:
                 return other, pool
     return None
+
+
+def _metric(folder: Path) -> str | None:
+    from gcpo.sweeps.compare import REPORT_META
+
+    meta = folder / REPORT_META
+    return json.loads(meta.read_text()).get("metric") if meta.exists() else None
 
 
 def reuse_piece(study, piece: dict, source: tuple[dict, Pool], out: Path, fingerprint: str) -> Path:
@@ -165,7 +176,8 @@ def reuse_one(study, piece: dict, pools: list[Pool]) -> dict | None:
     from rivals/gcpo_s0 (the same run config)`."""
     here = pools[0]
     fingerprint = here.fingerprints[piece_key(piece)]
-    source = None if is_done(here.out, piece) else find_source(piece, fingerprint, pools)
+    metric = study.claims[piece["claim"]].metric
+    source = None if is_done(here.out, piece) else find_source(piece, fingerprint, pools, metric)
     if source is None:
         return None
     reuse_piece(study, piece, source, here.out, fingerprint)
