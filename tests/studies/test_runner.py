@@ -140,5 +140,7 @@ def test_the_notebook_renders_the_study_report(tmp_path):
     assert "2 claims" in text
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "no verdict on dapo vs grpo" in markdown
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "entropy_mean" in html and "length_mean" in html  # each claim's length and entropy by arm
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1 + 2  # the adjusted intervals, and each claim's learning curves
