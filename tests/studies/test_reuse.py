@@ -46,7 +46,7 @@ def test_nine_pieces_of_the_warm_claims_study_are_runs_of_others(tmp_path):
     gcpo without golden answers is another: 9 of the 45 pieces train nothing."""
     study = load_study(ROOT / "studies" / "warm_claims.yaml")
     todo = pieces(study)
-    prints = piece_fingerprints(study, todo, tmp_path, [])
+    prints = piece_fingerprints(study, todo, [])
     groups: dict[str, list[str]] = {}
     for key, value in prints.items():
         groups.setdefault(value, []).append(key)
@@ -86,7 +86,7 @@ def test_a_piece_equal_to_a_finished_one_is_written_from_its_runs(tmp_path, caps
     todo = pieces(study)
     source = next(p for p in todo if (p["claim"], p["arm"]) == ("a", "gcpo"))
     shutil.copytree(PIECE, piece_dir(out, source))  # a finished piece (the evidence study's gcpo, seed 0)
-    prints = piece_fingerprints(study, todo, out, [])
+    prints = piece_fingerprints(study, todo, [])
     assert runs_to_train(todo, prints, out) == 4  # 6 pieces, 5 runs (b's sequence cell is a's gcpo), 1 done
     written = reuse_pending(study, [Pool(out, todo, prints)])
     assert runs_to_train(todo, prints, out) == 4
@@ -121,7 +121,7 @@ def test_a_finished_piece_read_with_another_metric_is_not_reused(tmp_path):
     out, todo = tmp_path / "out", pieces(study)
     shutil.copytree(PIECE, piece_dir(out, todo[1]))  # a's gcpo, its report reading pass@1
     assert todo[1]["arm"] == "gcpo" and study.claims["b"].metric.endswith("format_rate")
-    assert reuse_pending(study, [Pool(out, todo, piece_fingerprints(study, todo, out, []))]) == []
+    assert reuse_pending(study, [Pool(out, todo, piece_fingerprints(study, todo, []))]) == []
 
 
 def test_running_the_study_reuses_instead_of_training(tmp_path, capsys):

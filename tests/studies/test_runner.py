@@ -70,8 +70,13 @@ def test_plan_report_and_status_read_the_finished_pieces(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "too wide to tell gcpo from grpo" in report
     assert "## Version and cost" in report and "| methods/grpo_s0 |" in report  # the old study.json's pieces
+    shutil.rmtree(out / "spaces")  # written by plan
     assert run_command("status", STUDY, "--out", out) == 0
-    assert "ablation: 4 of 8 pieces done" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "ablation: 4 of 8 pieces done" in text
+    # 8 pieces left; the study's median piece x the runs they need (the evidence study: 2 of its 26 are reused)
+    assert "\n8 planned pieces to run" in text and " h\n" in text
+    assert not (out / "spaces").exists()  # status writes nothing
 
 
 def test_every_piece_runs_with_one_code_version_and_dtype(tmp_path, capsys):

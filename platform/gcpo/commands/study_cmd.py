@@ -85,8 +85,8 @@ def _plan(args: argparse.Namespace, study, out: Path) -> int:
                       {n: cfg.task.eval_size for n, cfg in configs.items()}, cost)
     out.mkdir(parents=True, exist_ok=True)
     plan.to_csv(out / "plan.csv", index=False)
-    print(format_plan(study, plan, cost, runs=len(set(piece_fingerprints(study, pieces(study), out,
-                                                                         list(args.overrides)).values()))))
+    runs = len(set(piece_fingerprints(study, pieces(study), list(args.overrides)).values()))
+    print(format_plan(study, plan, cost, runs=runs))
     print(f"\nplan: {out / 'plan.csv'}")
     return 0
 
@@ -136,7 +136,7 @@ def _reuse(args: argparse.Namespace, study, out: Path) -> int:
         state["version"] = load_state(pools[0].out)["version"]
         save_state(out, state)
     todo = pieces(study)
-    written = reuse_pending(study, [Pool(out, todo, piece_fingerprints(study, todo, out, list(args.overrides))),
+    written = reuse_pending(study, [Pool(out, todo, piece_fingerprints(study, todo, list(args.overrides))),
                                     *pools])
     for claim in {piece["claim"] for piece, _ in written}:
         merge_claim(out, claim)
@@ -161,13 +161,18 @@ def _report(args: argparse.Namespace, study, out: Path) -> int:
 def _status(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.analysis import study_comparisons
     from gcpo.studies.report import format_status
-    from gcpo.studies.runner import done_counts, load_state, merged, piece_cost
+    from gcpo.studies.reuse import piece_fingerprints, runs_to_train
+    from gcpo.studies.runner import done_counts, load_state, merged, piece_cost, pieces
 
     table = study_comparisons(study, merged(study, out))
     done = done_counts(study, out)
     print(format_status(study, table, done))
+    todo = pieces(study)
     cost, left = piece_cost(load_state(out)), sum(t - d for d, t in done.values())
-    print(f"\n{left} planned pieces to run" + (f", about {cost * left / 3600:.2f} h" if cost and left else ""))
+    runs = runs_to_train(todo, piece_fingerprints(study, todo, list(args.overrides)), out)
+    hours = f", about {cost * runs / 3600:.2f} h" if cost and runs else ""
+    print(f"\n{left} planned pieces to run" + (f" ({runs} runs to train, the others reuse them)" if runs != left
+                                                else "") + hours)
     return 0
 
 

@@ -62,13 +62,14 @@ def run_fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def piece_fingerprints(study, todo: list[dict], out: Path, overrides: list[str]) -> dict[str, str]:
+def piece_fingerprints(study, todo: list[dict], overrides: list[str]) -> dict[str, str]:
     """`<claim>/<piece name>` -> the run fingerprint of that piece's one trial (its arm at its seed); the claims'
-    spaces are written under `out/spaces/` (`space_file`)."""
+    spaces are read from a temporary folder, so nothing is written to a study's folder."""
     from gcpo.sweeps.space import load_space, trial_config
 
-    spaces = {name: load_space(space_file(out, study.claims[name]), overrides)
-              for name in {p["claim"] for p in todo}}
+    with tempfile.TemporaryDirectory() as folder:
+        spaces = {name: load_space(space_file(Path(folder), study.claims[name]), overrides)
+                  for name in {p["claim"] for p in todo}}
     return {piece_key(p): run_fingerprint(trial_config(spaces[p["claim"]], _params(p))) for p in todo}
 
 
@@ -91,15 +92,13 @@ class Pool:
 
 
 def other_pool(study_path: str | Path, out: Path, overrides: list[str]) -> Pool:
-    """Another study's folder as a `Pool` (`--reuse-from STUDY.yaml DIR`): every piece of its every look, the
-    fingerprints computed with its spaces in a temporary folder (its own folder is only read)."""
+    """Another study's folder as a `Pool` (`--reuse-from STUDY.yaml DIR`): every piece of its every look with its
+    fingerprint (its folder is only read)."""
     from gcpo.studies.study_file import load_study
 
     other = load_study(study_path)
     todo = pieces(other, other.looks - 1)
-    with tempfile.TemporaryDirectory() as spaces:
-        prints = piece_fingerprints(other, todo, Path(spaces), overrides)
-    return Pool(Path(out), todo, prints, other.name)
+    return Pool(Path(out), todo, piece_fingerprints(other, todo, overrides), other.name)
 
 
 def find_source(piece: dict, fingerprint: str, pools: list[Pool], metric: str) -> tuple[dict, Pool] | None:

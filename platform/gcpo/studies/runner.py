@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -133,9 +134,10 @@ def save_state(out: Path, state: dict[str, Any]) -> None:
 
 
 def piece_cost(state: dict[str, Any]) -> float | None:
-    """The mean wall-clock seconds of the finished pieces (None before the first)."""
+    """The median wall-clock seconds of the finished pieces (None before the first): a piece slowed by other work
+    on the machine moves it less than it would a mean."""
     times = [p["wall_s"] for p in state["pieces"].values() if not p.get("failed")]
-    return sum(times) / len(times) if times else None
+    return float(statistics.median(times)) if times else None
 
 
 def progress_line(done: int, total: int, piece: dict, wall_s: float, cost: float | None,
@@ -204,7 +206,7 @@ def run_pieces(study: Study, todo: list[dict], options: dict[str, Any], state: d
     from gcpo.studies.reuse import Pool, piece_fingerprints, reuse_one, reuse_pending, runs_to_train
 
     out = options["out"]
-    fingerprints = piece_fingerprints(study, todo, out, options["overrides"])
+    fingerprints = piece_fingerprints(study, todo, options["overrides"])
     pools = [Pool(out, todo, fingerprints), *options.get("reuse_from", [])]
     for claim in {piece["claim"] for piece, _ in reuse_pending(study, pools)}:
         merge_claim(out, claim)
