@@ -22,6 +22,7 @@ def piece_dir(out: Path, piece: dict) -> Path:
 def is_done(out: Path, piece: dict) -> bool:
     return (piece_dir(out, piece) / "runs.csv").exists()
 
+
 def pieces(study: Study, look: int = 0) -> list[dict[str, Any]]:
     """Every piece of the study up to `look` (0: the planned seeds), seed by seed across the claims' arms."""
     seeds = {name: look_seeds(claim, study)[look] for name, claim in study.claims.items()}
@@ -34,4 +35,3 @@ def pieces(study: Study, look: int = 0) -> list[dict[str, Any]]:
             out += [{"claim": name, "arm": arm, "seed": seed, "name": f"{folder_name(arm)}_s{seed}",
                      "only": {key: [value] for key, value in claim.points[arm].items()}} for arm in claim.arms]
     return out
-

@@ -174,16 +174,17 @@ def cost_lines(state: dict[str, Any], reused: dict[str, dict[str, Any]] | None =
                   "(`gcpo study run` refuses another).", ""]
     pieces = state.get("pieces", {})
     if not pieces:
-        return "\n".join(lines + ["No piece timed yet.", ""] + _reused_lines(reused or {}))
-    lines += ["| piece | wall clock | finished | machine | CPU flags |", "|---|---|---|---|---|"]
-    for name, p in pieces.items():
-        where = p.get("machine") or {}
-        lines.append(f"| {name}{' (failed)' if p.get('failed') else ''} | {p['wall_s'] / 60:.1f} min | "
-                     f"{p.get('finished', '-')} | {where.get('cpus', '?')} cores, {where.get('processor', '?')} | "
-                     f"{where.get('cpu_flags', '-')} |")
-    total = sum(p["wall_s"] for p in pieces.values())
-    return "\n".join(lines + ["", f"Total: {total / 3600:.2f} h over {len(pieces)} pieces.", ""]
-                     + _reused_lines(reused or {}))
+        lines.append("No piece timed yet.")
+    else:
+        lines += ["| piece | wall clock | finished | machine | CPU flags |", "|---|---|---|---|---|"]
+        for name, p in pieces.items():
+            where = p.get("machine") or {}
+            lines.append(f"| {name}{' (failed)' if p.get('failed') else ''} | {p['wall_s'] / 60:.1f} min | "
+                         f"{p.get('finished', '-')} | {where.get('cpus', '?')} cores, {where.get('processor', '?')}"
+                         f" | {where.get('cpu_flags', '-')} |")
+        total = sum(p["wall_s"] for p in pieces.values())
+        lines += ["", f"Total: {total / 3600:.2f} h over {len(pieces)} pieces."]
+    return "\n".join(lines + [""] + _reused_lines(reused or {}))
 
 
 def _reused_lines(reused: dict[str, dict[str, Any]]) -> list[str]:

@@ -25,7 +25,6 @@ own comparisons are unaffected.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -36,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from gcpo.config import to_flat_dict
 from gcpo.studies.layout import is_done, piece_dir, pieces, space_file
 
 REUSED_FILE = "reused.json"
@@ -44,19 +44,9 @@ UNUSED_CLIP_KEYS = {"sequence": ("algorithm.clip_low", "algorithm.clip_high"),
                     "token": ("algorithm.clip_low_sequence", "algorithm.clip_high_sequence")}
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out |= _flatten(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def run_fingerprint(cfg) -> str:
     """The hash of a `RunConfig` less what cannot change its numbers (module docstring)."""
-    flat = _flatten(dataclasses.asdict(cfg))
+    flat = to_flat_dict(cfg)
     unused = UNUSED_CLIP_KEYS.get(cfg.algorithm.ratio_level, ())
     kept = {k: v for k, v in flat.items() if not k.startswith("tracking.") and k not in unused}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
