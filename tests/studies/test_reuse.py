@@ -163,6 +163,7 @@ def test_runs_of_another_study_folder_are_reused_at_its_version_only(tmp_path, c
     assert "1 piece(s) written" in text
     (record,) = reused_records(out).values()
     assert record["study"] == "two" and record["from"] == "a/gcpo_s0"
+    assert "| two: a/gcpo_s0 |" in cost_lines({"pieces": {}}, reused_records(out))  # the other study named
     assert json.loads((out / "study.json").read_text())["version"] == version  # its runs' version is now its own
     # this study at another version: refused, naming what differs
     state = json.loads((out / "study.json").read_text())

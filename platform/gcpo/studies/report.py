@@ -194,5 +194,6 @@ def _reused_lines(reused: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"{len(reused)} pieces were not trained: each has the run config of a finished piece (the same "
              "fingerprint, `gcpo.studies.reuse`) and reports its runs.", "",
              "| piece | its runs are those of | run fingerprint |", "|---|---|---|"]
-    lines += [f"| {name} | {record['from']} | `{record['fingerprint'][:12]}` |" for name, record in reused.items()]
+    lines += [f"| {name} | {record['study'] + ': ' if record.get('study') else ''}{record['from']} | "
+              f"`{record['fingerprint'][:12]}` |" for name, record in reused.items()]
     return lines + [""]
