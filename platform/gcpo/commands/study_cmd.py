@@ -14,6 +14,8 @@ claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and rep
   they ran with this study's code version.
 - `report`: OUT/report.md (arms' means with 95% intervals and IQM, differences with Holm-adjusted intervals and
   verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, <claim>/.
+  `--readme FILE` also rewrites FILE's blocks marked `<!-- study NAME/CLAIM -->` ... `<!-- /study -->` with each
+  claim's arms and comparisons (`gcpo.studies.summary`), so a document quotes the report's numbers.
 - `status`: pieces done per claim and each comparison's verdict, without writing the report.
 
 OUT defaults to reports/studies/<study name>. KEY=VALUE overrides join every trial's config (e.g.
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-from", nargs=2, action="append", default=[], metavar=("STUDY.yaml", "DIR"),
                         help="run, reuse: also take runs from another study's folder where a piece has the run "
                              "config of one finished there (same code version only); repeatable")
+    parser.add_argument("--readme", type=Path, metavar="FILE",
+                        help="report: also rewrite FILE's blocks marked <!-- study NAME/CLAIM --> ... <!-- /study --> "
+                             "with each claim's arms and comparisons")
     parser.add_argument("--base", type=Path, help="run: where runs/ and a relative MLflow store live (default: .)")
     parser.add_argument("--address", metavar="ADDR", help="run: a Ray cluster to run on (default: a local Ray)")
     add_verbose_argument(parser)
@@ -152,9 +157,28 @@ def _report(args: argparse.Namespace, study, out: Path) -> int:
     comparisons = merged(study, out)
     done = done_counts(study, out)
     totals = (sum(d for d, _ in done.values()), sum(t for _, t in done.values()))
-    _, table = write_study_report(study, out, comparisons, totals)
+    arms, table = write_study_report(study, out, comparisons, totals)
     print(format_status(study, table, done))
     print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, one folder per claim)")
+    return _readme(args.readme, study, arms, table) if getattr(args, "readme", None) else 0
+
+
+def _readme(path: Path, study, arms, table) -> int:
+    """`--readme FILE`: its blocks for this study rewritten from the report; 2 when it marks none."""
+    from gcpo.studies.summary import study_blocks, update_blocks
+
+    blocks = study_blocks(arms, table, {name: claim.reference for name, claim in study.claims.items()})
+    try:
+        text, written = update_blocks(path.read_text(), study.name, blocks)
+    except (OSError, ValueError) as e:
+        print(f"gcpo study report --readme: {path}: {e}")
+        return 2
+    if not written:
+        print(f"gcpo study report --readme: {path} marks no block <!-- study {study.name}/CLAIM --> ... "
+              f"<!-- /study -->")
+        return 2
+    path.write_text(text)
+    print(f"{path}: the blocks of {', '.join(written)} rewritten from the report")
     return 0
 
 

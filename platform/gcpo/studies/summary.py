@@ -1,0 +1,77 @@
+"""A study's numbers where a document quotes them: per claim a short markdown block rendered from the report's
+`arms.csv` and `comparisons.csv`, written into the blocks a document (the README) marks for it.
+
+- `claim_block(arms, comparisons, reference)`: each arm's mean with its 95% interval and what the interval rests
+  on (seeds x held-out items), then each comparison's difference with its Holm-adjusted interval and the verdict
+  in words (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`), fewer columns.
+- `update_blocks(text, study, blocks)`: rewrites every block of `text` marked
+
+      <!-- study NAME/CLAIM -->
+      ...
+      <!-- /study -->
+
+  for study NAME with the claim's block; blocks of another study are left as they are. An unknown claim or an
+  unclosed marker is an error naming its line. `gcpo study report --readme FILE` calls it, and a test checks that
+  the README's blocks are what the committed report gives, so a number the README quotes is never copied by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+
+from gcpo.sweeps.tables import interval_text
+
+START = re.compile(r"^<!-- study (?P<study>[\w.-]+)/(?P<claim>[\w.=-]+) -->$")
+END = "<!-- /study -->"
+
+
+def _number(value: float, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str) -> str:
+    """The claim's arms (its rows of arms.csv) and comparisons (its rows of comparisons.csv) as two markdown
+    tables; `reference` is marked in the first."""
+    lines = ["| arm | mean | 95% interval | seeds x items |", "|---|---|---|---|"]
+    for row in arms.to_dict("records"):
+        name = f"{row['arm']} (reference)" if row["arm"] == reference else row["arm"]
+        lines.append(f"| {name} | {_number(row['estimate'], '{:.3f}')} | {interval_text(row['low'], row['high'])} | "
+                     f"{row['seeds']} x {row['items']} |")
+    lines += ["", "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|"]
+    for row in comparisons.to_dict("records"):
+        lines.append(f"| {row['comparison']} | {_number(row['estimate'], '{:+.3f}')} | "
+                     f"{interval_text(row['low'], row['high'])} | {row['words']} |")
+    return "\n".join(lines)
+
+
+def study_blocks(arms: pd.DataFrame, comparisons: pd.DataFrame, references: dict[str, str]) -> dict[str, str]:
+    """claim -> its block, for every claim of `references` (claim -> reference arm) with a finished arm."""
+    return {claim: claim_block(arms[arms["claim"] == claim], comparisons[comparisons["claim"] == claim], reference)
+            for claim, reference in references.items() if (arms["claim"] == claim).any()}
+
+
+def update_blocks(text: str, study: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
+    """`text` with every block marked for `study` rewritten from `blocks` (claim -> markdown), and the claims
+    written, in order. ValueError, naming the line, for an unclosed marker or a claim `blocks` lacks."""
+    lines, out, written = text.split("\n"), [], []
+    i = 0
+    while i < len(lines):
+        out.append(lines[i])
+        found = START.match(lines[i].strip())
+        if not found or found["study"] != study:
+            i += 1
+            continue
+        claim, start = found["claim"], i + 1
+        end = next((j for j in range(start, len(lines)) if lines[j].strip() == END), None)
+        if end is None:
+            raise ValueError(f"line {start}: the block of study {study}, claim {claim!r} has no {END} line")
+        if claim not in blocks:
+            raise ValueError(f"line {start}: study {study} has no finished claim {claim!r} (it has: "
+                             f"{', '.join(blocks) or 'none'})")
+        out += [blocks[claim], END]
+        written.append(claim)
+        i = end + 1
+    return "\n".join(out), written

@@ -1,0 +1,85 @@
+"""The README's study blocks (`gcpo.studies.summary`, `gcpo study report --readme`): rendered from the report's
+CSVs, written only between their markers, and the committed README's blocks equal to the committed report's."""
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gcpo.commands import build_parser
+from gcpo.studies.study_file import load_study
+from gcpo.studies.summary import claim_block, study_blocks, update_blocks
+
+ROOT = Path(__file__).resolve().parents[2]
+WARM = ROOT / "benchmarks" / "results" / "warm_claims"
+OLD = ROOT / "benchmarks" / "results" / "paper_claims"
+
+ARMS = pd.DataFrame([
+    {"claim": "c", "arm": "grpo", "estimate": 0.37666, "low": 0.3216, "high": 0.4318, "seeds": 3, "items": 300},
+    {"claim": "c", "arm": "gcpo", "estimate": 0.4, "low": math.nan, "high": math.nan, "seeds": 1, "items": 300}])
+COMPARISONS = pd.DataFrame([
+    {"claim": "c", "comparison": "gcpo - grpo", "estimate": 0.02333, "low": -0.0412, "high": 0.0876,
+     "words": "too wide to tell gcpo from grpo"}])
+
+
+def test_a_claim_block_is_the_reports_rows_in_two_tables():
+    assert claim_block(ARMS, COMPARISONS, "grpo") == "\n".join([
+        "| arm | mean | 95% interval | seeds x items |", "|---|---|---|---|",
+        "| grpo (reference) | 0.377 | [0.322, 0.432] | 3 x 300 |",
+        "| gcpo | 0.400 | - | 1 x 300 |",
+        "",
+        "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|",
+        "| gcpo - grpo | +0.023 | [-0.041, 0.088] | too wide to tell gcpo from grpo |"])
+    assert set(study_blocks(ARMS, COMPARISONS, {"c": "grpo", "later": "grpo"})) == {"c"}  # no finished arm: none
+
+
+def test_only_the_marked_blocks_of_the_study_are_rewritten():
+    text = "\n".join(["intro", "<!-- study s/c -->", "old numbers", "<!-- /study -->", "between",
+                      "<!-- study other/c -->", "theirs", "<!-- /study -->", "end"])
+    new, written = update_blocks(text, "s", {"c": "new\nnumbers"})
+    assert written == ["c"]
+    assert new == "\n".join(["intro", "<!-- study s/c -->", "new", "numbers", "<!-- /study -->", "between",
+                             "<!-- study other/c -->", "theirs", "<!-- /study -->", "end"])
+    assert update_blocks(new, "s", {"c": "new\nnumbers"}) == (new, ["c"])  # idempotent
+    assert update_blocks("no markers", "s", {"c": "x"}) == ("no markers", [])
+    with pytest.raises(ValueError, match=r"line 2: .*claim 'c' has no <!-- /study --> line"):
+        update_blocks("intro\n<!-- study s/c -->\nold", "s", {"c": "x"})
+    with pytest.raises(ValueError, match=r"line 1: study s has no finished claim 'd' \(it has: c\)"):
+        update_blocks("<!-- study s/d -->\n<!-- /study -->", "s", {"c": "x"})
+
+
+def run_command(*argv) -> int:
+    from gcpo.commands import study_cmd
+
+    return study_cmd.run(build_parser().parse_args(["study", *map(str, argv)]))
+
+
+def test_report_readme_rewrites_a_documents_blocks(tmp_path, capsys):
+    out = tmp_path / "study"
+    shutil.copytree(OLD / "pieces", out / "pieces")
+    shutil.copy(OLD / "study.json", out / "study.json")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Results\n\n<!-- study paper_claims/methods -->\nstale\n<!-- /study -->\n\nmore prose\n")
+    assert run_command("report", ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme", readme) == 0
+    assert f"{readme}: the blocks of methods rewritten from the report" in capsys.readouterr().out
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("<!-- /study -->\n\nmore prose\n")
+    assert "| grpo (reference) | " in text and "| gcpo - grpo | " in text
+    gcpo = pd.read_csv(out / "arms.csv").set_index(["claim", "arm"]).loc[("methods", "gcpo")]
+    assert f"| gcpo | {gcpo['estimate']:.3f} | [{gcpo['low']:.3f}, {gcpo['high']:.3f}] | {gcpo['seeds']} x " \
+           f"{gcpo['items']} |" in text
+    readme.write_text("nothing marked\n")
+    assert run_command("report", ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme", readme) == 2
+    assert "marks no block <!-- study paper_claims/CLAIM -->" in capsys.readouterr().out
+
+
+def test_the_readme_quotes_the_committed_study_report():
+    """Every warm_claims block in the README is what the committed arms.csv and comparisons.csv give (rerun
+    `gcpo study report studies/warm_claims.yaml --out benchmarks/results/warm_claims --readme README.md`)."""
+    study = load_study(ROOT / "studies" / "warm_claims.yaml")
+    blocks = study_blocks(pd.read_csv(WARM / "arms.csv"), pd.read_csv(WARM / "comparisons.csv"),
+                          {name: claim.reference for name, claim in study.claims.items()})
+    readme = (ROOT / "README.md").read_text()
+    assert update_blocks(readme, study.name, blocks) == (readme, list(study.claims))
