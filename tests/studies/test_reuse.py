@@ -157,6 +157,10 @@ def test_runs_of_another_study_folder_are_reused_at_its_version_only(tmp_path, c
     second.write_text(first.read_text().replace("name: two", "name: second").replace(
         "  a:\n    arms:\n      grpo: {preset: grpo}\n      gcpo: {preset: gcpo}\n", "").replace("\n  b:", "\n  c:"))
     out = tmp_path / "out"
+    assert run_command("status", second, "--out", out) == 0  # status counts the runs the other folder holds
+    assert "\n4 planned pieces to run\n" in capsys.readouterr().out + "\n"
+    assert run_command("status", second, "--out", out, "--reuse-from", first, done) == 0
+    assert "4 planned pieces to run (3 runs to train, the others reuse them)" in capsys.readouterr().out
     assert run_command("reuse", second, "--out", out, "--reuse-from", first, done) == 0
     text = capsys.readouterr().out
     assert "[study] c: golden_answers=True, ratio_level=sequence, seed 0 reused from two: a/gcpo_s0" in text

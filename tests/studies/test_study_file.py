@@ -122,6 +122,22 @@ def test_the_next_study_shares_twelve_runs_with_the_warm_start_study(tmp_path):
     assert (len(ours), len(ours & theirs), len(ours - theirs)) == (30, 12, 18)
 
 
+def test_claim_six_within_the_budget_shares_nine_runs_with_the_warm_start_study():
+    """studies/warm_golden_uses.yaml (claim 6, run after claims 1, 3 and 4): none, replace and imitate are runs of
+    studies/warm_claims.yaml, so 6 runs train; its claim equals warm_claims_next's, which would reuse all 15."""
+    from gcpo.studies.reuse import piece_fingerprints
+    from gcpo.studies.runner import pieces
+
+    warm, uses, more = (load_study(ROOT / "studies" / f"{name}.yaml")
+                        for name in ("warm_claims", "warm_golden_uses", "warm_claims_next"))
+    assert list(uses.claims) == ["golden_uses"] and uses.comparisons == 4 and uses.seeds == [0, 1, 2]
+    fingerprints = {name: set(piece_fingerprints(s, pieces(s), []).values())
+                    for name, s in (("warm", warm), ("uses", uses), ("more", more))}
+    ours = fingerprints["uses"]
+    assert (len(ours), len(ours & fingerprints["warm"]), len(ours - fingerprints["warm"])) == (15, 9, 6)
+    assert ours <= fingerprints["more"]
+
+
 def test_no_claims_and_no_file_fail(tmp_path):
     with pytest.raises(StudyError, match="no such study file"):
         load_study(tmp_path / "none.yaml")

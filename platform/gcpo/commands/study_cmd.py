@@ -11,7 +11,7 @@ claims (`studies/*.yaml`, `gcpo.studies`), planned before it is paid for and rep
 - `reuse`: without training, write every pending piece whose run config equals a finished piece's from that
   piece's runs (`gcpo.studies.reuse`; `run` does it before each piece): for pieces run by another checkout.
   `--reuse-from STUDY.yaml DIR` (run and reuse, repeatable) also takes runs from another study's folder, when
-  they ran with this study's code version.
+  they ran with this study's code version; with plan and status, the runs it would take are not counted to train.
 - `report`: OUT/report.md (arms' means with 95% intervals and IQM, differences with Holm-adjusted intervals and
   verdicts, factorial effects, learning curves), arms.csv, comparisons.csv, comparisons.png, <claim>/.
   `--readme FILE` also rewrites FILE's blocks marked `<!-- study NAME/CLAIM -->` ... `<!-- /study -->` with each
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-checkpoints", choices=("none", "all"), default="none",
                         help="run: keep each finished piece's checkpoints (default none: a study needs metrics)")
     parser.add_argument("--reuse-from", nargs=2, action="append", default=[], metavar=("STUDY.yaml", "DIR"),
-                        help="run, reuse: also take runs from another study's folder where a piece has the run "
+                        help="run, reuse (plan, status: count them): also take runs from another study's folder where a piece has the run "
                              "config of one finished there (same code version only); repeatable")
     parser.add_argument("--readme", type=Path, metavar="FILE",
                         help="report: also rewrite FILE's blocks marked <!-- study NAME/CLAIM --> ... <!-- /study --> "
@@ -65,7 +65,7 @@ def _out(args: argparse.Namespace, study) -> Path:
 
 def _plan(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.report import format_plan, plan_table
-    from gcpo.studies.reuse import piece_fingerprints
+    from gcpo.studies.reuse import finished_runs, piece_fingerprints
     from gcpo.studies.runner import load_state, merged, piece_cost, pieces, space_file
     from gcpo.sweeps.space import load_space, trial_config
 
@@ -81,8 +81,10 @@ def _plan(args: argparse.Namespace, study, out: Path) -> int:
     if not pilots:
         print("gcpo study plan: no pilot: give --experiment, or run some pieces first (gcpo study run)")
         return 2
-    cost = piece_cost(load_state(out))
-    if cost is None:  # no piece timed yet: the pilot's training seconds per step x the planned steps
+    pools = _reuse_pools(args, load_state(out).get("version"))  # their finished runs are not trained again
+    # a trial's cost: this study's median piece, else the --reuse-from studies', else the pilot's steps
+    cost = next((c for c in map(piece_cost, [load_state(f) for f in (out, *(p.out for p in pools))]) if c), None)
+    if cost is None:
         step_s = next(iter(pilots.values())).runs["step_s"].mean()
         cost = float(step_s * next(iter(configs.values())).trainer.steps) if step_s == step_s else None
     fallback = next(iter(pilots.values()))
@@ -90,7 +92,7 @@ def _plan(args: argparse.Namespace, study, out: Path) -> int:
                       {n: cfg.task.eval_size for n, cfg in configs.items()}, cost)
     out.mkdir(parents=True, exist_ok=True)
     plan.to_csv(out / "plan.csv", index=False)
-    runs = len(set(piece_fingerprints(study, pieces(study), list(args.overrides)).values()))
+    runs = len(set(piece_fingerprints(study, pieces(study), list(args.overrides)).values()) - finished_runs(pools))
     print(format_plan(study, plan, cost, runs=runs))
     print(f"\nplan: {out / 'plan.csv'}")
     return 0
@@ -193,7 +195,8 @@ def _status(args: argparse.Namespace, study, out: Path) -> int:
     print(format_status(study, table, done))
     todo = pieces(study)
     cost, left = piece_cost(load_state(out)), sum(t - d for d, t in done.values())
-    runs = runs_to_train(todo, piece_fingerprints(study, todo, list(args.overrides)), out)
+    pools = _reuse_pools(args, load_state(out).get("version"))
+    runs = runs_to_train(todo, piece_fingerprints(study, todo, list(args.overrides)), out, pools)
     hours = f", about {cost * runs / 3600:.2f} h" if cost and runs else ""
     print(f"\n{left} planned pieces to run" + (f" ({runs} runs to train, the others reuse them)" if runs != left
                                                 else "") + hours)

@@ -155,8 +155,13 @@ def runs_to_train(todo: list[dict], fingerprints: dict[str, str], out: Path, oth
     """The distinct runs `todo`'s pending pieces still need: their fingerprints less those of finished pieces,
     here or in the `others` pools."""
     done = {piece_key(p) for p in todo if is_done(out, p)}
-    elsewhere = {pool.fingerprints[piece_key(p)] for pool in others for p in pool.todo if is_done(pool.out, p)}
-    return len({v for k, v in fingerprints.items() if k not in done} - {fingerprints[k] for k in done} - elsewhere)
+    pending = {v for k, v in fingerprints.items() if k not in done}
+    return len(pending - {fingerprints[k] for k in done} - finished_runs(others))
+
+
+def finished_runs(pools: list[Pool]) -> set[str]:
+    """The fingerprints of the finished pieces of `pools`: runs a study that reuses from them need not train."""
+    return {pool.fingerprints[piece_key(p)] for pool in pools for p in pool.todo if is_done(pool.out, p)}
 
 
 def reuse_one(study, piece: dict, pools: list[Pool]) -> dict | None:
