@@ -10,11 +10,11 @@ import pytest
 
 from gcpo.commands import build_parser
 from gcpo.studies.study_file import load_study
-from gcpo.studies.summary import claim_block, study_blocks, update_blocks
+from gcpo.studies.summary import claim_block, read_blocks, study_blocks, update_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
-WARM = ROOT / "benchmarks" / "results" / "warm_claims"
-OLD = ROOT / "benchmarks" / "results" / "paper_claims"
+RESULTS = ROOT / "benchmarks" / "results"
+OLD = RESULTS / "paper_claims"
 
 ARMS = pd.DataFrame([
     {"claim": "c", "arm": "grpo", "estimate": 0.37666, "low": 0.3216, "high": 0.4318, "seeds": 3, "items": 300},
@@ -32,7 +32,9 @@ def test_a_claim_block_is_the_reports_rows_in_two_tables():
         "",
         "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|",
         "| gcpo - grpo | +0.023 | [-0.041, 0.088] | too wide to tell gcpo from grpo |"])
-    assert set(study_blocks(ARMS, COMPARISONS, {"c": "grpo", "later": "grpo"})) == {"c"}  # no finished arm: none
+    blocks = study_blocks(ARMS, COMPARISONS, {"c": "grpo", "later": "grpo"})
+    assert blocks["later"] == "No finished piece yet." and blocks["c"] == claim_block(ARMS, COMPARISONS, "grpo")
+    assert study_blocks(ARMS.iloc[:0], COMPARISONS.iloc[:0], {"c": "grpo"}) == {"c": "No finished piece yet."}
 
 
 def test_only_the_marked_blocks_of_the_study_are_rewritten():
@@ -75,11 +77,12 @@ def test_report_readme_rewrites_a_documents_blocks(tmp_path, capsys):
     assert "marks no block <!-- study paper_claims/CLAIM -->" in capsys.readouterr().out
 
 
-def test_the_readme_quotes_the_committed_study_report():
-    """Every warm_claims block in the README is what the committed arms.csv and comparisons.csv give (rerun
-    `gcpo study report studies/warm_claims.yaml --out benchmarks/results/warm_claims --readme README.md`)."""
-    study = load_study(ROOT / "studies" / "warm_claims.yaml")
-    blocks = study_blocks(pd.read_csv(WARM / "arms.csv"), pd.read_csv(WARM / "comparisons.csv"),
-                          {name: claim.reference for name, claim in study.claims.items()})
+@pytest.mark.parametrize("name", ["warm_claims", "warm_golden_uses"])
+def test_the_readme_quotes_the_committed_study_report(name):
+    """Every block the README marks for the study is what its committed arms.csv and comparisons.csv give (rerun
+    `gcpo study report studies/NAME.yaml --out benchmarks/results/NAME --readme README.md`), and it marks every
+    claim of the study."""
+    study = load_study(ROOT / "studies" / f"{name}.yaml")
+    blocks = read_blocks(RESULTS / name, {claim: c.reference for claim, c in study.claims.items()})
     readme = (ROOT / "README.md").read_text()
     assert update_blocks(readme, study.name, blocks) == (readme, list(study.claims))

@@ -11,7 +11,7 @@
       <!-- /study -->
 
   for study NAME with the claim's block; blocks of another study are left as they are. An unknown claim or an
-  unclosed marker is an error naming its line. `gcpo study report --readme FILE` calls it, and a test checks that
+  unclosed marker is an error naming its line; a claim with no finished piece reads "No finished piece yet.". `gcpo study report --readme FILE` calls it, and a test checks that
   the README's blocks are what the committed report gives, so a number the README quotes is never copied by hand.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -47,10 +48,25 @@ def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str) -
     return "\n".join(lines)
 
 
+NOTHING_YET = "No finished piece yet."
+
+
 def study_blocks(arms: pd.DataFrame, comparisons: pd.DataFrame, references: dict[str, str]) -> dict[str, str]:
-    """claim -> its block, for every claim of `references` (claim -> reference arm) with a finished arm."""
-    return {claim: claim_block(arms[arms["claim"] == claim], comparisons[comparisons["claim"] == claim], reference)
-            for claim, reference in references.items() if (arms["claim"] == claim).any()}
+    """claim -> its block, for every claim of `references` (claim -> reference arm); `NOTHING_YET` for a claim
+    with no finished arm (`arms` may be empty: a study not yet run, or no arms.csv)."""
+    blocks = {}
+    for claim, reference in references.items():
+        mine = arms[arms["claim"] == claim] if len(arms) else arms
+        blocks[claim] = NOTHING_YET if mine.empty else claim_block(
+            mine, comparisons[comparisons["claim"] == claim], reference)
+    return blocks
+
+
+def read_blocks(folder: Path, references: dict[str, str]) -> dict[str, str]:
+    """`study_blocks` of a report folder's arms.csv and comparisons.csv (none yet: every claim `NOTHING_YET`)."""
+    if not (folder / "arms.csv").exists():
+        return dict.fromkeys(references, NOTHING_YET)
+    return study_blocks(pd.read_csv(folder / "arms.csv"), pd.read_csv(folder / "comparisons.csv"), references)
 
 
 def update_blocks(text: str, study: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
