@@ -10,7 +10,7 @@ import pytest
 
 from gcpo.commands import build_parser
 from gcpo.studies.study_file import load_study
-from gcpo.studies.summary import claim_block, read_blocks, study_blocks, update_blocks
+from gcpo.studies.summary import arm_measures, claim_block, read_blocks, study_blocks, update_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -32,6 +32,12 @@ def test_a_claim_block_is_the_reports_rows_in_two_tables():
         "",
         "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|",
         "| gcpo - grpo | +0.023 | [-0.041, 0.088] | too wide to tell gcpo from grpo |"])
+    runs = pd.DataFrame({"arm": ["grpo", "grpo", "gcpo"], "length": [20.0, 22.0, 30.5], "entropy": [0.1, 0.2, 0.05]})
+    with_measures = claim_block(ARMS, COMPARISONS, "grpo", arm_measures(runs)).split("\n")
+    assert with_measures[:4] == [
+        "| arm | mean | 95% interval | seeds x items | response length | entropy |", "|---|---|---|---|---|---|",
+        "| grpo (reference) | 0.377 | [0.322, 0.432] | 3 x 300 | 21.0 | 0.150 |",  # means over the arm's runs
+        "| gcpo | 0.400 | - | 1 x 300 | 30.5 | 0.050 |"]
     blocks = study_blocks(ARMS, COMPARISONS, {"c": "grpo", "later": "grpo"})
     assert blocks["later"] == "No finished piece yet." and blocks["c"] == claim_block(ARMS, COMPARISONS, "grpo")
     assert study_blocks(ARMS.iloc[:0], COMPARISONS.iloc[:0], {"c": "grpo"}) == {"c": "No finished piece yet."}
@@ -70,8 +76,9 @@ def test_report_readme_rewrites_a_documents_blocks(tmp_path, capsys):
     assert "stale" not in text and text.endswith("<!-- /study -->\n\nmore prose\n")
     assert "| grpo (reference) | " in text and "| gcpo - grpo | " in text
     gcpo = pd.read_csv(out / "arms.csv").set_index(["claim", "arm"]).loc[("methods", "gcpo")]
+    length = pd.read_csv(out / "methods" / "runs.csv").groupby("arm")["length"].mean()["gcpo"]
     assert f"| gcpo | {gcpo['estimate']:.3f} | [{gcpo['low']:.3f}, {gcpo['high']:.3f}] | {gcpo['seeds']} x " \
-           f"{gcpo['items']} |" in text
+           f"{gcpo['items']} | {length:.1f} | " in text
     readme.write_text("nothing marked\n")
     assert run_command("report", ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme", readme) == 2
     assert "marks no block <!-- study paper_claims/CLAIM -->" in capsys.readouterr().out

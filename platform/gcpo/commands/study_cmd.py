@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-checkpoints", choices=("none", "all"), default="none",
                         help="run: keep each finished piece's checkpoints (default none: a study needs metrics)")
     parser.add_argument("--reuse-from", nargs=2, action="append", default=[], metavar=("STUDY.yaml", "DIR"),
-                        help="run, reuse (plan, status: count them): also take runs from another study's folder where a piece has the run "
-                             "config of one finished there (same code version only); repeatable")
+                        help="run, reuse (plan, status: count them): also take runs from another study's folder "
+                             "where a piece has the run config of one finished there (same code version only); "
+                             "repeatable")
     parser.add_argument("--readme", type=Path, metavar="FILE",
                         help="report: also rewrite FILE's blocks marked <!-- study NAME/CLAIM --> ... <!-- /study --> "
                              "with each claim's arms and comparisons")
@@ -159,17 +160,17 @@ def _report(args: argparse.Namespace, study, out: Path) -> int:
     comparisons = merged(study, out)
     done = done_counts(study, out)
     totals = (sum(d for d, _ in done.values()), sum(t for _, t in done.values()))
-    arms, table = write_study_report(study, out, comparisons, totals)
+    _, table = write_study_report(study, out, comparisons, totals)
     print(format_status(study, table, done))
     print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, one folder per claim)")
-    return _readme(args.readme, study, arms, table) if getattr(args, "readme", None) else 0
+    return _readme(args.readme, study, out) if getattr(args, "readme", None) else 0
 
 
-def _readme(path: Path, study, arms, table) -> int:
-    """`--readme FILE`: its blocks for this study rewritten from the report; 2 when it marks none."""
-    from gcpo.studies.summary import study_blocks, update_blocks
+def _readme(path: Path, study, out: Path) -> int:
+    """`--readme FILE`: its blocks for this study rewritten from the report in `out`; 2 when it marks none."""
+    from gcpo.studies.summary import read_blocks, update_blocks
 
-    blocks = study_blocks(arms, table, {name: claim.reference for name, claim in study.claims.items()})
+    blocks = read_blocks(out, {name: claim.reference for name, claim in study.claims.items()})
     try:
         text, written = update_blocks(path.read_text(), study.name, blocks)
     except (OSError, ValueError) as e:

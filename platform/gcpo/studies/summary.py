@@ -1,9 +1,11 @@
 """A study's numbers where a document quotes them: per claim a short markdown block rendered from the report's
 `arms.csv` and `comparisons.csv`, written into the blocks a document (the README) marks for it.
 
-- `claim_block(arms, comparisons, reference)`: each arm's mean with its 95% interval and what the interval rests
-  on (seeds x held-out items), then each comparison's difference with its Holm-adjusted interval and the verdict
-  in words (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`), fewer columns.
+- `claim_block(arms, comparisons, reference, measures)`: each arm's mean with its 95% interval, what the interval
+  rests on (seeds x held-out items) and, from the claim's runs.csv, its mean response length and entropy of its
+  own samples at the last training step; then each comparison's difference with its Holm-adjusted interval and the
+  verdict in words (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`).
+- `read_blocks(folder, references)`: those blocks from a report folder's files.
 - `update_blocks(text, study, blocks)`: rewrites every block of `text` marked
 
       <!-- study NAME/CLAIM -->
@@ -11,8 +13,9 @@
       <!-- /study -->
 
   for study NAME with the claim's block; blocks of another study are left as they are. An unknown claim or an
-  unclosed marker is an error naming its line; a claim with no finished piece reads "No finished piece yet.". `gcpo study report --readme FILE` calls it, and a test checks that
-  the README's blocks are what the committed report gives, so a number the README quotes is never copied by hand.
+  unclosed marker is an error naming its line; a claim with no finished piece reads "No finished piece yet.".
+  `gcpo study report --readme FILE` calls it, and a test checks that the README's blocks are what the committed
+  report gives, so a number the README quotes is never copied by hand.
 """
 
 from __future__ import annotations
@@ -33,14 +36,23 @@ def _number(value: float, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str) -> str:
+# runs.csv column -> header: at the last training step, the response length (tokens) and entropy of own samples
+MEASURES = {"length": ("response length", "{:.1f}"), "entropy": ("entropy", "{:.3f}")}
+
+
+def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str,
+                measures: pd.DataFrame | None = None) -> str:
     """The claim's arms (its rows of arms.csv) and comparisons (its rows of comparisons.csv) as two markdown
-    tables; `reference` is marked in the first."""
-    lines = ["| arm | mean | 95% interval | seeds x items |", "|---|---|---|---|"]
+    tables; `reference` is marked in the first. `measures` (indexed by arm; `arm_measures`) adds each arm's mean
+    response length and entropy of its own samples at the last training step."""
+    extra = [c for c in MEASURES if measures is not None and c in measures.columns]
+    lines = ["| arm | mean | 95% interval | seeds x items |" + "".join(f" {MEASURES[c][0]} |" for c in extra),
+             "|---|---|---|---|" + "---|" * len(extra)]
     for row in arms.to_dict("records"):
         name = f"{row['arm']} (reference)" if row["arm"] == reference else row["arm"]
+        more = "".join(f" {_number(measures[c].get(row['arm'], math.nan), MEASURES[c][1])} |" for c in extra)
         lines.append(f"| {name} | {_number(row['estimate'], '{:.3f}')} | {interval_text(row['low'], row['high'])} | "
-                     f"{row['seeds']} x {row['items']} |")
+                     f"{row['seeds']} x {row['items']} |{more}")
     lines += ["", "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|"]
     for row in comparisons.to_dict("records"):
         lines.append(f"| {row['comparison']} | {_number(row['estimate'], '{:+.3f}')} | "
@@ -48,25 +60,36 @@ def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str) -
     return "\n".join(lines)
 
 
+def arm_measures(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, the mean over its runs (a claim's runs.csv) of the last training step's response length (tokens)
+    and the entropy of the policy's own samples."""
+    return runs.groupby("arm")[[c for c in MEASURES if c in runs.columns]].mean()
+
+
 NOTHING_YET = "No finished piece yet."
 
 
-def study_blocks(arms: pd.DataFrame, comparisons: pd.DataFrame, references: dict[str, str]) -> dict[str, str]:
-    """claim -> its block, for every claim of `references` (claim -> reference arm); `NOTHING_YET` for a claim
-    with no finished arm (`arms` may be empty: a study not yet run, or no arms.csv)."""
+def study_blocks(arms: pd.DataFrame, comparisons: pd.DataFrame, references: dict[str, str],
+                 measures: dict[str, pd.DataFrame] | None = None) -> dict[str, str]:
+    """claim -> its block, for every claim of `references` (claim -> reference arm; `measures`: claim -> its
+    `arm_measures`); `NOTHING_YET` for a claim with no finished arm (`arms` may be empty: nothing run yet)."""
     blocks = {}
     for claim, reference in references.items():
         mine = arms[arms["claim"] == claim] if len(arms) else arms
         blocks[claim] = NOTHING_YET if mine.empty else claim_block(
-            mine, comparisons[comparisons["claim"] == claim], reference)
+            mine, comparisons[comparisons["claim"] == claim], reference, (measures or {}).get(claim))
     return blocks
 
 
 def read_blocks(folder: Path, references: dict[str, str]) -> dict[str, str]:
-    """`study_blocks` of a report folder's arms.csv and comparisons.csv (none yet: every claim `NOTHING_YET`)."""
+    """`study_blocks` of a report folder: arms.csv, comparisons.csv and each claim's <claim>/runs.csv (nothing
+    there yet: every claim `NOTHING_YET`). `gcpo study report --readme` writes these blocks."""
     if not (folder / "arms.csv").exists():
         return dict.fromkeys(references, NOTHING_YET)
-    return study_blocks(pd.read_csv(folder / "arms.csv"), pd.read_csv(folder / "comparisons.csv"), references)
+    measures = {claim: arm_measures(pd.read_csv(folder / claim / "runs.csv")) for claim in references
+                if (folder / claim / "runs.csv").exists()}
+    return study_blocks(pd.read_csv(folder / "arms.csv"), pd.read_csv(folder / "comparisons.csv"), references,
+                        measures)
 
 
 def update_blocks(text: str, study: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
