@@ -134,18 +134,20 @@ def test_the_notebook_renders_the_study_report(tmp_path):
     shutil.copytree(OLD / "pieces", out / "pieces")
     shutil.copy(OLD / "study.json", out / "study.json")
     assert run_command("report", STUDY, "--out", out) == 0
+    again = tmp_path / "again"  # a second study folder: the notebook renders every folder it is given
+    shutil.copytree(out, again)
     nb = nbformat.read(ROOT / "notebooks" / "study_report.ipynb", as_version=4)
-    os.environ["GCPO_STUDY_REPORT"] = str(out)
+    os.environ["GCPO_STUDY_REPORT"] = os.pathsep.join([str(out), str(again), str(tmp_path / "not_run")])
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
         del os.environ["GCPO_STUDY_REPORT"]
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "2 claims" in text
+    assert f"{out}: 2 claims" in text and f"{again}: 2 claims" in text and "not_run" not in text
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
-    assert "no verdict on dapo vs grpo" in markdown
+    assert "no verdict on dapo vs grpo" in markdown and "**again: methods**" in markdown
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "entropy_mean" in html and "length_mean" in html  # each claim's length and entropy by arm
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 1 + 2  # the adjusted intervals, and each claim's learning curves
+    assert len(images) == 2 * (1 + 2)  # per study, the adjusted intervals and each claim's learning curves
