@@ -79,9 +79,21 @@ def test_report_readme_rewrites_a_documents_blocks(tmp_path, capsys):
     length = pd.read_csv(out / "methods" / "runs.csv").groupby("arm")["length"].mean()["gcpo"]
     assert f"| gcpo | {gcpo['estimate']:.3f} | [{gcpo['low']:.3f}, {gcpo['high']:.3f}] | {gcpo['seeds']} x " \
            f"{gcpo['items']} | {length:.1f} | " in text
+    # a FILE that cannot be written is refused before anything runs, naming it and why
+    before = (out / "report.md").stat().st_mtime
     readme.write_text("nothing marked\n")
-    assert run_command("report", ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme", readme) == 2
-    assert "marks no block <!-- study paper_claims/CLAIM -->" in capsys.readouterr().out
+    for action, expected in (("report", "it marks no block <!-- study paper_claims/CLAIM -->"),
+                             ("run", "it marks no block"), ("status", "--readme applies to run and report")):
+        assert run_command(action, ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme", readme) == 2
+        assert expected in capsys.readouterr().out
+    readme.write_text("<!-- study paper_claims/methods -->\nno end\n")
+    assert run_command("run", ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme", readme) == 2
+    assert "line 1: the block of study paper_claims, claim 'methods' has no <!-- /study --> line" in \
+        capsys.readouterr().out
+    assert run_command("report", ROOT / "studies" / "paper_claims.yaml", "--out", out, "--readme",
+                       tmp_path / "missing.md") == 2
+    assert "missing.md: [Errno 2] No such file or directory" in capsys.readouterr().out
+    assert (out / "report.md").stat().st_mtime == before  # nothing was written
 
 
 @pytest.mark.parametrize("name", ["warm_claims", "warm_golden_uses"])

@@ -167,22 +167,31 @@ def _report(args: argparse.Namespace, study, out: Path) -> int:
 
 
 def _readme(path: Path, study, out: Path) -> int:
-    """`--readme FILE`: its blocks for this study rewritten from the report in `out`; 2 when it marks none."""
+    """`--readme FILE`: its blocks for this study rewritten from the report in `out` (checked before anything
+    runs: `_readme_error`)."""
     from gcpo.studies.summary import read_blocks, update_blocks
 
     blocks = read_blocks(out, {name: claim.reference for name, claim in study.claims.items()})
-    try:
-        text, written = update_blocks(path.read_text(), study.name, blocks)
-    except (OSError, ValueError) as e:
-        print(f"gcpo study report --readme: {path}: {e}")
-        return 2
-    if not written:
-        print(f"gcpo study report --readme: {path} marks no block <!-- study {study.name}/CLAIM --> ... "
-              f"<!-- /study -->")
-        return 2
+    text, written = update_blocks(path.read_text(), study.name, blocks)
     path.write_text(text)
     print(f"{path}: the blocks of {', '.join(written)} rewritten from the report")
     return 0
+
+
+def _readme_error(args: argparse.Namespace, study) -> str | None:
+    """Why `--readme FILE` cannot be written, found at start-up (not after a study's hours of training): another
+    action than run and report, no such file, a malformed marker, or no block marked for this study."""
+    from gcpo.studies.summary import update_blocks
+
+    if args.action not in ("run", "report"):
+        return f"--readme applies to run and report, not {args.action}"
+    try:
+        _, written = update_blocks(Path(args.readme).read_text(), study.name, dict.fromkeys(study.claims, ""))
+    except (OSError, ValueError) as e:
+        return f"--readme {args.readme}: {e}"
+    if not written:
+        return f"--readme {args.readme}: it marks no block <!-- study {study.name}/CLAIM --> ... <!-- /study -->"
+    return None
 
 
 def _status(args: argparse.Namespace, study, out: Path) -> int:
@@ -211,6 +220,10 @@ def run(args: argparse.Namespace) -> int:
         study = load_study(args.study)
     except StudyError as e:
         print(f"gcpo study: {e}")
+        return 2
+    problem = _readme_error(args, study) if getattr(args, "readme", None) else None
+    if problem:
+        print(f"gcpo study {args.action}: {problem}")
         return 2
     handler = {"plan": _plan, "run": _run, "reuse": _reuse, "report": _report, "status": _status}[args.action]
     try:
