@@ -33,11 +33,17 @@ def test_a_claim_block_is_the_reports_rows_in_two_tables():
         "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|",
         "| gcpo - grpo | +0.023 | [-0.041, 0.088] | too wide to tell gcpo from grpo |"])
     runs = pd.DataFrame({"arm": ["grpo", "grpo", "gcpo"], "length": [20.0, 22.0, 30.5], "entropy": [0.1, 0.2, 0.05]})
-    with_measures = claim_block(ARMS, COMPARISONS, "grpo", arm_measures(runs)).split("\n")
+    runs["run_id"] = ["a", "b", "c"]
+    curves = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c", "c", "c"], "arm": ["grpo"] * 4 + ["gcpo"] * 3,
+                           "key": ["batch/samples"] * 3 + ["time/step_s"] + ["batch/samples"] * 3,
+                           "value": [32.0, 32.0, 40.0, 9.0, 32.0, 32.0, 64.0]})
+    with_measures = claim_block(ARMS, COMPARISONS, "grpo", arm_measures(runs, curves)).split("\n")
     assert with_measures[:4] == [
-        "| arm | mean | 95% interval | seeds x items | response length | entropy |", "|---|---|---|---|---|---|",
-        "| grpo (reference) | 0.377 | [0.322, 0.432] | 3 x 300 | 21.0 | 0.150 |",  # means over the arm's runs
-        "| gcpo | 0.400 | - | 1 x 300 | 30.5 | 0.050 |"]
+        "| arm | mean | 95% interval | seeds x items | samples drawn | response length | entropy |",
+        "|---|---|---|---|---|---|---|",  # samples: each run's sum over its steps, then the mean over the arm's runs
+        "| grpo (reference) | 0.377 | [0.322, 0.432] | 3 x 300 | 52 | 21.0 | 0.150 |",
+        "| gcpo | 0.400 | - | 1 x 300 | 128 | 30.5 | 0.050 |"]
+    assert list(arm_measures(runs).columns) == ["length", "entropy"]  # no curves: no samples column
     blocks = study_blocks(ARMS, COMPARISONS, {"c": "grpo", "later": "grpo"})
     assert blocks["later"] == "No finished piece yet." and blocks["c"] == claim_block(ARMS, COMPARISONS, "grpo")
     assert study_blocks(ARMS.iloc[:0], COMPARISONS.iloc[:0], {"c": "grpo"}) == {"c": "No finished piece yet."}

@@ -2,8 +2,8 @@
 `arms.csv` and `comparisons.csv`, written into the blocks a document (the README) marks for it.
 
 - `claim_block(arms, comparisons, reference, measures)`: each arm's mean with its 95% interval, what the interval
-  rests on (seeds x held-out items) and, from the claim's runs.csv, its mean response length and entropy of its
-  own samples at the last training step; then each comparison's difference with its Holm-adjusted interval and the
+  rests on (seeds x held-out items) and, from the claim's runs.csv and curves.csv, the samples its runs drew (the
+  rollout budget) and its mean response length and entropy of its own samples at the last training step; then each comparison's difference with its Holm-adjusted interval and the
   verdict in words (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`).
 - `read_blocks(folder, references)`: those blocks from a report folder's files.
 - `update_blocks(text, study, blocks)`: rewrites every block of `text` marked
@@ -36,8 +36,11 @@ def _number(value: float, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-# runs.csv column -> header: at the last training step, the response length (tokens) and entropy of own samples
-MEASURES = {"length": ("response length", "{:.1f}"), "entropy": ("entropy", "{:.3f}")}
+# measure -> (header, format): the samples a run drew in all (its rollout budget: curves.csv's batch/samples summed
+# over steps), and at the last training step the response length (tokens) and entropy of its own samples (runs.csv)
+MEASURES = {"samples": ("samples drawn", "{:.0f}"), "length": ("response length", "{:.1f}"),
+            "entropy": ("entropy", "{:.3f}")}
+SAMPLES_KEY = "batch/samples"
 
 
 def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str,
@@ -60,10 +63,15 @@ def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str,
     return "\n".join(lines)
 
 
-def arm_measures(runs: pd.DataFrame) -> pd.DataFrame:
+def arm_measures(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per arm, the mean over its runs (a claim's runs.csv) of the last training step's response length (tokens)
-    and the entropy of the policy's own samples."""
-    return runs.groupby("arm")[[c for c in MEASURES if c in runs.columns]].mean()
+    and the entropy of the policy's own samples, and with `curves` (its curves.csv) of the samples each run drew
+    (`SAMPLES_KEY` summed over its steps: equal across arms unless one draws more, as DAPO's dynamic sampling does)."""
+    out = runs.groupby("arm")[[c for c in MEASURES if c in runs.columns]].mean()
+    if curves is not None and (curves["key"] == SAMPLES_KEY).any():
+        drawn = curves[curves["key"] == SAMPLES_KEY].groupby(["arm", "run_id"])["value"].sum()
+        out.insert(0, "samples", drawn.groupby("arm").mean())
+    return out
 
 
 NOTHING_YET = "No finished piece yet."
@@ -86,8 +94,11 @@ def read_blocks(folder: Path, references: dict[str, str]) -> dict[str, str]:
     there yet: every claim `NOTHING_YET`). `gcpo study report --readme` writes these blocks."""
     if not (folder / "arms.csv").exists():
         return dict.fromkeys(references, NOTHING_YET)
-    measures = {claim: arm_measures(pd.read_csv(folder / claim / "runs.csv")) for claim in references
-                if (folder / claim / "runs.csv").exists()}
+    measures = {}
+    for claim in references:
+        runs, curves = folder / claim / "runs.csv", folder / claim / "curves.csv"
+        if runs.exists():
+            measures[claim] = arm_measures(pd.read_csv(runs), pd.read_csv(curves) if curves.exists() else None)
     return study_blocks(pd.read_csv(folder / "arms.csv"), pd.read_csv(folder / "comparisons.csv"), references,
                         measures)
 
