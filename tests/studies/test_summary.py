@@ -60,7 +60,7 @@ def test_only_the_marked_blocks_of_the_study_are_rewritten():
     assert update_blocks("no markers", "s", {"c": "x"}) == ("no markers", [])
     with pytest.raises(ValueError, match=r"line 2: .*claim 'c' has no <!-- /study --> line"):
         update_blocks("intro\n<!-- study s/c -->\nold", "s", {"c": "x"})
-    with pytest.raises(ValueError, match=r"line 1: study s has no finished claim 'd' \(it has: c\)"):
+    with pytest.raises(ValueError, match=r"line 1: study s has no claim 'd' \(its claims: c\)"):
         update_blocks("<!-- study s/d -->\n<!-- /study -->", "s", {"c": "x"})
 
 

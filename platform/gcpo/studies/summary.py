@@ -3,8 +3,9 @@
 
 - `claim_block(arms, comparisons, reference, measures)`: each arm's mean with its 95% interval, what the interval
   rests on (seeds x held-out items) and, from the claim's runs.csv and curves.csv, the samples its runs drew (the
-  rollout budget) and its mean response length and entropy of its own samples at the last training step; then each comparison's difference with its Holm-adjusted interval and the
-  verdict in words (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`).
+  rollout budget) and its mean response length and entropy of its own samples at the last training step; then
+  each comparison's difference with its Holm-adjusted interval and the verdict in words
+  (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`).
 - `read_blocks(folder, references)`: those blocks from a report folder's files.
 - `update_blocks(text, study, blocks)`: rewrites every block of `text` marked
 
@@ -46,8 +47,8 @@ SAMPLES_KEY = "batch/samples"
 def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str,
                 measures: pd.DataFrame | None = None) -> str:
     """The claim's arms (its rows of arms.csv) and comparisons (its rows of comparisons.csv) as two markdown
-    tables; `reference` is marked in the first. `measures` (indexed by arm; `arm_measures`) adds each arm's mean
-    response length and entropy of its own samples at the last training step."""
+    tables; `reference` is marked in the first. `measures` (indexed by arm; `arm_measures`) adds the samples its
+    runs drew and its mean response length and entropy of its own samples at the last training step."""
     extra = [c for c in MEASURES if measures is not None and c in measures.columns]
     lines = ["| arm | mean | 95% interval | seeds x items |" + "".join(f" {MEASURES[c][0]} |" for c in extra),
              "|---|---|---|---|" + "---|" * len(extra)]
@@ -91,7 +92,8 @@ def study_blocks(arms: pd.DataFrame, comparisons: pd.DataFrame, references: dict
 
 def read_blocks(folder: Path, references: dict[str, str]) -> dict[str, str]:
     """`study_blocks` of a report folder: arms.csv, comparisons.csv and each claim's <claim>/runs.csv (nothing
-    there yet: every claim `NOTHING_YET`). `gcpo study report --readme` writes these blocks."""
+    there yet: every claim `NOTHING_YET`), with each claim's curves.csv for the samples drawn. `gcpo study report
+    --readme` writes these blocks."""
     if not (folder / "arms.csv").exists():
         return dict.fromkeys(references, NOTHING_YET)
     measures = {}
@@ -119,7 +121,7 @@ def update_blocks(text: str, study: str, blocks: dict[str, str]) -> tuple[str, l
         if end is None:
             raise ValueError(f"line {start}: the block of study {study}, claim {claim!r} has no {END} line")
         if claim not in blocks:
-            raise ValueError(f"line {start}: study {study} has no finished claim {claim!r} (it has: "
+            raise ValueError(f"line {start}: study {study} has no claim {claim!r} (its claims: "
                              f"{', '.join(blocks) or 'none'})")
         out += [blocks[claim], END]
         written.append(claim)
