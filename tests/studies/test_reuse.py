@@ -18,6 +18,8 @@ from gcpo.studies.runner import pieces, run_pieces
 from gcpo.studies.study_file import load_study
 from gcpo.sweeps.compare import load_reports
 
+from .test_runner import run_command
+
 ROOT = Path(__file__).resolve().parents[2]
 PIECE = ROOT / "benchmarks" / "results" / "paper_claims" / "pieces" / "methods" / "gcpo_s0"
 SEQUENCE_CELL = "golden_answers=True, ratio_level=sequence"
@@ -136,12 +138,6 @@ def test_running_the_study_reuses_instead_of_training(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "reused from a/gcpo_s0" in text and "2 of 2 pieces done; 0 to run" in text
     assert state["pieces"] == {} and (out / "b" / "runs.csv").exists()  # the claim's merged report
-
-
-def run_command(*argv) -> int:
-    from gcpo.commands import build_parser, study_cmd
-
-    return study_cmd.run(build_parser().parse_args(["study", *map(str, argv)]))
 
 
 def test_runs_of_another_study_folder_are_reused_at_its_version_only(tmp_path, capsys):

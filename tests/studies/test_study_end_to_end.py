@@ -33,11 +33,16 @@ claims:
 """
 
 
-def smoke_overrides() -> list[str]:
+def paper_claims_smoke() -> list[str]:
+    """The smoke settings of benchmarks/paper_claims.py: the tiny model, 1 step, 2 held-out items."""
     spec = importlib.util.spec_from_file_location("paper_claims", ROOT / "benchmarks" / "paper_claims.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [o for o in module.SMOKE if not o.startswith(("trainer.steps", "trainer.eval_every"))]
+    return list(module.SMOKE)
+
+
+def smoke_overrides() -> list[str]:
+    return [o for o in paper_claims_smoke() if not o.startswith(("trainer.steps", "trainer.eval_every"))]
 
 
 def study_command(*argv) -> int:

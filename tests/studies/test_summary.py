@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gcpo.commands import build_parser
 from gcpo.studies.study_file import load_study
 from gcpo.studies.summary import arm_measures, claim_block, read_blocks, study_blocks, update_blocks
+
+from .test_runner import run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -62,12 +63,6 @@ def test_only_the_marked_blocks_of_the_study_are_rewritten():
         update_blocks("intro\n<!-- study s/c -->\nold", "s", {"c": "x"})
     with pytest.raises(ValueError, match=r"line 1: study s has no claim 'd' \(its claims: c\)"):
         update_blocks("<!-- study s/d -->\n<!-- /study -->", "s", {"c": "x"})
-
-
-def run_command(*argv) -> int:
-    from gcpo.commands import study_cmd
-
-    return study_cmd.run(build_parser().parse_args(["study", *map(str, argv)]))
 
 
 def test_report_readme_rewrites_a_documents_blocks(tmp_path, capsys):

@@ -4,32 +4,17 @@ DeepSpeed and a real MLflow server. Two train (rivals' gcpo, imitation's ga_sft)
 (imitation's reference and the ablation cell at the sequence ratio without KL) and are reused, never trained.
 The report and the README's blocks are written from them as for the real study."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from gcpo.commands import build_parser
+from .test_study_end_to_end import paper_claims_smoke, study_command
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "warm_claims.yaml"
 CELL = "golden_answers=True_kl_coef=0_ratio_level=sequence_s0"
-
-
-def tiny_overrides() -> list[str]:
-    """The smoke settings of benchmarks/paper_claims.py: the tiny model, 1 step, 2 held-out items."""
-    spec = importlib.util.spec_from_file_location("paper_claims", ROOT / "benchmarks" / "paper_claims.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.SMOKE)
-
-
-def study_command(*argv) -> int:
-    from gcpo.commands import study_cmd
-
-    return study_cmd.run(build_parser().parse_args(["study", *map(str, argv)]))
 
 
 @pytest.mark.integration
@@ -42,7 +27,7 @@ def test_the_warm_claims_study_runs_on_the_tiny_model(tmp_path, ray_local, mlflo
         (p["claim"], p["arm"]) in {("rivals", "gcpo"), ("imitation", "gcpo"), ("imitation", "ga_sft")}
         or (p["claim"] == "ablation" and p["name"] == CELL))]
     assert len(chosen) == 4
-    out, overrides = tmp_path / "study", [*tiny_overrides(), f"tracking.uri={mlflow_server}"]
+    out, overrides = tmp_path / "study", [*paper_claims_smoke(), f"tracking.uri={mlflow_server}"]
     options = {"out": out, "overrides": overrides, "base": tmp_path, "tag": "", "keep_checkpoints": "none"}
     assert run_pieces(study, chosen, options, load_state(out)) == 0
     text = capsys.readouterr().out

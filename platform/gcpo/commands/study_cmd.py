@@ -163,7 +163,7 @@ def _report(args: argparse.Namespace, study, out: Path) -> int:
     _, table = write_study_report(study, out, comparisons, totals)
     print(format_status(study, table, done))
     print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, one folder per claim)")
-    return _readme(args.readme, study, out) if getattr(args, "readme", None) else 0
+    return _readme(args.readme, study, out) if args.readme else 0
 
 
 def _readme(path: Path, study, out: Path) -> int:
@@ -204,8 +204,9 @@ def _status(args: argparse.Namespace, study, out: Path) -> int:
     done = done_counts(study, out)
     print(format_status(study, table, done))
     todo = pieces(study)
-    cost, left = piece_cost(load_state(out)), sum(t - d for d, t in done.values())
-    pools = _reuse_pools(args, load_state(out).get("version"))
+    state = load_state(out)
+    cost, left = piece_cost(state), sum(t - d for d, t in done.values())
+    pools = _reuse_pools(args, state.get("version"))
     runs = runs_to_train(todo, piece_fingerprints(study, todo, list(args.overrides)), out, pools)
     hours = f", about {cost * runs / 3600:.2f} h" if cost and runs else ""
     print(f"\n{left} planned pieces to run" + (f" ({runs} runs to train, the others reuse them)" if runs != left
@@ -221,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     except StudyError as e:
         print(f"gcpo study: {e}")
         return 2
-    problem = _readme_error(args, study) if getattr(args, "readme", None) else None
+    problem = _readme_error(args, study) if args.readme else None
     if problem:
         print(f"gcpo study {args.action}: {problem}")
         return 2

@@ -21,15 +21,11 @@ import pandas as pd
 from gcpo.studies import method
 from gcpo.studies.analysis import metric_components, pilot_components, study_arms, study_comparisons
 from gcpo.studies.study_file import Study
-from gcpo.sweeps.tables import interval_text
+from gcpo.sweeps.tables import interval_text, number_text
 
 PLAN_COLUMNS = ["claim", "comparisons", "seeds", "items", "alpha", "sd_seed", "sd_item", "sd_resid", "mdd",
                 "target", "seeds_needed", "trials", "hours", "source", "metric_arm", "metric_sd_seed",
                 "metric_sd_item"]
-
-
-def _number(value: float, fmt: str = "{:.3f}") -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def plan_table(study: Study, pilots: dict[str, Any], items: dict[str, int], cost_s: float | None) -> pd.DataFrame:
@@ -62,7 +58,7 @@ def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None, runs: in
     trials, `gcpo.studies.reuse`) the total says how many trials reuse another's run and costs only the runs."""
     lines = [f"study {study.name}: {study.comparisons} comparisons, {study.looks} look(s); each planned at alpha "
              f"{method.adjusted_alpha(study.comparisons, study.looks):.4f} (0.05 / (comparisons x looks)), 80% "
-             f"power; a trial costs {_number(cost_s, '{:.0f}')} s on this machine"]
+             f"power; a trial costs {number_text(cost_s, '{:.0f}')} s on this machine"]
     for row in plan.to_dict("records"):
         needed = row["seeds_needed"]
         if math.isnan(row["mdd"]):
@@ -72,12 +68,12 @@ def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None, runs: in
         else:
             needed = f"{int(needed)} seeds"
         lines += [f"\n{row['claim']}: {row['comparisons']} comparisons, {row['seeds']} seeds x {row['items']} items "
-                  f"({row['trials']} trials, {_number(row['hours'], '{:.2f}')} h)",
+                  f"({row['trials']} trials, {number_text(row['hours'], '{:.2f}')} h)",
                   f"  the metric ({row['metric_arm'] if isinstance(row['metric_arm'], str) else '-'}): sd seed "
-                  f"{_number(row['metric_sd_seed'])}, sd item {_number(row['metric_sd_item'])}",
-                  f"  its comparisons, from {row['source']}: sd seed {_number(row['sd_seed'])}, sd item "
-                  f"{_number(row['sd_item'])}, sd of a seed on one item {_number(row['sd_resid'])}",
-                  f"  detectable difference at the planned seeds: {_number(row['mdd'])}; for the target "
+                  f"{number_text(row['metric_sd_seed'])}, sd item {number_text(row['metric_sd_item'])}",
+                  f"  its comparisons, from {row['source']}: sd seed {number_text(row['sd_seed'])}, sd item "
+                  f"{number_text(row['sd_item'])}, sd of a seed on one item {number_text(row['sd_resid'])}",
+                  f"  detectable difference at the planned seeds: {number_text(row['mdd'])}; for the target "
                   f"{row['target']:.3f}: {needed}"]
     trials = int(plan["trials"].sum())
     total = plan["hours"].sum(min_count=1)
@@ -85,15 +81,15 @@ def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None, runs: in
     if reused and cost_s:
         total = cost_s * runs / 3600
     budget = f" of a budget of {study.budget_hours:g} h" if study.budget_hours else ""
-    lines.append(f"\ntotal: {trials} trials{reused}, {_number(total, '{:.2f}')} h{budget}")
+    lines.append(f"\ntotal: {trials} trials{reused}, {number_text(total, '{:.2f}')} h{budget}")
     return "\n".join(lines)
 
 
 def _arm_lines(arms: pd.DataFrame) -> list[str]:
     lines = ["| arm | mean | 95% interval | IQM | seeds | items |", "|---|---|---|---|---|---|"]
     for row in arms.to_dict("records"):
-        lines.append(f"| {row['arm']} | {_number(row['estimate'])} | {interval_text(row['low'], row['high'])} | "
-                     f"{_number(row['iqm'])} | {row['seeds']} | {row['items']} |")
+        lines.append(f"| {row['arm']} | {number_text(row['estimate'])} | {interval_text(row['low'], row['high'])} | "
+                     f"{number_text(row['iqm'])} | {row['seeds']} | {row['items']} |")
     return lines
 
 
@@ -102,9 +98,9 @@ def _comparison_lines(table: pd.DataFrame) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         level = "-" if math.isnan(row["alpha"]) else f"{100 * (1 - row['alpha']):.2f}%"
-        lines.append(f"| {row['comparison']} | {_number(row['estimate'], '{:+.3f}')} | "
+        lines.append(f"| {row['comparison']} | {number_text(row['estimate'], '{:+.3f}')} | "
                      f"{interval_text(row['low95'], row['high95'])} | {interval_text(row['low'], row['high'])} | "
-                     f"{level} | {_number(row['p_holm'], '{:.3g}')} | {_number(row['mdd'])} |")
+                     f"{level} | {number_text(row['p_holm'], '{:.3g}')} | {number_text(row['mdd'])} |")
     return lines + [""] + [f"- **{row['verdict']}**: {row['words']}" for row in table.to_dict("records")]
 
 

@@ -27,14 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from gcpo.sweeps.tables import interval_text
+from gcpo.sweeps.tables import interval_text, number_text
 
 START = re.compile(r"^<!-- study (?P<study>[\w.-]+)/(?P<claim>[\w.=-]+) -->$")
 END = "<!-- /study -->"
-
-
-def _number(value: float, fmt: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 # measure -> (header, format): the samples a run drew in all (its rollout budget: curves.csv's batch/samples summed
@@ -54,12 +50,12 @@ def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str,
              "|---|---|---|---|" + "---|" * len(extra)]
     for row in arms.to_dict("records"):
         name = f"{row['arm']} (reference)" if row["arm"] == reference else row["arm"]
-        more = "".join(f" {_number(measures[c].get(row['arm'], math.nan), MEASURES[c][1])} |" for c in extra)
-        lines.append(f"| {name} | {_number(row['estimate'], '{:.3f}')} | {interval_text(row['low'], row['high'])} | "
-                     f"{row['seeds']} x {row['items']} |{more}")
+        more = "".join(f" {number_text(measures[c].get(row['arm'], math.nan), MEASURES[c][1])} |" for c in extra)
+        lines.append(f"| {name} | {number_text(row['estimate'], '{:.3f}')} | "
+                     f"{interval_text(row['low'], row['high'])} | {row['seeds']} x {row['items']} |{more}")
     lines += ["", "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|"]
     for row in comparisons.to_dict("records"):
-        lines.append(f"| {row['comparison']} | {_number(row['estimate'], '{:+.3f}')} | "
+        lines.append(f"| {row['comparison']} | {number_text(row['estimate'], '{:+.3f}')} | "
                      f"{interval_text(row['low'], row['high'])} | {row['words']} |")
     return "\n".join(lines)
 

@@ -36,14 +36,15 @@ def rests_on(row) -> str:
     return f"{seeds} x {row['items']} items" if row["method"] == stats.BY_ITEMS else seeds
 
 
-def _number(value: float, fmt: str = "{:.3f}") -> str:
+def number_text(value: float, fmt: str = "{:.3f}") -> str:
+    """`fmt` of a number; "-" for None or NaN."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def _arm_columns(cmp: Comparison) -> dict[str, tuple[str, str]]:
     """Per arm: its interval's text and its IQM's ("" when no arm has IQM_MIN_SEEDS seeds)."""
     show_iqm = bool((cmp.arms["runs"] >= IQM_MIN_SEEDS).any())
-    return {row["arm"]: (interval_text(row["low"], row["high"]), _number(row["iqm"]) if show_iqm else "")
+    return {row["arm"]: (interval_text(row["low"], row["high"]), number_text(row["iqm"]) if show_iqm else "")
             for _, row in cmp.statistics().intervals.iterrows()}
 
 
@@ -87,8 +88,8 @@ def _difference_lines(cmp: Comparison) -> list[str]:
                  "and items, 95% CI; MDD: the difference this design finds about 80% of the time; P(better): over seed pairs):"]
     for name, (_, row) in zip(names, differences.iterrows()):
         lines.append(f"  {name:<{width}}  {row['estimate']:+.3f}  {interval_text(row['low'], row['high']):>16}  "
-                     f"{row['reading']:<22}  MDD {_number(row['mdd'])}  P(better) {_number(row['p_improve'], '{:.2f}')}"
-                     f"  {rests_on(row)}")
+                     f"{row['reading']:<22}  MDD {number_text(row['mdd'])}  "
+                     f"P(better) {number_text(row['p_improve'], '{:.2f}')}  {rests_on(row)}")
     return lines
 
 
@@ -141,8 +142,9 @@ def markdown_table(cmp: Comparison) -> str:
         lines += ["", f"| arm - baseline | difference in final {name} | 95% CI | reading | MDD (80% power) "
                       "| P(better) | rests on |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {row['arm']} - {row['baseline']} | {row['estimate']:+.3f} "
-                  f"| {interval_text(row['low'], row['high'])} | {row['reading']} | {_number(row['mdd'])} "
-                  f"| {_number(row['p_improve'], '{:.2f}')} | {rests_on(row)} |" for _, row in differences.iterrows()]
+                  f"| {interval_text(row['low'], row['high'])} | {row['reading']} | {number_text(row['mdd'])} "
+                  f"| {number_text(row['p_improve'], '{:.2f}')} | {rests_on(row)} |"
+                  for _, row in differences.iterrows()]
     summary = _aa_summary(cmp.statistics().aa)
     if summary:
         lines += ["", "| A/A check (arm against itself) | splits excluding 0 | halves rest on |", "|---|---|---|"]
