@@ -88,3 +88,24 @@ def test_seeds_only_comparisons_and_the_pilot_components():
     pilot = comparison({"x": 0.5, "y": 0.5}, seeds=3)
     parts, source = analysis.pilot_components(grid, pilot.runs, pilot.items, METRIC)
     assert source.startswith("paired differences of the pilot's arms (x, y)") and parts.resid > 0
+
+
+def test_an_interaction_whose_seeds_tie_has_no_verdict_and_p_one():
+    factors = {"algorithm.golden_answers": [True, False], "algorithm.kl_coef": [0.0, 0.04]}
+    points = {f"ga={a}, kl={k}": {"algorithm.golden_answers": a, "algorithm.kl_coef": k}
+              for a in (True, False) for k in (0.0, 0.04)}
+    arms = list(points)
+    # three arms constant; the fourth's seeds tie in mean (0.75) with no item share: the interaction's matrix
+    # (the fourth arm / 2 + a constant) has a zero-width interval, the main effects are the same matrix too
+    per_arm = {arm: np.full((2, 4), 0.5) for arm in arms[:3]}
+    per_arm[arms[3]] = np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+    runs = [{"arm": a, "seed": str(s), "final": v[s].mean()} for a, v in per_arm.items() for s in range(2)]
+    rows = [{"arm": a, "seed": str(s), "task": "basic_arithmetic", "item_id": str(i), "correct": v[s, i]}
+            for a, v in per_arm.items() for s in range(2) for i in range(4)]
+    cmp = SimpleNamespace(runs=pd.DataFrame(runs), items=pd.DataFrame(rows), metric=METRIC)
+    study = Study("s", None, {"grid": claim("grid", arms, factors, points)}, [0, 1])
+    table = analysis.study_comparisons(study, {"grid": cmp}).set_index("comparison")
+    row = table.loc["interaction golden_answers x kl_coef"]
+    assert row["estimate"] == pytest.approx(0.125) and row["p"] == 1.0 and row["verdict"] == method.NO_VERDICT
+    assert "nothing varied" in row["words"]
+    assert (table["p"] == 1.0).all() and (table["alpha"] == 0.05 / 3).all()  # nothing rejected: one level

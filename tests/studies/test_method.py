@@ -165,3 +165,16 @@ def test_repeated_looks_keep_the_error_at_five_percent(capsys):
         print(f"\n[looks] zero difference, looks at {looks} seeds, 3 comparisons: any false difference at any "
               f"look {split.mean():.4f} with alpha/{len(looks)} per look; {naive.mean():.4f} with alpha each look")
     assert 0.01 <= split.mean() <= 0.06 and naive.mean() > split.mean()
+
+
+def test_a_tie_between_seeds_is_no_test_and_never_a_holm_rejection():
+    # two seeds with the same mean and no item share (MS_item 1/6 < MS_resid 1/3): a zero-width interval at
+    # every level. Its p is 1 (before: 1e-12, rejected first, which loosened the other comparison's level)
+    tie = np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+    assert stats.mean_interval(tie).low == stats.mean_interval(tie).high == 0.75
+    strong = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.9]])
+    p = method.p_values(np.stack([tie, strong]))
+    assert p[0] == 1.0 and p[1] < 0.01
+    assert method.holm(p)[1].tolist() == [0.05, 0.025]  # strong rejected at the first step's alpha / 2
+    jitter = tie + np.array([[0.0, 0.0, 0.0, 0.01], [0.0, 0.0, 0.0, 0.0]])  # the seeds now differ: a real test
+    assert 0 < method.p_values(jitter[None])[0] < 1

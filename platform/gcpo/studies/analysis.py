@@ -98,7 +98,9 @@ def _words(row: dict, claim: Claim, mode: str) -> tuple[str, str]:
                   method.NO_DIFFERENCE: f"no interaction {name} larger than {reach:.3f}",
                   method.TOO_WIDE: f"too wide to tell whether {name} interact ({row['low']:.3f} to "
                                    f"{row['high']:.3f}, target {claim.target_difference:.3f})",
-                  method.NO_VERDICT: f"no verdict on {name}: no interval"}[kind]
+                  method.NO_VERDICT: f"no verdict on {name}: " + (
+                      "nothing varied (a zero-width interval does not bound it; run more seeds)"
+                      if row["low"] == row["high"] else "no interval")}[kind]
 
 
 def _adjust(row: dict, claim: Claim, alpha: float, mode: str) -> dict[str, Any]:

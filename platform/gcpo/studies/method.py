@@ -21,6 +21,9 @@ and held-out items, crossed); this module builds on them. docs/studies.md writes
 - **p-value of an interval**: the alpha at which the two-strata interval's half-width equals |estimate| (the
   interval is a function of its level; found by bisection in log alpha), so an interval at level 1 - a excludes
   0 exactly when p < a. Holm's procedure runs on these p-values.
+  Where nothing varied (every seed's contrast the same and no item share: a metric on a few hundred items takes
+  few values, so two seeds can tie exactly) the interval has zero width at every level: p is 1, so the comparison
+  stays in the family but is never rejected (a p of 0 would be rejected first and loosen every other level).
 - **Holm's adjustment** over the study's m comparisons at family level alpha: sort the p-values, compare the k-th
   smallest with alpha / (m - k + 1), stop at the first that fails. Each comparison's adjusted interval is drawn at
   level 1 - alpha_j: alpha / (m - k + 1) for the k-th rejection, alpha / (m - r) for every comparison not rejected
@@ -176,7 +179,9 @@ def _half_widths(values: np.ndarray, method: str, alpha: np.ndarray) -> np.ndarr
 
 def p_values(values: np.ndarray, method: str = stats.BY_ITEMS, iterations: int = 40) -> np.ndarray:
     """For complete (..., S, N) matrices: the alpha at which each interval's half-width equals |its estimate|
-    (module docstring); NaN below 2 seeds (items only: no verdict). Vectorised bisection in log alpha."""
+    (module docstring); NaN below 2 seeds (items only: no verdict); 1 where nothing varied (a zero-width interval
+    at every level: no test, so never a Holm rejection, but counted in the family). Vectorised bisection in log
+    alpha."""
     values = np.asarray(values, dtype=float)
     lead = values.shape[:-2]
     if values.shape[-2] < 2:
@@ -188,7 +193,9 @@ def p_values(values: np.ndarray, method: str = stats.BY_ITEMS, iterations: int =
             middle = (low + high) / 2
             wide = _half_widths(values, method, np.exp(middle)) > estimate  # still holds 0: alpha is larger
             low, high = np.where(wide, middle, low), np.where(wide, high, middle)
-    return np.where(estimate > 0, np.exp(high), 1.0)
+        scale = np.abs(values).max(axis=(-2, -1))  # a zero width up to the sums' rounding
+        varied = _half_widths(values, method, np.full(lead, ALPHA)) > 1e-9 * scale
+    return np.where((estimate > 0) & varied, np.exp(high), 1.0)
 
 
 def holm(p: Sequence[float], alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
