@@ -109,3 +109,21 @@ def test_an_interaction_whose_seeds_tie_has_no_verdict_and_p_one():
     assert row["estimate"] == pytest.approx(0.125) and row["p"] == 1.0 and row["verdict"] == method.NO_VERDICT
     assert "nothing varied" in row["words"]
     assert (table["p"] == 1.0).all() and (table["alpha"] == 0.05 / 3).all()  # nothing rejected: one level
+
+
+def test_each_comparison_says_the_seeds_its_target_would_need_at_the_noise_measured():
+    c = claim("methods", ["ref", "same", "better"], target=0.05)
+    study = Study("s", None, {"methods": c}, [0, 1, 2])
+    table = analysis.study_comparisons(study, {"methods": comparison({"ref": 0.5, "same": 0.5, "better": 0.55},
+                                                                     seeds=3, items=300)}).set_index("comparison")
+    frames = analysis.arm_frames(*(comparison({"ref": 0.5, "same": 0.5, "better": 0.55}, seeds=3, items=300)
+                                   .__dict__[k] for k in ("runs", "items", "metric")), c.arms)
+    for arm in ("same", "better"):
+        row = table.loc[f"{arm} - ref"]
+        parts = method.variance_components(analysis.contrast_matrix(frames, {arm: 1.0, "ref": -1.0})[0])
+        needed = int(row["seeds_needed"])  # the fewest seeds whose MDD at this level reaches the target
+        assert method.planned_mdd(parts, needed, 300, alpha=row["alpha"]) <= 0.05
+        assert needed == 2 or method.planned_mdd(parts, needed - 1, 300, alpha=row["alpha"]) > 0.05
+        assert row["mdd"] == pytest.approx(method.planned_mdd(parts, 3, 300, alpha=row["alpha"]))
+    one_seed = analysis.study_comparisons(study, {"methods": comparison({"ref": 0.5, "same": 0.5}, seeds=1)})
+    assert one_seed["seeds_needed"].isna().all()

@@ -22,7 +22,11 @@ ARMS = pd.DataFrame([
     {"claim": "c", "arm": "gcpo", "estimate": 0.4, "low": math.nan, "high": math.nan, "seeds": 1, "items": 300}])
 COMPARISONS = pd.DataFrame([
     {"claim": "c", "comparison": "gcpo - grpo", "estimate": 0.02333, "low": -0.0412, "high": 0.0876,
-     "words": "too wide to tell gcpo from grpo"}])
+     "words": "too wide to tell gcpo from grpo", "seeds_needed": 23.0},
+    {"claim": "c", "comparison": "gcpo_sft - grpo", "estimate": 0.01, "low": math.nan, "high": math.nan,
+     "words": "no verdict", "seeds_needed": math.nan},
+    {"claim": "c", "comparison": "ga_sft - grpo", "estimate": 0.01, "low": -0.2, "high": 0.2,
+     "words": "too wide to tell ga_sft from grpo", "seeds_needed": math.inf}])
 
 
 def test_a_claim_block_is_the_reports_rows_in_two_tables():
@@ -31,8 +35,10 @@ def test_a_claim_block_is_the_reports_rows_in_two_tables():
         "| grpo (reference) | 0.377 | [0.322, 0.432] | 3 x 300 |",
         "| gcpo | 0.400 | - | 1 x 300 |",
         "",
-        "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|",
-        "| gcpo - grpo | +0.023 | [-0.041, 0.088] | too wide to tell gcpo from grpo |"])
+        "| comparison | difference | Holm-adjusted interval | verdict | seeds for the target |", "|---|---|---|---|---|",
+        "| gcpo - grpo | +0.023 | [-0.041, 0.088] | too wide to tell gcpo from grpo | 23 |",
+        "| gcpo_sft - grpo | +0.010 | - | no verdict | - |",
+        "| ga_sft - grpo | +0.010 | [-0.200, 0.200] | too wide to tell ga_sft from grpo | more items |"])
     runs = pd.DataFrame({"arm": ["grpo", "grpo", "gcpo"], "length": [20.0, 22.0, 30.5], "entropy": [0.1, 0.2, 0.05]})
     runs["run_id"] = ["a", "b", "c"]
     curves = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c", "c", "c"], "arm": ["grpo"] * 4 + ["gcpo"] * 3,

@@ -21,7 +21,7 @@ from gcpo.studies.study_file import Claim, Study
 from gcpo.sweeps import stats
 
 COMPARISON_COLUMNS = ["claim", "comparison", "estimate", "low95", "high95", "p", "p_holm", "alpha",
-                      "low", "high", "mdd", "verdict", "words", "method", "seeds", "items"]
+                      "low", "high", "mdd", "seeds_needed", "verdict", "words", "method", "seeds", "items"]
 
 
 def arm_frames(runs: pd.DataFrame, items: pd.DataFrame, metric: str, arms: list[str]) -> dict[str, pd.DataFrame]:
@@ -108,11 +108,22 @@ def _adjust(row: dict, claim: Claim, alpha: float, mode: str) -> dict[str, Any]:
     interval = method.interval_at(matrix, how, alpha) if len(matrix) else None
     row["low"], row["high"] = (interval.low, interval.high) if interval else (math.nan, math.nan)
     row["alpha"] = alpha
-    row["mdd"] = method.planned_mdd(method.variance_components(matrix), *matrix.shape, alpha=alpha) \
-        if len(matrix) >= 2 and not math.isnan(alpha) else math.nan
+    row["mdd"], row["seeds_needed"] = _what_it_would_take(matrix, alpha, claim.target_difference)
     row["verdict"], row["words"] = _words(row, claim, mode)
     row.pop("_contrast")
     return row
+
+
+def _what_it_would_take(matrix: np.ndarray, alpha: float, target: float) -> tuple[float, float]:
+    """The difference this design detects (the reached MDD, at the comparison's Holm level) and the paired seeds
+    the claim's target difference would need at the noise measured here (`method.seeds_needed` on this matrix's
+    own variance components, at the same items and level; inf when the items alone keep it above the target);
+    NaN below 2 seeds."""
+    if len(matrix) < 2 or math.isnan(alpha):
+        return math.nan, math.nan
+    parts = method.variance_components(matrix)
+    needed = method.seeds_needed(parts, matrix.shape[1], target, alpha=alpha)
+    return method.planned_mdd(parts, *matrix.shape, alpha=alpha), math.inf if needed is None else float(needed)
 
 
 def study_comparisons(study: Study, comparisons: dict[str, Any]) -> pd.DataFrame:

@@ -93,14 +93,23 @@ def _arm_lines(arms: pd.DataFrame) -> list[str]:
     return lines
 
 
+def seeds_text(seeds: float) -> str:
+    """A comparison's `seeds_needed`: a count, "more items" (inf: no number of seeds reaches the target at these
+    items), or "-" (not measured: fewer than 2 seeds)."""
+    if math.isnan(seeds):
+        return "-"
+    return "more items" if math.isinf(seeds) else str(int(seeds))
+
+
 def _comparison_lines(table: pd.DataFrame) -> list[str]:
-    lines = ["| comparison | difference | 95% interval | Holm-adjusted interval | level | p (Holm) | reached MDD |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| comparison | difference | 95% interval | Holm-adjusted interval | level | p (Holm) | reached MDD | "
+             "seeds for the target |", "|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         level = "-" if math.isnan(row["alpha"]) else f"{100 * (1 - row['alpha']):.2f}%"
         lines.append(f"| {row['comparison']} | {number_text(row['estimate'], '{:+.3f}')} | "
                      f"{interval_text(row['low95'], row['high95'])} | {interval_text(row['low'], row['high'])} | "
-                     f"{level} | {number_text(row['p_holm'], '{:.3g}')} | {number_text(row['mdd'])} |")
+                     f"{level} | {number_text(row['p_holm'], '{:.3g}')} | {number_text(row['mdd'])} | "
+                     f"{seeds_text(row.get('seeds_needed', math.nan))} |")
     return lines + [""] + [f"- **{row['verdict']}**: {row['words']}" for row in table.to_dict("records")]
 
 

@@ -4,8 +4,9 @@
 - `claim_block(arms, comparisons, reference, measures)`: each arm's mean with its 95% interval, what the interval
   rests on (seeds x held-out items) and, from the claim's runs.csv and curves.csv, the samples its runs drew (the
   rollout budget) and its mean response length and entropy of its own samples at the last training step; then
-  each comparison's difference with its Holm-adjusted interval and the verdict in words
-  (`gcpo.studies.method.verdict`). The rows are the report's (`gcpo study report`).
+  each comparison's difference with its Holm-adjusted interval, the verdict in words
+  (`gcpo.studies.method.verdict`) and the paired seeds the claim's target difference would need at the noise the
+  study measured (`seeds_needed`: "more items" where no number of seeds reaches it). The rows are the report's (`gcpo study report`).
 - `read_blocks(folder, references)`: those blocks from a report folder's files.
 - `update_blocks(text, study, blocks)`: rewrites every block of `text` marked
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gcpo.studies.report import seeds_text
 from gcpo.sweeps.tables import interval_text, number_text
 
 START = re.compile(r"^<!-- study (?P<study>[\w.-]+)/(?P<claim>[\w.=-]+) -->$")
@@ -53,10 +55,12 @@ def claim_block(arms: pd.DataFrame, comparisons: pd.DataFrame, reference: str,
         more = "".join(f" {number_text(measures[c].get(row['arm'], math.nan), MEASURES[c][1])} |" for c in extra)
         lines.append(f"| {name} | {number_text(row['estimate'], '{:.3f}')} | "
                      f"{interval_text(row['low'], row['high'])} | {row['seeds']} x {row['items']} |{more}")
-    lines += ["", "| comparison | difference | Holm-adjusted interval | verdict |", "|---|---|---|---|"]
+    lines += ["", "| comparison | difference | Holm-adjusted interval | verdict | seeds for the target |",
+              "|---|---|---|---|---|"]
     for row in comparisons.to_dict("records"):
         lines.append(f"| {row['comparison']} | {number_text(row['estimate'], '{:+.3f}')} | "
-                     f"{interval_text(row['low'], row['high'])} | {row['words']} |")
+                     f"{interval_text(row['low'], row['high'])} | {row['words']} | "
+                     f"{seeds_text(row.get('seeds_needed', math.nan))} |")
     return "\n".join(lines)
 
 
