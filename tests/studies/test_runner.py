@@ -60,6 +60,10 @@ def test_plan_report_and_status_read_the_finished_pieces(tmp_path, capsys):
     assert "detectable difference at the planned seeds: 0." in text and "for the target 0.050: " in text
     plan = pd.read_csv(out / "plan.csv").set_index("claim")
     assert plan.loc["methods", "seeds_needed"] > 3 and plan.loc["methods", "hours"] > 0
+    # the pessimistic line: the pilot's seed share at its 80% upper bound detects less (a larger difference)
+    assert plan.loc["methods", "mdd_seed_upper"] > plan.loc["methods", "mdd"]
+    assert plan.loc["methods", "sd_seed_upper"] > plan.loc["methods", "sd_seed"]
+    assert "if the seeds disagree more than the pilot's (its sd seed at the 80% upper bound, 0." in text
     assert run_command("report", STUDY, "--out", out) == 0
     assert "methods: 14 of 18 pieces done" in capsys.readouterr().out
     for name in ("report.md", "arms.csv", "comparisons.csv", "comparisons.png", "methods/learning_curves.png",

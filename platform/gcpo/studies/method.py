@@ -7,6 +7,12 @@ and held-out items, crossed); this module builds on them. docs/studies.md writes
   sigma_s^2 = max(MS_seed - MS_resid, 0) / N, the item share sigma_i^2 = max(MS_item - MS_resid, 0) / S and a
   seed's own noise on one item sigma_e^2 = MS_resid. With one value per seed (no per-item results) the seeds'
   variance is all there is: sigma_s^2 = var(seed values), sigma_i^2 = sigma_e^2 = 0.
+- **The seed share's upper bound** (`seed_share_upper`): the seed stratum's mean square at its one-sided 80%
+  chi-square bound on S - 1 degrees of freedom, less sigma_e^2. Exact for the stratum; above the true seed share
+  in at least 80% of studies (more where the share is small: an estimate below 0 is first raised to 0; the
+  simulation in tests/studies/test_method.py). The plan gives the MDD at it beside the point estimate: a pilot of
+  2 seeds measures the seed share on 1 degree of freedom and often finds 0. warm_claims' pilot did (gcpo - grpo:
+  MDD 0.21 at 3 seeds; 0.83 at the bound), and the study's 3 seeds found sd 0.054 and reached 0.66.
 - **Planning**: at S seeds and N items the estimate's variance is (sigma_s^2 + sigma_e^2 / N) / S (the seed
   stratum) + sigma_i^2 / N (the item stratum, not divided by S: every seed sees the same items); its degrees of
   freedom are Welch-Satterthwaite's over the strata (S - 1 and N - 1). The minimum detectable difference is
@@ -60,6 +66,7 @@ from gcpo.sweeps import stats
 ALPHA = 0.05
 POWER = stats.POWER
 MAX_PLANNED_SEEDS = 1000
+SEED_UPPER_CONFIDENCE = 0.8  # the plan's pessimistic line: the pilot's seed share at its 80% upper bound
 BEATS, NO_DIFFERENCE, TOO_WIDE, NO_VERDICT = "beats", "no difference", "too wide to tell", "no verdict"
 
 
@@ -86,6 +93,17 @@ def variance_components(values: np.ndarray) -> Components:
     _, ms_seed, ms_item, ms_resid = (float(x) for x in stats.crossed_mean_squares(values))
     return Components(max(ms_seed - ms_resid, 0.0) / items, max(ms_item - ms_resid, 0.0) / seeds, ms_resid,
                       seeds, items)
+
+
+def seed_share_upper(parts: Components, confidence: float = SEED_UPPER_CONFIDENCE) -> Components:
+    """`parts` with the seed share at its one-sided `confidence` upper bound: the seed stratum's mean square
+    N sigma_s^2 + sigma_e^2 on S - 1 degrees of freedom, scaled by (S - 1) / chi2_{1 - confidence, S - 1}, less
+    sigma_e^2. A pilot's seed share rests on few seeds (2 seeds: 1 degree of freedom) and is often 0; at its upper
+    bound the plan says what the design detects if the seeds disagree more than the pilot's did."""
+    df = max(parts.seeds - 1, 1)
+    stratum = parts.items * parts.seed + parts.resid
+    upper = stratum * df / scipy_stats.chi2.ppf(1 - confidence, df)
+    return Components(max(upper - parts.resid, 0.0) / parts.items, parts.item, parts.resid, parts.seeds, parts.items)
 
 
 def pooled_components(parts: Sequence[Components]) -> Components:
@@ -281,5 +299,5 @@ def interval_at(values: np.ndarray, method: str, alpha: float) -> stats.Interval
 
 
 __all__ = ["ALPHA", "Components", "adjusted_alpha", "decided", "factorial_contrasts", "holm", "interval_at",
-           "look_alpha", "p_values", "planned_error", "planned_mdd", "pooled_components", "seeds_needed",
-           "simulated_differences", "t_test_power", "variance_components", "verdict"]
+           "look_alpha", "p_values", "planned_error", "planned_mdd", "pooled_components", "seed_share_upper",
+           "seeds_needed", "simulated_differences", "t_test_power", "variance_components", "verdict"]

@@ -24,7 +24,7 @@ from gcpo.studies.study_file import Study
 from gcpo.sweeps.tables import interval_text, number_text
 
 PLAN_COLUMNS = ["claim", "comparisons", "seeds", "items", "alpha", "sd_seed", "sd_item", "sd_resid", "mdd",
-                "target", "seeds_needed", "trials", "hours", "source", "metric_arm", "metric_sd_seed",
+                "sd_seed_upper", "mdd_seed_upper", "target", "seeds_needed", "trials", "hours", "source", "metric_arm", "metric_sd_seed",
                 "metric_sd_item"]
 
 
@@ -49,6 +49,9 @@ def plan_table(study: Study, pilots: dict[str, Any], items: dict[str, int], cost
                     "sd_resid": math.sqrt(parts.resid), "mdd": method.planned_mdd(parts, max(seeds, 2), n,
                                                                                   alpha=alpha),
                     "seeds_needed": method.seeds_needed(parts, n, claim.target_difference, alpha=alpha)}
+            upper = method.seed_share_upper(parts)
+            row |= {"sd_seed_upper": math.sqrt(upper.seed),
+                    "mdd_seed_upper": method.planned_mdd(upper, max(seeds, 2), n, alpha=alpha)}
         rows.append(row)
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
@@ -75,6 +78,9 @@ def format_plan(study: Study, plan: pd.DataFrame, cost_s: float | None, runs: in
                   f"{number_text(row['sd_item'])}, sd of a seed on one item {number_text(row['sd_resid'])}",
                   f"  detectable difference at the planned seeds: {number_text(row['mdd'])}; for the target "
                   f"{row['target']:.3f}: {needed}"]
+        if not math.isnan(row["mdd"]):
+            lines.append(f"  if the seeds disagree more than the pilot's (its sd seed at the 80% upper bound, "
+                         f"{number_text(row['sd_seed_upper'])}): {number_text(row['mdd_seed_upper'])}")
     trials = int(plan["trials"].sum())
     total = plan["hours"].sum(min_count=1)
     reused = "" if runs is None or runs == trials else f" ({trials - runs} reuse another trial's run: {runs} to train)"
