@@ -155,3 +155,15 @@ def test_the_notebook_renders_the_study_report(tmp_path):
     assert "entropy_mean" in html and "length_mean" in html  # each claim's length and entropy by arm
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2 * (1 + 2)  # per study, the adjusted intervals and each claim's learning curves
+
+
+def test_an_interrupted_pieces_sweep_is_set_aside_so_the_next_run_starts_it_afresh(tmp_path, capsys):
+    from gcpo.studies.runner import set_aside
+
+    sweep = tmp_path / "sweeps" / "warm_claims-ablation_x_s2"
+    (sweep / "tune").mkdir(parents=True)
+    (sweep / "sweep.json").write_text("{}")
+    aside = set_aside(sweep)
+    assert not sweep.exists() and (aside / "sweep.json").exists() and aside.parent == sweep.parent
+    assert aside.name.startswith("warm_claims-ablation_x_s2.interrupted-")
+    assert "starts afresh" in capsys.readouterr().out

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gcpo.sweeps.runner import prune_checkpoints
+from gcpo.sweeps.runner import prune_checkpoints, trial_status
 
 
 def trial_folders(root: Path, rows: list[dict], per_trial: int = 2) -> None:
@@ -68,3 +68,19 @@ def test_an_unknown_keep_policy_fails_before_any_trial(tmp_path):
     with pytest.raises(ValueError, match=r"keep_checkpoints must be one of best, all, none, got 'last'"):
         run_sweep(tmp_path / "never-read.yaml", keep_checkpoints="last", base=tmp_path)
     assert not list(tmp_path.iterdir())  # nothing was created
+
+
+@pytest.mark.parametrize("error, last_step, steps, early_stopping, expected", [
+    (False, 20, 20, False, "ok"),
+    (False, 20.0, 20, False, "ok"),  # Tune's results may carry numbers as floats
+    (True, 20, 20, False, "error"),
+    (True, 3, 20, True, "error"),
+    # a FIFO sweep's trial that Tune ended short of its last step: an interrupt taken for an end (seen in a study:
+    # stopped 40 s in, after the step-0 evaluation, its "final" that evaluation)
+    (False, 0, 20, False, "interrupted"),
+    (False, None, 20, False, "interrupted"),  # never reported a step
+    (False, 10, 20, True, "ok"),  # a scheduler (ASHA) stopped it early: ended, not interrupted
+])
+def test_a_trial_is_ok_only_when_it_reached_its_last_step_or_a_scheduler_stopped_it(
+        error, last_step, steps, early_stopping, expected):
+    assert trial_status(error, last_step, steps, early_stopping) == expected

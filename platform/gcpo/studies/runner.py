@@ -4,7 +4,9 @@ A piece is one arm of one claim at one seed: a `gcpo.sweeps.runner.run_sweep` of
 (written to `OUT/spaces/<claim>.yaml`) narrowed to that arm and seed (MLflow experiment `<study>-<claim><TAG>`,
 one parent run per piece), read back with `load_comparison` and written to `OUT/pieces/<claim>/<arm>_s<seed>/`
 (`gcpo compare`'s report). A piece whose report exists is done and never trained again; a failed or interrupted
-piece writes none and is resumed (its sweep `--resume`d) by the next run. The order is seed by seed: every arm of
+piece writes none and is resumed (its sweep `--resume`d) by the next run; a piece whose trial was interrupted but
+ended by Tune as if finished (`gcpo.sweeps.runner.trial_status`) writes none either, and its sweep is set aside so
+that the next run starts it afresh (`set_aside`). The order is seed by seed: every arm of
 every claim at a seed before the next seed, so a study stopped halfway is still a paired comparison.
 `OUT/study.json` records each piece's wall-clock time (the ETA and `gcpo study plan`'s cost use it), its date,
 machine and CPU flags (the report's cost table), and the looks taken.
@@ -176,9 +178,22 @@ def run_piece(study: Study, piece: dict, overrides: list[str], out: Path, base: 
     if not failed:  # no report for a failed piece: the next run retries it
         cmp = load_comparison(outcome.experiment, outcome.tracking_uri, parent_run_id=outcome.parent_run_id)
         write_report(cmp, piece_dir(out, piece))
+    elif any(t["status"] == "interrupted" for t in outcome.trials):
+        set_aside(existing)
     return {"wall_s": round(time.time() - started, 1), "failed": failed, "experiment": outcome.experiment,
             "parent_run_id": outcome.parent_run_id, "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime()),
             "machine": machine()}
+
+
+def set_aside(sweep: Path) -> Path:
+    """Move a piece's sweep folder aside (`<name>.interrupted-<time>`), so that the next `gcpo study run` starts
+    the piece afresh: Tune keeps an interrupted trial it took for an ended one as ended, and `--resume` would not
+    run it again (`gcpo.sweeps.runner.trial_status`). Its MLflow runs stay, under their own parent run."""
+    aside = sweep.with_name(f"{sweep.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}")
+    sweep.rename(aside)
+    print(f"[study] {sweep.name}: a trial was interrupted and ended as if finished; its sweep is set aside "
+          f"({aside}) and the piece starts afresh next time", flush=True)
+    return aside
 
 
 def merge_claim(out: Path, claim: str):

@@ -11,6 +11,11 @@ MLflow child run of one parent run per sweep.
   `max_failures` times, and the retried trial's Train run resumes from its last checkpoint into the same child
   run (steps already logged are not logged again).
 - `--resume` restores the Tune experiment: finished trials are kept, unfinished and errored ones continue.
+- A trial is `ok` only when it ended without an error *and*, where no scheduler stops trials early, at its last
+  step (`trial_status`). Tune can end a trial that an interrupt (SIGINT) stopped as if it had finished: seen once
+  in a study, 40 s into a trial, after its step-0 evaluation, with that evaluation as its "final" value. Such a
+  trial is `interrupted`; `--resume` does not run it again (Tune keeps it as ended), so `gcpo study run` starts
+  its piece afresh.
 - Checkpoints: every trial's run keeps `trainer.keep_checkpoints` (default 1) while the sweep runs; when every
   trial has ended, the space's `keep_checkpoints` decides what stays: `best` (default) the best finished trial's
   by the sweep's metric (all of them when no trial reported it), `all`, or `none`. A failed trial keeps its
@@ -310,6 +315,17 @@ def prune_checkpoints(trials: list[dict], trials_dir: Path, name: str, keep: str
     return freed
 
 
+def trial_status(error: bool, last_step: Any, steps: int, early_stopping: bool) -> str:
+    """`error` (Tune saw it fail), `interrupted` (it ended without an error short of its last `steps`, and no
+    scheduler stops trials early: an interrupt Tune took for an end) or `ok`. A trial that never reported a step
+    is interrupted too."""
+    if error:
+        return "error"
+    if not early_stopping and not (isinstance(last_step, (int, float)) and last_step >= steps):
+        return "interrupted"
+    return "ok"
+
+
 def _close_children(ctx: SweepContext, grid) -> list[dict]:
     """One row per trial; child runs a scheduler stopped (left RUNNING) become KILLED, tagged stopped_early."""
     from gcpo.tracking.sweep_runs import child_runs, end_stopped_trial
@@ -320,11 +336,12 @@ def _close_children(ctx: SweepContext, grid) -> list[dict]:
         trial_id = str((result.metrics or {}).get("trial_id", ""))
         params = dict(result.config or {})
         child = children.get(f"{ctx.name}/{trial_id}")
+        status = trial_status(result.error is not None, (result.metrics or {}).get("step"),
+                              trial_config(ctx.space, params).trainer.steps, ctx.space.scheduler is not None)
         if child is not None and child.status == "RUNNING":
-            end_stopped_trial(ctx.tracking_uri, child.run_id, stopped_early=result.error is None)
+            end_stopped_trial(ctx.tracking_uri, child.run_id, stopped_early=status == "ok")
         rows.append({"trial": trial_id, "arm": arm_label(params, ctx.space.swept_keys),
-                     "seed": params.get("trainer.seed", ctx.space.seeds[0]),
-                     "status": "error" if result.error else "ok",
+                     "seed": params.get("trainer.seed", ctx.space.seeds[0]), "status": status,
                      "metric": (result.metrics or {}).get(ctx.space.metric),
                      "iterations": (result.metrics or {}).get("training_iteration", 0),
                      "run_id": child.run_id if child else None, "checkpoint": None})
