@@ -167,3 +167,22 @@ def test_an_interrupted_pieces_sweep_is_set_aside_so_the_next_run_starts_it_afre
     assert not sweep.exists() and (aside / "sweep.json").exists() and aside.parent == sweep.parent
     assert aside.name.startswith("warm_claims-ablation_x_s2.interrupted-")
     assert "starts afresh" in capsys.readouterr().out
+
+
+def test_report_and_status_name_a_piece_whose_run_did_not_finish(tmp_path, capsys):
+    out = tmp_path / "study"
+    shutil.copytree(OLD / "pieces", out / "pieces")
+    shutil.copy(OLD / "study.json", out / "study.json")
+    runs = out / "pieces" / "methods" / "grpo_s0" / "runs.csv"
+    table = pd.read_csv(runs)
+    table["status"] = "KILLED"  # what an interrupted trial taken for a finished one left (warm_claims, 2026-12-07)
+    table.to_csv(runs, index=False)
+    from gcpo.studies.report import suspect_pieces
+
+    assert suspect_pieces(out) == {"methods/grpo_s0": ["KILLED"]}
+    for action in ("report", "status"):
+        assert run_command(action, STUDY, "--out", out) == 0
+        text = capsys.readouterr().out
+        assert ("suspect piece methods/grpo_s0: its run ended KILLED, not FINISHED (an interrupted trial?); "
+                "delete pieces/methods/grpo_s0 to train it again") in text
+    assert (out / "report.md").read_text().startswith("**suspect piece methods/grpo_s0")

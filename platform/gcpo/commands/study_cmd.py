@@ -154,7 +154,7 @@ def _reuse(args: argparse.Namespace, study, out: Path) -> int:
 
 
 def _report(args: argparse.Namespace, study, out: Path) -> int:
-    from gcpo.studies.report import format_status, write_study_report
+    from gcpo.studies.report import format_status, suspect_lines, suspect_pieces, write_study_report
     from gcpo.studies.runner import done_counts, merged
 
     comparisons = merged(study, out)
@@ -162,6 +162,8 @@ def _report(args: argparse.Namespace, study, out: Path) -> int:
     totals = (sum(d for d, _ in done.values()), sum(t for _, t in done.values()))
     _, table = write_study_report(study, out, comparisons, totals)
     print(format_status(study, table, done))
+    for line in suspect_lines(suspect_pieces(out)):
+        print(f"gcpo study report: {line}")
     print(f"\nreport: {out / 'report.md'} (arms.csv, comparisons.csv, comparisons.png, one folder per claim)")
     return _readme(args.readme, study, out) if args.readme else 0
 
@@ -196,13 +198,15 @@ def _readme_error(args: argparse.Namespace, study) -> str | None:
 
 def _status(args: argparse.Namespace, study, out: Path) -> int:
     from gcpo.studies.analysis import study_comparisons
-    from gcpo.studies.report import format_status
+    from gcpo.studies.report import format_status, suspect_lines, suspect_pieces
     from gcpo.studies.reuse import piece_fingerprints, runs_to_train
     from gcpo.studies.runner import done_counts, load_state, merged, piece_cost, pieces
 
     table = study_comparisons(study, merged(study, out))
     done = done_counts(study, out)
     print(format_status(study, table, done))
+    for line in suspect_lines(suspect_pieces(out)):
+        print(f"gcpo study status: {line}")
     todo = pieces(study)
     state = load_state(out)
     cost, left = piece_cost(state), sum(t - d for d, t in done.values())

@@ -159,8 +159,29 @@ def write_study_report(study: Study, out: Path, comparisons: dict[str, Any],
         plot_intervals(rows, list(rows["comparison"]), out / claim / "comparisons.png", zero_line=True,
                        xlabel="difference (Holm-adjusted over the study)", title=f"{study.name}: {claim}")
     cost = cost_lines(load_state(out), reused_records(out))
-    (out / "report.md").write_text(markdown_report(study, arms, table, done) + "\n" + cost)
+    warnings = "".join(f"**{line}**\n\n" for line in suspect_lines(suspect_pieces(out)))
+    (out / "report.md").write_text(warnings + markdown_report(study, arms, table, done) + "\n" + cost)
     return arms, table
+
+
+def suspect_pieces(out: Path) -> dict[str, list[str]]:
+    """Finished pieces (a report exists) whose runs did not all end FINISHED in MLflow: piece -> the other
+    statuses. A piece is written only when its trials ended at their last step (`gcpo.sweeps.runner.trial_status`);
+    one written by an older runner from an interrupted trial shows here (its run KILLED), so a report never quotes
+    it silently."""
+    suspect = {}
+    for runs in sorted(out.glob("pieces/*/*/runs.csv")):
+        statuses = pd.read_csv(runs, usecols=lambda c: c == "status").get("status", pd.Series(dtype=str))
+        other = sorted(set(statuses.dropna()) - {"FINISHED"})
+        if other:
+            suspect[f"{runs.parent.parent.name}/{runs.parent.name}"] = other
+    return suspect
+
+
+def suspect_lines(suspect: dict[str, list[str]]) -> list[str]:
+    """What `report` and `status` say about `suspect_pieces`: each piece and how to train it again."""
+    return [f"suspect piece {piece}: its run ended {', '.join(statuses)}, not FINISHED (an interrupted trial?); "
+            f"delete pieces/{piece} to train it again" for piece, statuses in suspect.items()]
 
 
 def format_status(study: Study, table: pd.DataFrame, done: dict[str, tuple[int, int]]) -> str:
