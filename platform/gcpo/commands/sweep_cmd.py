@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     except SweepInterrupted as e:
         print(f"gcpo sweep: {e}", file=sys.stderr)
         return 130
-    failed = [t for t in outcome.trials if t["status"] == "error"]
-    print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed; "
+    failed = [t for t in outcome.trials if t["status"] != "ok"]  # error, or interrupted (trial_status)
+    print(f"\nsweep '{outcome.name}': {len(outcome.trials)} trials, {len(failed)} failed or interrupted; "
           f"MLflow experiment '{outcome.experiment}', parent run {outcome.parent_run_id}")
     kept = [t["checkpoint"] for t in outcome.trials if t["checkpoint"] not in (None, "removed")]
     freed = outcome.removed_checkpoint_bytes
