@@ -24,8 +24,8 @@ from gcpo.studies.study_file import Study
 from gcpo.sweeps.tables import interval_text, number_text
 
 PLAN_COLUMNS = ["claim", "comparisons", "seeds", "items", "alpha", "sd_seed", "sd_item", "sd_resid", "mdd",
-                "sd_seed_upper", "mdd_seed_upper", "target", "seeds_needed", "trials", "hours", "source", "metric_arm", "metric_sd_seed",
-                "metric_sd_item"]
+                "sd_seed_upper", "mdd_seed_upper", "target", "seeds_needed", "trials", "hours", "source", "metric_arm",
+                "metric_sd_seed", "metric_sd_item"]
 
 
 def plan_table(study: Study, pilots: dict[str, Any], items: dict[str, int], cost_s: float | None) -> pd.DataFrame:

@@ -6,7 +6,8 @@
   rollout budget) and its mean response length and entropy of its own samples at the last training step; then
   each comparison's difference with its Holm-adjusted interval, the verdict in words
   (`gcpo.studies.method.verdict`) and the paired seeds the claim's target difference would need at the noise the
-  study measured (`seeds_needed`: "more items" where no number of seeds reaches it). The rows are the report's (`gcpo study report`).
+  study measured (`seeds_needed`: "more items" where no number of seeds reaches it). The rows are the report's
+  (`gcpo study report`).
 - `read_blocks(folder, references)`: those blocks from a report folder's files.
 - `update_blocks(text, study, blocks)`: rewrites every block of `text` marked
 
